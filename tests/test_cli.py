@@ -1,0 +1,97 @@
+"""The ``metamodal`` command and the demo job, run as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "metamodal.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_inspect_json_and_text(small_shop: Path) -> None:
+    r = cli("data", "inspect", str(small_shop), "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert (s["users"], s["items"]) == (240, 300) and s["interactions"] > 240 * 10 - 1
+    assert set(s["modalities"]) == {"text", "image"} and 250 < s["modalities"]["image"] <= 300
+    r = cli("data", "inspect", str(small_shop), "--format", "generic")
+    assert r.returncode == 0 and "modalities" in r.stdout and "image" in r.stdout
+
+
+def test_split_and_baselines(small_shop: Path, tmp_path: Path) -> None:
+    r = cli(
+        "data",
+        "split",
+        str(small_shop),
+        "--out",
+        str(tmp_path / "s"),
+        "--missing",
+        "text=0.5",
+        "--cold-users",
+        "0.1",
+        "--seed",
+        "3",
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["split"]["method"] == "mmrec" and out["missing"]["cold_users"] > 0
+    assert {p.name for p in (tmp_path / "s").iterdir()} == {
+        "split.npz",
+        "split.json",
+        "missing.npz",
+        "missing.json",
+    }
+    r = cli(
+        "eval", "baselines", str(small_shop), "--out", str(tmp_path / "b"), "--missing", "image=0.3"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "popularity" in r.stdout and "recall@20" in r.stdout
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert set(res["models"]) == {"popularity", "random"}
+    assert (tmp_path / "b" / "results.png").stat().st_size > 1000
+
+
+def test_bad_input_exits_2_with_location(tmp_path: Path) -> None:
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "items.jsonl").write_text('{"id": "a"}\n')
+    (d / "interactions.csv").write_text("user_id,item_id\nu1,a\nu1,b\n")
+    r = cli("data", "inspect", str(d))
+    assert r.returncode == 2
+    assert "interactions.csv, row 2, field 'item_id': unknown item id 'b'" in r.stderr
+    r = cli("data", "split", str(d), "--out", str(tmp_path / "o"), "--missing", "text")
+    assert r.returncode != 0 and "MODALITY=RATE" in r.stderr
+
+
+def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "pipeline.py"),
+            "--out",
+            str(tmp_path / "demo"),
+            "--items",
+            "240",
+            "--users",
+            "150",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "[4/4]" in r.stdout and "demo wall time" in r.stdout
+    res = json.loads((tmp_path / "demo" / "baselines" / "results.json").read_text())
+    assert (
+        res["missing"]["cold_users"] > 0
+        and res["missing"]["present"]["text"] < res["dataset"]["modalities"]["text"]
+    )
+    assert "cold_users" in res["models"]["popularity"]["slices"]
