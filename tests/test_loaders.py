@@ -195,3 +195,36 @@ def test_real_datasets_counts(name: str, expected: tuple[int, int, int]) -> None
     assert (ds.n_users, ds.n_items, ds.n_interactions) == expected
     if name == "ml100k-mm":
         assert ds.modalities["image"].n_present == 1663
+
+
+def test_generic_parquet_and_features(tmp_path: Path) -> None:
+    import pandas as pd
+
+    d = tmp_path / "pq"
+    d.mkdir()
+    pd.DataFrame({"id": [1, 2, 3], "title": ["a", "b", ""], "description": ["x", "", ""]}).to_parquet(
+        d / "items.parquet"
+    )
+    pd.DataFrame({"uid": ["u", "v", "u"], "iid": [3, 1, 2], "ts": [5, 6, 7]}).to_parquet(
+        d / "interactions.parquet"
+    )
+    np.save(d / "clip.npy", np.eye(3, 4, dtype=np.float32))
+    (d / "catalog.json").write_text(
+        json.dumps(
+            {
+                "text_fields": ["title", "description"],
+                "image_field": None,
+                "user_field": "uid",
+                "item_field": "iid",
+                "timestamp_field": "ts",
+                "features": {"clip": {"path": "clip.npy", "kind": "image"}},
+            }
+        )
+    )
+    ds = load_dataset(d)
+    assert ds.modalities["text"].texts == ["a. x", "b", None]
+    assert ds.interactions.item.tolist() == [2, 0, 1] and ds.interactions.timestamp.tolist() == [5, 6, 7]
+    assert ds.modalities["clip"].kind == "image" and ds.modalities["clip"].dim == 4
+    np.save(d / "clip.npy", np.eye(2, 4, dtype=np.float32))
+    with pytest.raises(DataError, match=r"clip\.npy, row 3: feature rows do not align"):
+        load_dataset(d)
