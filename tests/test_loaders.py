@@ -202,9 +202,9 @@ def test_generic_parquet_and_features(tmp_path: Path) -> None:
 
     d = tmp_path / "pq"
     d.mkdir()
-    pd.DataFrame({"id": [1, 2, 3], "title": ["a", "b", ""], "description": ["x", "", ""]}).to_parquet(
-        d / "items.parquet"
-    )
+    pd.DataFrame(
+        {"id": [1, 2, 3], "title": ["a", "b", ""], "description": ["x", "", ""]}
+    ).to_parquet(d / "items.parquet")
     pd.DataFrame({"uid": ["u", "v", "u"], "iid": [3, 1, 2], "ts": [5, 6, 7]}).to_parquet(
         d / "interactions.parquet"
     )
@@ -223,7 +223,11 @@ def test_generic_parquet_and_features(tmp_path: Path) -> None:
     )
     ds = load_dataset(d)
     assert ds.modalities["text"].texts == ["a. x", "b", None]
-    assert ds.interactions.item.tolist() == [2, 0, 1] and ds.interactions.timestamp.tolist() == [5, 6, 7]
+    assert ds.interactions.item.tolist() == [2, 0, 1] and ds.interactions.timestamp.tolist() == [
+        5,
+        6,
+        7,
+    ]
     assert ds.modalities["clip"].kind == "image" and ds.modalities["clip"].dim == 4
     np.save(d / "clip.npy", np.eye(2, 4, dtype=np.float32))
     with pytest.raises(DataError, match=r"clip\.npy, row 3: feature rows do not align"):

@@ -119,6 +119,54 @@ def baselines(
     print(f"wrote {out}/results.json, results.md, results.png")
 
 
+@app.command("extract")
+def extract(
+    catalog: Path,
+    out: Annotated[Path, typer.Option(help="output directory (shards + manifest.json)")],
+    format: FormatOpt = None,
+    arch: str = "ViT-S-32",
+    image_weights: Annotated[
+        str | None, typer.Option(help="local checkpoint path or cached open_clip tag")
+    ] = None,
+    random_image_init: Annotated[
+        bool, typer.Option(help="random open_clip weights (said in the manifest)")
+    ] = False,
+    image_size: int | None = None,
+    text: bool = True,
+    image: bool = True,
+    clip_text: bool = False,
+    batch_size: int | None = None,
+    actors: int | None = None,
+    shard_size: int | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Per-modality item embeddings through Ray Data (MiniLM text, open_clip image)."""
+    from metamodal.extract.encoders import WeightsUnavailable
+    from metamodal.extract.pipeline import build_config, run_extraction
+
+    cfg = build_config(
+        text=text,
+        image=image,
+        clip_text=clip_text,
+        arch=arch,
+        image_weights=image_weights,
+        random_image_init=random_image_init,
+        image_size=image_size,
+        batch_size=batch_size,
+        actors=actors,
+        shard_size=shard_size,
+        device=device,
+        overwrite=overwrite or None,
+    )
+    try:
+        run_extraction(catalog, out, cfg, format)
+    except WeightsUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(f"wrote {out}/manifest.json")
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,60 @@
+"""Extract per-modality item embeddings with Ray Data.
+
+python jobs/extract_embeddings.py CATALOG --out DIR [--random-image-init | --image-weights CKPT]
+ray job submit --working-dir . -- python jobs/extract_embeddings.py CATALOG --out DIR ...
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from metamodal.extract.pipeline import build_config, run_extraction
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("catalog")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", default=None)
+    p.add_argument("--arch", default="ViT-S-32", help="open_clip architecture")
+    p.add_argument(
+        "--image-weights", default=None, help="local checkpoint path or a cached open_clip tag"
+    )
+    p.add_argument(
+        "--random-image-init",
+        action="store_true",
+        help="random open_clip weights (said in the manifest)",
+    )
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--no-text", action="store_true")
+    p.add_argument("--no-image", action="store_true")
+    p.add_argument(
+        "--clip-text", action="store_true", help="also embed text with the open_clip text tower"
+    )
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--actors", type=int, default=None)
+    p.add_argument("--shard-size", type=int, default=None)
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--overwrite", action="store_true")
+    a = p.parse_args()
+    cfg = build_config(
+        text=not a.no_text,
+        image=not a.no_image,
+        clip_text=a.clip_text,
+        arch=a.arch,
+        image_weights=a.image_weights,
+        random_image_init=a.random_image_init,
+        image_size=a.image_size,
+        batch_size=a.batch_size,
+        actors=a.actors,
+        shard_size=a.shard_size,
+        device=a.device,
+        overwrite=a.overwrite or None,
+    )
+    run_extraction(a.catalog, a.out, cfg, a.format)
+
+
+if __name__ == "__main__":
+    main()

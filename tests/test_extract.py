@@ -1,0 +1,149 @@
+"""Extraction through Ray Data: bad inputs become reasons, every item appears once per
+modality, interrupted runs resume to the same embeddings, ids stay aligned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metamodal.extract.encoders import Encoder, EncoderSpec, WeightsUnavailable
+
+IMAGE = EncoderSpec(
+    "open_clip_image", "image_clip", arch="ViT-S-32", random_init=True, image_size=32, seed=1
+)
+TEXT = EncoderSpec("minilm", "text_minilm")
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=512 * 2**20,
+        configure_logging=False,
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 items: ok images, a truncated JPEG, a text file named .jpg, a missing file, none;
+    real text, whitespace, none."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("cat")
+    (d / "img").mkdir()
+    rows = []
+    for i in range(40):
+        rec = {"id": f"it{i:02d}", "text": f"a {['red', 'blue', 'green'][i % 3]} lamp number {i}"}
+        path = d / "img" / f"{i}.jpg"
+        Image.new("RGB", (40, 40), (i * 6, 255 - i * 6, 100)).save(path)
+        rec["image"] = f"img/{i}.jpg"
+        rows.append(rec)
+    rows[3]["image"] = None
+    rows[4]["text"] = "   "
+    rows[5].pop("text")
+    data = (d / "img" / "6.jpg").read_bytes()
+    (d / "img" / "6.jpg").write_bytes(data[: len(data) // 3])  # truncated
+    (d / "img" / "7.jpg").write_text("not an image")
+    (d / "img" / "8.jpg").unlink()
+    (d / "items.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (d / "interactions.csv").write_text(
+        "user_id,item_id\n" + "".join(f"u{i % 7},it{i:02d}\n" for i in range(40))
+    )
+    return d
+
+
+def cfg(**kw):
+    from metamodal.extract.pipeline import ExtractConfig
+
+    return ExtractConfig(
+        **{"encoders": [IMAGE], "shard_size": 16, "batch_size": 8, "actors": 2, **kw}
+    )
+
+
+def test_bad_inputs_counted_once_per_item_and_aligned(
+    ray_session, catalog: Path, tmp_path: Path
+) -> None:
+    from metamodal.data import load_dataset
+    from metamodal.extract.pipeline import load_embeddings, read_modality, run_extraction
+
+    m = run_extraction(catalog, tmp_path, cfg(encoders=[TEXT, IMAGE]))
+    img, txt = m["modalities"]["image_clip"], m["modalities"]["text_minilm"]
+    assert m["items"] == 40 and img["rows"] == txt["rows"] == 40
+    assert img["reasons"] == {
+        "image_absent": 2,
+        "image_corrupt": 1,
+        "image_unreadable": 1,
+    }  # 3 and 8 absent
+    assert (
+        img["present"] == 36
+        and img["random_init"] is True
+        and m["random_init"]["image_clip"] is True
+    )
+    assert txt["reasons"] == {"text_absent": 2} and txt["present"] == 38
+    saved = json.loads((tmp_path / "manifest.json").read_text())
+    assert saved["modalities"]["image_clip"]["missing"] == 4
+    for name in ("image_clip", "text_minilm"):
+        t = read_modality(tmp_path, name)
+        assert sorted(t.column("item_id").to_pylist()) == [
+            f"it{i:02d}" for i in range(40)
+        ]  # exactly once
+    ds = load_dataset(catalog)
+    feats = load_embeddings(tmp_path, ds)
+    f = feats["text_minilm"]
+    assert f.dim == 384 and not f.present[4] and not f.present[5] and f.present[9]
+    norms = np.linalg.norm(f.features[f.present], axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5)
+    direct = Encoder(TEXT).encode_texts([ds.modalities["text"].texts[9]])[0]  # id alignment
+    assert np.allclose(f.features[9], direct, atol=1e-5)
+    assert (
+        not feats["image_clip"].present[[3, 6, 7, 8]].any()
+        and feats["image_clip"].present[[0, 9]].all()
+    )
+
+
+def test_resume_matches_uninterrupted_and_rerun_skips(
+    ray_session, catalog: Path, tmp_path: Path
+) -> None:
+    from metamodal.extract.pipeline import read_modality, run_extraction
+
+    part = run_extraction(catalog, tmp_path / "a", cfg(max_new_shards=1))
+    assert part["modalities"]["image_clip"]["complete"] is False
+    assert len(list((tmp_path / "a" / "image_clip").glob("shard-*.parquet"))) == 1
+    resumed = run_extraction(catalog, tmp_path / "a", cfg())
+    assert (
+        resumed["modalities"]["image_clip"]["encoded_now"] < 40 - 16 + 1
+    )  # the first shard was skipped
+    run_extraction(catalog, tmp_path / "b", cfg(actors=1))
+    a, b = read_modality(tmp_path / "a", "image_clip"), read_modality(tmp_path / "b", "image_clip")
+    assert a.column("item_id").to_pylist() == b.column("item_id").to_pylist()
+    ea = np.asarray(a.column("embedding").combine_chunks().flatten()).reshape(40, -1)
+    eb = np.asarray(b.column("embedding").combine_chunks().flatten()).reshape(40, -1)
+    assert (
+        np.allclose(ea, eb, atol=1e-5)
+        and a.column("present").to_pylist() == b.column("present").to_pylist()
+    )
+    again = run_extraction(catalog, tmp_path / "a", cfg())
+    assert again["modalities"]["image_clip"]["encoded_now"] == 0
+    other = EncoderSpec(
+        "open_clip_image", "image_clip", arch="ViT-S-32", random_init=True, image_size=32, seed=2
+    )
+    with pytest.raises(ValueError, match="another configuration"):
+        run_extraction(catalog, tmp_path / "a", cfg(encoders=[other]))
+
+
+def test_weights_never_downloaded() -> None:
+    with pytest.raises(WeightsUnavailable, match="random_init=True explicitly"):
+        Encoder(EncoderSpec("open_clip_image", "x", arch="ViT-S-32"))
+    with pytest.raises(WeightsUnavailable, match="not in the local cache"):
+        Encoder(EncoderSpec("open_clip_image", "x", arch="ViT-B-32", pretrained="openai"))
+    with pytest.raises(WeightsUnavailable, match="neither a file nor a known"):
+        Encoder(EncoderSpec("open_clip_image", "x", pretrained="no-such-tag"))
