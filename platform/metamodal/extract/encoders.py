@@ -72,8 +72,9 @@ def cached_tag_path(arch: str, tag: str) -> str | None:
     return None
 
 
-def _open_clip_model(spec: EncoderSpec, device: str) -> tuple[Any, Any, Any, bool]:
-    """(model, image preprocess, tokenizer, random) for the spec, never touching the network."""
+def _open_clip_model(spec: EncoderSpec, device: str) -> tuple[Any, Any, bool]:
+    """(model, tokenizer, random) for the spec, never touching the network. The image transform
+    lives in ``stages.image_transform``: it runs in CPU tasks, not here."""
     import open_clip
 
     kwargs: dict[str, Any] = {"device": device}
@@ -103,15 +104,15 @@ def _open_clip_model(spec: EncoderSpec, device: str) -> tuple[Any, Any, Any, boo
             )
         pretrained = local
     torch.manual_seed(spec.seed)
-    model, _, preprocess = open_clip.create_model_and_transforms(
+    model, _, _ = open_clip.create_model_and_transforms(
         spec.arch, pretrained=None if random else pretrained, **kwargs
     )
     model.eval()
-    return model, preprocess, open_clip.get_tokenizer(spec.arch), random
+    return model, open_clip.get_tokenizer(spec.arch), random
 
 
 class Encoder:
-    """One loaded encoder. ``preprocess`` runs in CPU tasks, ``encode`` in the actor pool."""
+    """One loaded encoder, living in an actor of the encode pool."""
 
     def __init__(self, spec: EncoderSpec, device: str = "cpu") -> None:
         self.spec = spec
@@ -131,11 +132,8 @@ class Encoder:
                 if hasattr(self.model, "get_embedding_dimension")
                 else self.model.get_sentence_embedding_dimension()
             )
-            self.preprocess = None
             return
-        self.model, self.preprocess, self.tokenizer, self.random_init = _open_clip_model(
-            spec, device
-        )
+        self.model, self.tokenizer, self.random_init = _open_clip_model(spec, device)
         self.dim = int(
             self.model.text_projection.shape[1]
             if hasattr(self.model, "text_projection") and self.model.text_projection is not None

@@ -164,7 +164,6 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
                 **res,
             )
         )
-        written = 0
         for batch in pipe.iter_batches(batch_size=None, batch_format="numpy"):
             dim = batch["embedding"].shape[1]
             for i, ok, why, e in zip(
@@ -178,7 +177,6 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
                 if len(rows[k]) == min(cfg.shard_size, ds.n_items - k * cfg.shard_size)
             ]:
                 _write_shard(_shard_path(d, k), ds.item_ids, spec.modality, rows.pop(k), dim)
-                written += 1
     if rows:  # shards with no encodable item at all
         dim = dim or _known_dim(d) or 1
         for k in list(rows):
