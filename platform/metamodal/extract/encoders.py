@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from metamodal.extract.decode import CLIP_MEAN, CLIP_STD
+
 ENCODER_TYPES = ("open_clip_image", "open_clip_text", "minilm")
 
 
@@ -53,6 +55,24 @@ def l2_normalise(x: torch.Tensor) -> np.ndarray:
     return torch.nn.functional.normalize(x, dim=-1).cpu().numpy().astype(np.float32)
 
 
+def normalise_pixels(x: torch.Tensor, visual: Any) -> torch.Tensor:
+    """uint8 [B, S, S, 3] -> float [B, 3, S, S] scaled by the tower's own mean and std."""
+    mean = torch.tensor(getattr(visual, "image_mean", None) or CLIP_MEAN, device=x.device)
+    std = torch.tensor(getattr(visual, "image_std", None) or CLIP_STD, device=x.device)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - mean[:, None, None]) / std[:, None, None]
+
+
+def image_size(spec: EncoderSpec) -> int:
+    """The square input size the spec's image tower takes (its config, or the override)."""
+    import open_clip
+
+    if spec.image_size:
+        return int(spec.image_size)
+    size = open_clip.get_model_config(spec.arch)["vision_cfg"]["image_size"]
+    return int(size if isinstance(size, int) else size[0])
+
+
 def cached_tag_path(arch: str, tag: str) -> str | None:
     """Where an open_clip pretrained tag's weights already lie on disk, without any network."""
     import open_clip
@@ -73,8 +93,8 @@ def cached_tag_path(arch: str, tag: str) -> str | None:
 
 
 def _open_clip_model(spec: EncoderSpec, device: str) -> tuple[Any, Any, bool]:
-    """(model, tokenizer, random) for the spec, never touching the network. The image transform
-    lives in ``stages.image_transform``: it runs in CPU tasks, not here."""
+    """(model, tokenizer, random) for the spec, never touching the network. Decoding and resizing
+    live in ``decode`` (CPU tasks); normalisation happens here, on the model's device."""
     import open_clip
 
     kwargs: dict[str, Any] = {"device": device}
@@ -142,9 +162,12 @@ class Encoder:
 
     @torch.inference_mode()
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
-        """Preprocessed images [B, 3, H, W] -> embeddings [B, dim]."""
-        x = torch.from_numpy(pixels).to(self.device)
-        return l2_normalise(self.model.encode_image(x))
+        """uint8 images [B, S, S, 3] from ``decode.load_image`` -> embeddings [B, dim]."""
+        return l2_normalise(self.model.encode_image(self.normalise(pixels)))
+
+    def normalise(self, pixels: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
+        return normalise_pixels(x, self.model.visual)
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:

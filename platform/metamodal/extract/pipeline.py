@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 import torch
 
 from metamodal.data import Dataset, FeatureModality, load_dataset
-from metamodal.data.modalities import ImageModality, TextModality
-from metamodal.extract.encoders import EncoderSpec
-from metamodal.extract.stages import Encode, decode_batch
+from metamodal.data.modalities import ImageModality, TextModality, has_text
+from metamodal.extract.decode import decode_batch
+from metamodal.extract.encoders import EncoderSpec, image_size
+from metamodal.extract.stages import Encode
 
 
 def default_encoders(random_image_init: bool = False) -> list[EncoderSpec]:
@@ -47,9 +48,15 @@ def default_encoders(random_image_init: bool = False) -> list[EncoderSpec]:
 @dataclass
 class ExtractConfig:
     encoders: list[EncoderSpec] = field(default_factory=default_encoders)
-    batch_size: int = 64
+    batch_size: int | None = (
+        None  # default: 64 on CPU, 512 on GPU (ViT-B-32 on an H100: 0.71x -> 0.91x of bare forward)
+    )
     actors: int | None = None  # default: one per GPU, else 2 CPU actors
     actor_cpus: float = 0.5  # fractional, so read/decode tasks always find a CPU (STACK_NOTES)
+    decode_cpus: float = 0.25
+    gpus_per_actor: float = (
+        1.0  # 0.5 puts two actors on a GPU: one's host work hides under the other's forward
+    )
     shard_size: int = 512
     device: str = "auto"  # auto | cpu | cuda
     max_new_shards: int | None = None  # stop after writing this many shards (budgeted runs)
@@ -61,6 +68,8 @@ class ExtractConfig:
             "batch_size": self.batch_size,
             "actors": self.actors,
             "actor_cpus": self.actor_cpus,
+            "decode_cpus": self.decode_cpus,
+            "gpus_per_actor": self.gpus_per_actor,
             "shard_size": self.shard_size,
             "device": self.device,
         }
@@ -109,7 +118,10 @@ def _resources(cfg: ExtractConfig) -> tuple[str, int, dict]:
     gpus = int(ray.cluster_resources().get("GPU", 0))
     device = cfg.device if cfg.device != "auto" else ("cuda" if gpus else "cpu")
     if device == "cuda":
-        return device, cfg.actors or max(1, gpus), {"num_gpus": 1}
+        # The actor asks for a sliver of CPU too: with whole CPUs, decode tasks took every core
+        # and kept the GPU actor pending for 34 s on a 16-core host.
+        n = cfg.actors or max(1, round(gpus / cfg.gpus_per_actor))
+        return device, n, {"num_gpus": cfg.gpus_per_actor, "num_cpus": cfg.actor_cpus}
     n = cfg.actors or 2
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     return device, n, {"num_cpus": cfg.actor_cpus, "threads": max(1, cpus // n)}
@@ -143,28 +155,40 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
         for i in range(k * cfg.shard_size, min((k + 1) * cfg.shard_size, ds.n_items)):
             if payload[i] is None:
                 rows[k][i] = (None, False, absent_reason)
+            elif spec.source == "text" and not has_text(payload[i]):
+                rows[k][i] = (None, False, "text_empty")
             else:
-                records.append({"idx": i, "payload": payload[i]})
+                # texts were checked for content above; images are judged by the decode task
+                records.append({"idx": i, "payload": payload[i], "ok": True, "reason": ""})
+    if spec.source == "text":
+        # Length-sorted batches pad less (MiniLM on ml100k overviews: 25 -> 64 texts/s). Sorting
+        # within each shard keeps shards finishing one by one, so an interrupted run resumes.
+        records.sort(key=lambda r: (r["idx"] // cfg.shard_size, len(r["payload"])))
     device, n_actors, res = _resources(cfg)
-    dim = None
+    batch_size = cfg.batch_size or (512 if device == "cuda" else 64)
+    dim, first_out, first_n = None, None, 0
     if records:
         threads = res.pop("threads", 1)
-        pipe = (
-            ray.data.from_items(
-                records, override_num_blocks=max(1, math.ceil(len(records) / cfg.batch_size))
+        pipe = ray.data.from_items(
+            records, override_num_blocks=max(1, math.ceil(len(records) / batch_size))
+        )
+        if spec.source == "image":  # decode + resize in CPU tasks; text needs no decoding
+            pipe = pipe.map_batches(
+                decode_batch,
+                fn_kwargs={"size": image_size(spec)},
+                batch_size=batch_size,
+                num_cpus=cfg.decode_cpus,
             )
-            .map_batches(
-                decode_batch, fn_kwargs={"spec": spec}, batch_size=cfg.batch_size, num_cpus=0.25
-            )
-            .map_batches(
-                Encode,
-                fn_constructor_args=(spec, device, threads),
-                batch_size=cfg.batch_size,
-                compute=ray.data.ActorPoolStrategy(size=n_actors),
-                **res,
-            )
+        pipe = pipe.map_batches(
+            Encode,
+            fn_constructor_args=(spec, device, threads),
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
+            **res,
         )
         for batch in pipe.iter_batches(batch_size=None, batch_format="numpy"):
+            if first_out is None:
+                first_out, first_n = time.perf_counter(), len(batch["idx"])
             dim = batch["embedding"].shape[1]
             for i, ok, why, e in zip(
                 batch["idx"], batch["present"], batch["reason"], batch["embedding"], strict=True
@@ -181,9 +205,16 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
         dim = dim or _known_dim(d) or 1
         for k in list(rows):
             _write_shard(_shard_path(d, k), ds.item_ids, spec.modality, rows.pop(k), dim)
-    seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    steady = (
+        (len(records) - first_n) / (t1 - first_out)
+        if first_out is not None and t1 > first_out and len(records) > first_n
+        else None
+    )
     return {
-        "seconds": seconds,
+        "seconds": t1 - t0,
+        "startup_seconds": (first_out - t0) if first_out is not None else None,
+        "steady_items_per_s": steady,
         "encoded_now": len(records),
         "shards": n_shards,
         "shards_done": sum(_shard_path(d, k).exists() for k in range(n_shards)),
