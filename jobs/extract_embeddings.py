@@ -18,7 +18,11 @@ def main() -> None:
     p.add_argument("catalog")
     p.add_argument("--out", required=True)
     p.add_argument("--format", default=None)
-    p.add_argument("--arch", default="ViT-S-32", help="open_clip architecture")
+    p.add_argument(
+        "--arch",
+        default=None,
+        help="open_clip architecture (default: the checkpoint's, else ViT-S-32)",
+    )
     p.add_argument(
         "--image-weights", default=None, help="local checkpoint path or a cached open_clip tag"
     )

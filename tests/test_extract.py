@@ -18,21 +18,6 @@ TEXT = EncoderSpec("minilm", "text_minilm")
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(
-        num_cpus=4,
-        include_dashboard=False,
-        log_to_driver=False,
-        object_store_memory=512 * 2**20,
-        configure_logging=False,
-    )
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 items: ok images, a truncated JPEG, a text file named .jpg, a missing file, none;
     real text, whitespace, none."""

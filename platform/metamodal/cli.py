@@ -124,7 +124,10 @@ def extract(
     catalog: Path,
     out: Annotated[Path, typer.Option(help="output directory (shards + manifest.json)")],
     format: FormatOpt = None,
-    arch: str = "ViT-S-32",
+    arch: Annotated[
+        str | None,
+        typer.Option(help="open_clip architecture (default: the checkpoint's, else ViT-S-32)"),
+    ] = None,
     image_weights: Annotated[
         str | None, typer.Option(help="local checkpoint path or cached open_clip tag")
     ] = None,
@@ -165,6 +168,70 @@ def extract(
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
     print(f"wrote {out}/manifest.json")
+
+
+@app.command()
+def align(
+    catalog: Path,
+    out: Annotated[Path, typer.Option(help="output directory (aligned.pt, align_report.json)")],
+    format: FormatOpt = None,
+    arch: str = "mm-tiny-clip",
+    init: Annotated[
+        str | None, typer.Option(help="local open_clip checkpoint to fine-tune")
+    ] = None,
+    epochs: int = 12,
+    batch_size: int = 128,
+    lr: float = 5e-4,
+    co_weight: Annotated[
+        float, typer.Option(help="weight of the co-interaction (weak label) loss; 0 = off")
+    ] = 0.0,
+    split: Annotated[
+        Path | None,
+        typer.Option(help="a saved split: co-interactions come from its train part only"),
+    ] = None,
+    workers: int = 2,
+    seed: int = 0,
+) -> None:
+    """CLIP domain alignment of an open_clip model on the catalog's image-text pairs (Ray Train)."""
+    from metamodal.extract.align import AlignConfig, run_align
+
+    cfg = AlignConfig(
+        arch=arch,
+        init=init,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        co_weight=co_weight,
+        workers=workers,
+        seed=seed,
+    )
+    idx = None
+    if split is not None:
+        from metamodal.data.splits import Split
+
+        idx = Split.load(split, load_dataset(catalog, format)).train
+    run_align(catalog, out, cfg, format, interactions_idx=idx)
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="zoo model name (metamodal.models.ZOO)")],
+    dataset: Annotated[Path, typer.Option(help="dataset directory")],
+    out: Annotated[Path, typer.Option(help="run directory")],
+    set: Annotated[
+        list[str] | None, typer.Option("--set", help="override key.path=value (repeatable)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="override YAML file")] = None,
+) -> None:
+    """Train a zoo model on Ray Train; writes results.json, metrics.jsonl, curves.png."""
+    from metamodal.train.config import ConfigError
+    from metamodal.train.runner import run_training
+
+    try:
+        run_training(model, dataset, out, set or [], config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

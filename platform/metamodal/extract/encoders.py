@@ -55,6 +55,33 @@ def l2_normalise(x: torch.Tensor) -> np.ndarray:
     return torch.nn.functional.normalize(x, dim=-1).cpu().numpy().astype(np.float32)
 
 
+_CONFIGS = Path(__file__).parent / "clip_configs"
+_registered = False
+
+
+def register_clip_configs() -> None:
+    """Make MetaModal's own open_clip architectures (``mm-tiny-clip``, the embedded default that
+    ``metamodal align`` trains) known to open_clip, in whatever process builds a model."""
+    global _registered
+    if not _registered:
+        import open_clip
+
+        open_clip.add_model_config(_CONFIGS)
+        _registered = True
+
+
+def checkpoint_arch(path: str | None) -> str | None:
+    """The architecture an aligned checkpoint was trained as, from its ``.json`` sidecar."""
+    if not path or not Path(path).is_file():
+        return None
+    side = Path(path).with_suffix(".json")
+    if side.is_file():
+        import json
+
+        return json.loads(side.read_text()).get("arch")
+    return None
+
+
 def normalise_pixels(x: torch.Tensor, visual: Any) -> torch.Tensor:
     """uint8 [B, S, S, 3] -> float [B, 3, S, S] scaled by the tower's own mean and std."""
     mean = torch.tensor(getattr(visual, "image_mean", None) or CLIP_MEAN, device=x.device)
@@ -67,6 +94,7 @@ def image_size(spec: EncoderSpec) -> int:
     """The square input size the spec's image tower takes (its config, or the override)."""
     import open_clip
 
+    register_clip_configs()
     if spec.image_size:
         return int(spec.image_size)
     size = open_clip.get_model_config(spec.arch)["vision_cfg"]["image_size"]
@@ -97,6 +125,12 @@ def _open_clip_model(spec: EncoderSpec, device: str) -> tuple[Any, Any, bool]:
     live in ``decode`` (CPU tasks); normalisation happens here, on the model's device."""
     import open_clip
 
+    register_clip_configs()
+    trained_as = checkpoint_arch(spec.pretrained)
+    if trained_as and trained_as != spec.arch:
+        raise ValueError(
+            f"{spec.pretrained} holds a {trained_as!r} model, not {spec.arch!r}: pass --arch {trained_as}"
+        )
     kwargs: dict[str, Any] = {"device": device}
     if spec.image_size:
         kwargs["force_image_size"] = spec.image_size
@@ -166,7 +200,7 @@ class Encoder:
         return l2_normalise(self.model.encode_image(self.normalise(pixels)))
 
     def normalise(self, pixels: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
+        x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).to(self.device)
         return normalise_pixels(x, self.model.visual)
 
     @torch.inference_mode()

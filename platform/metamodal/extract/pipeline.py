@@ -30,7 +30,7 @@ import torch
 from metamodal.data import Dataset, FeatureModality, load_dataset
 from metamodal.data.modalities import ImageModality, TextModality, has_text
 from metamodal.extract.decode import decode_batch
-from metamodal.extract.encoders import EncoderSpec, image_size
+from metamodal.extract.encoders import EncoderSpec, checkpoint_arch, image_size
 from metamodal.extract.stages import Encode
 
 
@@ -338,13 +338,15 @@ def build_config(
     text: bool = True,
     image: bool = True,
     clip_text: bool = False,
-    arch: str = "ViT-S-32",
+    arch: str | None = None,
     image_weights: str | None = None,
     random_image_init: bool = False,
     image_size: int | None = None,
     **kw,
 ) -> ExtractConfig:
-    """The encoders the CLI and the job offer, from flags."""
+    """The encoders the CLI and the job offer, from flags. ``arch`` defaults to the one an
+    aligned checkpoint names in its sidecar, else ViT-S-32."""
+    arch = arch or checkpoint_arch(image_weights) or "ViT-S-32"
     encoders = [EncoderSpec("minilm", "text_minilm")] if text else []
     clip = {
         "arch": arch,

@@ -1,0 +1,53 @@
+"""Train zoo models with their configured defaults and tabulate valid/test metrics.
+
+    python benchmarks/zoo.py --dataset ../shared/data/amazon-baby --models bpr,lightgcn \
+        --out runs/zoo/baby.json [--set train.epochs=50]
+
+Writes FILE.json ``{model: {"valid", "test", "epochs", "best_epoch", "seconds_per_epoch", ...}}``,
+FILE.md (the table) and each run's directory under FILE's stem (results, curves, checkpoint).
+Selection is on validation (early stopping); test is only reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from metamodal.eval.report import table
+from metamodal.models import ZOO
+from metamodal.train.runner import run_training
+
+COLUMNS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--models", default="all", help="comma-separated, or all")
+    p.add_argument("--out", required=True)
+    p.add_argument("--set", action="append", default=[], help="override for every model")
+    a = p.parse_args()
+    models = sorted(ZOO) if a.models == "all" else a.models.split(",")
+    out = Path(a.out)
+    runs = out.with_suffix("")
+    res: dict = json.loads(out.read_text()) if out.is_file() else {}
+    for m in models:
+        r = run_training(m, a.dataset, runs / m, a.set)
+        res[m] = {
+            k: r[k]
+            for k in ("valid", "test", "epochs", "best_epoch", "seconds_per_epoch", "eval_seconds", "wall_seconds", "config")
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2))  # after every model: a long run keeps its rows
+    md = table({m: r["test"] for m, r in res.items()}, COLUMNS, markdown=True)
+    extra = "\n\n| model | epochs (best) | s/epoch | eval s |\n|---|---|---|---|\n" + "".join(
+        f"| {m} | {r['epochs']} ({r['best_epoch']}) | {r['seconds_per_epoch']:.2f} | {r['eval_seconds']:.2f} |\n"
+        for m, r in res.items()
+    )
+    out.with_suffix(".md").write_text(f"# {a.dataset} (test, best valid epoch)\n\n{md}{extra}")
+    print(md + extra)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""BPR-MF (Rendle et al., 2009): user and item embeddings, dot-product scores, BPR loss."""
+
+from __future__ import annotations
+
+import torch
+
+from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss, l2_reg
+
+
+class BPRParams(Params):
+    embedding_dim: int = 64
+    reg_weight: float = 1e-4
+
+
+class BPR(ZooModel):
+    name = "bpr"
+    Params = BPRParams
+
+    def __init__(self, data: ModelData, params: BPRParams) -> None:
+        super().__init__(data, params)
+        self.user = torch.nn.Embedding(data.n_users, params.embedding_dim)
+        self.item = torch.nn.Embedding(data.n_items, params.embedding_dim)
+        torch.nn.init.xavier_uniform_(self.user.weight)
+        torch.nn.init.xavier_uniform_(self.item.weight)
+
+    def vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user.weight, self.item.weight
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        u, p, n = self.user(users), self.item(pos), self.item(neg)
+        return bpr_loss(u, p, n) + self.p.reg_weight * l2_reg(u, p, n)

@@ -1,0 +1,69 @@
+"""LightGCN (He et al., 2020) on torch-geometric's ``LGConv``.
+
+The symmetric-normalised user–item adjacency is built once as a torch sparse CSR tensor and
+passed with ``normalize=False``: measured ~4x faster on CPU than letting ``LGConv`` normalise an
+``edge_index`` every step (STACK_NOTES). Scaling past one machine: see ``metamodal.train``'s
+README section — the propagation here is full-graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch_geometric.nn import LGConv
+
+from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss, l2_reg
+
+
+class LightGCNParams(Params):
+    embedding_dim: int = 64
+    n_layers: int = 3
+    reg_weight: float = 1e-4
+
+
+def normalised_adjacency(train: sp.csr_matrix) -> torch.Tensor:
+    """D^-1/2 A D^-1/2 of the bipartite graph [[0, R], [R^T, 0]] as a torch sparse CSR."""
+    n_u, n_i = train.shape
+    r = (train > 0).astype(np.float32)
+    a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
+    deg = np.asarray(a.sum(1)).ravel()
+    inv = np.where(deg > 0, deg**-0.5, 0.0).astype(np.float32)
+    a = sp.diags(inv) @ a @ sp.diags(inv)
+    a = a.tocsr()
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(a.indptr.astype(np.int64)),
+        torch.from_numpy(a.indices.astype(np.int64)),
+        torch.from_numpy(a.data.astype(np.float32)),
+        size=(n_u + n_i, n_u + n_i),
+    )
+
+
+class LightGCN(ZooModel):
+    name = "lightgcn"
+    Params = LightGCNParams
+
+    def __init__(self, data: ModelData, params: LightGCNParams) -> None:
+        super().__init__(data, params)
+        self.user = torch.nn.Embedding(data.n_users, params.embedding_dim)
+        self.item = torch.nn.Embedding(data.n_items, params.embedding_dim)
+        torch.nn.init.xavier_uniform_(self.user.weight)
+        torch.nn.init.xavier_uniform_(self.item.weight)
+        self.conv = LGConv(normalize=False)
+        self.adj = normalised_adjacency(data.train)
+
+    def vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([self.user.weight, self.item.weight])
+        if self.adj.device != x.device:  # a plain attribute: DDP must not broadcast it
+            self.adj = self.adj.to(x.device)
+        total = x
+        for _ in range(self.p.n_layers):
+            x = self.conv(x, self.adj)
+            total = total + x
+        out = total / (self.p.n_layers + 1)
+        return out[: self.n_users], out[self.n_users :]
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        u_all, i_all = self.vectors()
+        reg = l2_reg(self.user(users), self.item(pos), self.item(neg))
+        return bpr_loss(u_all[users], i_all[pos], i_all[neg]) + self.p.reg_weight * reg

@@ -1,0 +1,132 @@
+"""The Ray Train worker loop for the zoo: DDP over BPR triples, full-ranking validation on rank
+0, early stopping on the configured metric, and a checkpoint at every evaluation holding both
+the latest state (to resume after a worker failure) and the best one (what is reported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _stop_together(stop: bool, world: int) -> bool:
+    """Rank 0 decides; every rank must leave the epoch loop at the same step."""
+    if world == 1:
+        return stop
+    flag = torch.tensor([1 if stop else 0])
+    torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def train_loop(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from metamodal.data import load_dataset
+    from metamodal.data.splits import Split
+    from metamodal.eval.protocol import evaluate_split
+    from metamodal.models import ZOO, ModelData
+    from metamodal.train.sampler import TripleSampler
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
+    device = ray.train.torch.get_device()
+    ds = load_dataset(config["dataset"])
+    split = Split.load(config["split_dir"], ds)
+    train = ds.matrix(split.train)
+    cls = ZOO[config["model"]]
+    torch.manual_seed(config["seed"])
+    model = cls(ModelData(ds.n_users, ds.n_items, train), cls.Params(**config["params"]))
+    opt_model = ray.train.torch.prepare_model(model)
+    core = opt_model.module if hasattr(opt_model, "module") else opt_model
+    opt = torch.optim.Adam(core.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad": 0, "resumed_from": []}
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:  # resumed after a failure: carry on from the last evaluation
+        with ckpt.as_directory() as d:
+            saved = torch.load(Path(d) / "last.pt", weights_only=True)
+            core.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["opt"])
+            state = json.loads((Path(d) / "state.json").read_text())
+        state.setdefault("resumed_from", []).append(state["epoch"])
+        if rank == 0:  # the log keeps one row per epoch: drop what the lost attempt wrote later
+            log = Path(config["out"]) / "metrics.jsonl"
+            rows = [
+                r for r in log.read_text().splitlines() if json.loads(r)["epoch"] <= state["epoch"]
+            ]
+            log.write_text("".join(r + "\n" for r in rows))
+            print(f"resumed from the checkpoint of epoch {state['epoch']}", flush=True)
+    sampler = TripleSampler(train, config["seed"])
+    metric, bs = config["valid_metric"], config["batch_size"]
+    fail_at = config.get("fail_at_epoch")
+    for epoch in range(state["epoch"], config["epochs"]):
+        if fail_at and epoch == fail_at and not Path(config["out"], ".failed_once").exists():
+            Path(config["out"], ".failed_once").touch()  # fault injection for the resume test
+            os._exit(1)
+        core.train()
+        t0 = time.perf_counter()
+        u, p, n = (torch.from_numpy(a) for a in sampler.epoch(epoch, rank, world))
+        losses = []
+        for s in range(0, len(u), bs):
+            sl = slice(s, s + bs)
+            loss = opt_model(u[sl].to(device), p[sl].to(device), n[sl].to(device))  # DDP syncs
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        train_s = time.perf_counter() - t0
+        state["epoch"] = epoch + 1
+        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_seconds": train_s}
+        if (epoch + 1) % config["eval_every"] and epoch + 1 < config["epochs"]:
+            if rank == 0:
+                _log(config, row)
+            continue
+        stop, ckpt = False, None
+        if rank == 0:
+            t1 = time.perf_counter()
+            res = evaluate_split(core.scorer(), ds, split, "valid", slices=False, ks=(10, 20))
+            row.update({f"valid_{k}": v for k, v in res.metrics.items()})
+            row["eval_seconds"] = time.perf_counter() - t1
+            if res.metrics[metric] > state["best"]:
+                state.update(best=res.metrics[metric], best_epoch=epoch + 1, bad=0)
+                best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
+            else:
+                state["bad"] += 1
+                best_state = None
+            stop = state["bad"] >= config["patience"]
+            _log(config, row)
+            d = tempfile.mkdtemp()
+            torch.save({"model": core.state_dict(), "opt": opt.state_dict()}, Path(d) / "last.pt")
+            prev = ray.train.get_checkpoint()
+            if best_state is not None:
+                torch.save(best_state, Path(d) / "best.pt")
+            elif prev is not None:  # carry the best weights forward
+                with prev.as_directory() as pd:
+                    torch.save(
+                        torch.load(Path(pd) / "best.pt", weights_only=True), Path(d) / "best.pt"
+                    )
+            (Path(d) / "state.json").write_text(json.dumps(state))
+            ckpt = ray.train.Checkpoint.from_directory(d)
+        ray.train.report({**row, **state}, checkpoint=ckpt)
+        if _stop_together(stop, world):
+            break
+
+
+def _log(config: dict, row: dict) -> None:
+    with open(Path(config["out"]) / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    valid = row.get(f"valid_{config['valid_metric']}")
+    print(
+        f"{config['model']} epoch {row['epoch']:>4}  loss {row['loss']:.4f}  "
+        f"{row['train_seconds']:.2f} s"
+        + (f"  valid {config['valid_metric']} {valid:.4f}" if valid is not None else ""),
+        flush=True,
+    )

@@ -1,0 +1,77 @@
+"""CLIP domain alignment on Ray Train: pairs and co-interaction partners, a short real run whose
+checkpoint the extraction job then uses (architecture read from the sidecar)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metamodal.data import Dataset, Interactions
+from metamodal.extract.align_data import co_partners
+
+
+def test_co_partners_rank_by_co_consumption_and_skip_held_out() -> None:
+    # users: u0 buys items 0,1,2; u1 buys 0,1; u2 buys 0,3. Item 2 is held out.
+    user = np.array([0, 0, 0, 1, 1, 2, 2])
+    item = np.array([0, 1, 2, 0, 1, 0, 3])
+    ds = Dataset(
+        name="t",
+        format="generic",
+        path="mem",
+        user_ids=np.array(["u0", "u1", "u2"]),
+        item_ids=np.array(["i0", "i1", "i2", "i3"]),
+        interactions=Interactions(user=user, item=item),
+    )
+    items = np.arange(4)
+    train = np.array([True, True, False, True])
+    p = co_partners(ds, items, train, k=3)
+    assert p[0].tolist() == [1, 3, -1]  # i1 twice, i3 once; i2 is held out, never a partner
+    assert p[2].tolist() == [0, 1, -1] and p[3].tolist() == [0, -1, -1]
+    only_u2 = co_partners(ds, items, train, k=3, idx=np.array([5, 6]))
+    assert only_u2[0].tolist() == [3, -1, -1]  # restricted to the given interactions
+
+
+def test_align_then_extract_with_the_aligned_checkpoint(
+    ray_session, small_shop: Path, tmp_path: Path
+) -> None:
+    from metamodal.data import load_dataset
+    from metamodal.extract.align import AlignConfig, build_clip, run_align
+    from metamodal.extract.encoders import Encoder, EncoderSpec
+    from metamodal.extract.pipeline import build_config, load_embeddings, run_extraction
+
+    cfg = AlignConfig(epochs=2, batch_size=32, co_weight=0.5, seed=1)
+    rep = run_align(small_shop, tmp_path / "align", cfg)
+    assert (
+        rep["pairs"]["pairs"]
+        == rep["pairs"]["train"] + rep["pairs"]["valid"] + rep["pairs"]["test"]
+    )
+    assert sum(rep["pairs"]["skipped"].values()) > 0  # the shop has missing and corrupt inputs
+    assert len(rep["epochs"]) == 2 and rep["random_init"] is True
+    for part in ("test_before", "test_after"):
+        assert 0.0 <= rep[part]["i2t_recall@10"] <= 1.0
+    ckpt = tmp_path / "align" / "aligned.pt"
+    assert json.loads((tmp_path / "align" / "aligned.json").read_text())["arch"] == "mm-tiny-clip"
+    init, trained = build_clip("mm-tiny-clip", None, 1), torch.load(ckpt, weights_only=True)
+    assert any(not torch.equal(v, trained[k]) for k, v in init.state_dict().items())  # it trained
+    heads = torch.load(tmp_path / "align" / "aligned_heads.pt", weights_only=True)
+    assert {"head_image.weight", "head_text.weight"} <= set(heads)
+
+    ext = build_config(text=False, image_weights=str(ckpt), shard_size=64, actors=1)
+    assert ext.encoders[0].arch == "mm-tiny-clip"  # taken from the sidecar
+    m = run_extraction(small_shop, tmp_path / "emb", ext)
+    assert m["modalities"]["image_clip"]["random_init"] is False
+    ds = load_dataset(small_shop)
+    feats = load_embeddings(tmp_path / "emb", ds)["image_clip"]
+    assert feats.dim == 128
+    i = int(np.flatnonzero(feats.present)[0])
+    from metamodal.extract.decode import load_image
+
+    px, _ = load_image(ds.modalities["image"].paths[i], 64)
+    direct = Encoder(ext.encoders[0]).encode_images(px[None])[0]
+    assert np.allclose(feats.features[i], direct, atol=1e-5)
+    with pytest.raises(ValueError, match="pass --arch mm-tiny-clip"):
+        Encoder(EncoderSpec("open_clip_image", "x", arch="ViT-S-32", pretrained=str(ckpt)))
