@@ -33,10 +33,19 @@ def main() -> None:
     runs = out.with_suffix("")
     res: dict = json.loads(out.read_text()) if out.is_file() else {}
     for m in models:
-        r = run_training(m, a.dataset, runs / m, a.set)
+        r = run_training(m, a.dataset, runs / m, a.set, overwrite=True)
         res[m] = {
             k: r[k]
-            for k in ("valid", "test", "epochs", "best_epoch", "seconds_per_epoch", "eval_seconds", "wall_seconds", "config")
+            for k in (
+                "valid",
+                "test",
+                "epochs",
+                "best_epoch",
+                "seconds_per_epoch",
+                "eval_seconds",
+                "wall_seconds",
+                "config",
+            )
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2))  # after every model: a long run keeps its rows

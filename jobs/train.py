@@ -21,8 +21,11 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--set", action="append", default=[], help="override: key.path=value")
     p.add_argument("--config", default=None, help="override YAML file (e.g. Tune's best)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a run made with another config"
+    )
     a = p.parse_args()
-    run_training(a.model, a.dataset, a.out, a.set, a.config)
+    run_training(a.model, a.dataset, a.out, a.set, a.config, a.overwrite)
 
 
 if __name__ == "__main__":

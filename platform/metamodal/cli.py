@@ -222,13 +222,14 @@ def train(
         list[str] | None, typer.Option("--set", help="override key.path=value (repeatable)")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="override YAML file")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a run made with another config")] = False,
 ) -> None:
     """Train a zoo model on Ray Train; writes results.json, metrics.jsonl, curves.png."""
     from metamodal.train.config import ConfigError
     from metamodal.train.runner import run_training
 
     try:
-        run_training(model, dataset, out, set or [], config)
+        run_training(model, dataset, out, set or [], config, overwrite)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(2) from None

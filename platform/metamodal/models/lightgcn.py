@@ -1,9 +1,12 @@
-"""LightGCN (He et al., 2020) on torch-geometric's ``LGConv``.
+"""LightGCN (He et al., 2020).
 
-The symmetric-normalised user–item adjacency is built once as a torch sparse CSR tensor and
-passed with ``normalize=False``: measured ~4x faster on CPU than letting ``LGConv`` normalise an
-``edge_index`` every step (STACK_NOTES). Scaling past one machine: see ``metamodal.train``'s
-README section — the propagation here is full-graph.
+The symmetric-normalised user–item adjacency Â is built once as a torch sparse CSR tensor — what
+torch-geometric's ``LGConv(normalize=False)`` multiplies by (STACK_NOTES: ~4x faster on CPU than
+normalising an ``edge_index`` every step). One step further: Â is symmetric, so the backward of
+Â·X is Â·G, where autograd through ``LGConv``/``torch.sparse.mm`` builds Âᵀ every step. On Baby
+(26,495 nodes, 239k nnz, 64-d, 3 layers, 2 threads) forward+backward took 80 ms through the
+sparse-mm autograd and 37 ms with ``SymmetricPropagate``. A test checks it equals ``LGConv``.
+Scaling past one machine: ``metamodal.train.runner``'s docstring.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch_geometric.nn import LGConv
 
 from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss, l2_reg
 
@@ -28,7 +30,8 @@ def normalised_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     r = (train > 0).astype(np.float32)
     a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
     deg = np.asarray(a.sum(1)).ravel()
-    inv = np.where(deg > 0, deg**-0.5, 0.0).astype(np.float32)
+    inv = np.zeros_like(deg, dtype=np.float32)
+    inv[deg > 0] = deg[deg > 0] ** -0.5
     a = sp.diags(inv) @ a @ sp.diags(inv)
     a = a.tocsr()
     return torch.sparse_csr_tensor(
@@ -37,6 +40,19 @@ def normalised_adjacency(train: sp.csr_matrix) -> torch.Tensor:
         torch.from_numpy(a.data.astype(np.float32)),
         size=(n_u + n_i, n_u + n_i),
     )
+
+
+class SymmetricPropagate(torch.autograd.Function):
+    """y = Â x for a symmetric sparse Â: the gradient is Â g, no transpose needed."""
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, ctx.adj @ grad
 
 
 class LightGCN(ZooModel):
@@ -49,7 +65,6 @@ class LightGCN(ZooModel):
         self.item = torch.nn.Embedding(data.n_items, params.embedding_dim)
         torch.nn.init.xavier_uniform_(self.user.weight)
         torch.nn.init.xavier_uniform_(self.item.weight)
-        self.conv = LGConv(normalize=False)
         self.adj = normalised_adjacency(data.train)
 
     def vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,7 +73,7 @@ class LightGCN(ZooModel):
             self.adj = self.adj.to(x.device)
         total = x
         for _ in range(self.p.n_layers):
-            x = self.conv(x, self.adj)
+            x = SymmetricPropagate.apply(self.adj, x)
             total = total + x
         out = total / (self.p.n_layers + 1)
         return out[: self.n_users], out[self.n_users :]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from metamodal.data import load_dataset
 from metamodal.data.splits import Split, make_split
 from metamodal.eval.protocol import evaluate_split
 from metamodal.models import ZOO, ModelData
-from metamodal.train.config import load_config
+from metamodal.train.config import ConfigError, load_config
 
 
 def prepare_split(dataset: str, method: str | None, seed: int, out: Path) -> Split:
@@ -45,6 +46,7 @@ def run_training(
     out: str | Path,
     overrides: list[str] | None = None,
     override_file: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -53,11 +55,22 @@ def run_training(
     cfg, params = load_config(model, dataset, overrides, override_file)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(
-        json.dumps({**cfg.model_dump(), "params": params.model_dump()}, indent=2)
-    )
-    (out / "metrics.jsonl").unlink(missing_ok=True)
-    (out / ".failed_once").unlink(missing_ok=True)
+    resolved = {**cfg.model_dump(), "params": params.model_dump()}
+    conf = out / "config.json"
+    if conf.is_file() and json.loads(conf.read_text()) != resolved:
+        if not overwrite:
+            raise ConfigError(
+                f"{out} holds a run with another configuration; use a new --out or --overwrite"
+            )
+        for d in ("ray_results", "split"):
+            shutil.rmtree(out / d, ignore_errors=True)
+        for f in ("metrics.jsonl", ".failed_once"):
+            (out / f).unlink(missing_ok=True)
+    elif (
+        not conf.is_file()
+    ):  # a fresh run; the same config again resumes from Ray Train's checkpoint
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    conf.write_text(json.dumps(resolved, indent=2))
     split = prepare_split(str(dataset), cfg.split.method, cfg.split.seed, out)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     if not ray.is_initialized():
