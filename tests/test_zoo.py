@@ -93,7 +93,7 @@ def test_ray_train_ddp_resumes_after_a_worker_dies(
 def test_lightgcn_propagation_equals_torch_geometric_lgconv() -> None:
     from torch_geometric.nn import LGConv
 
-    from metamodal.models.lightgcn import SymmetricPropagate, normalised_adjacency
+    from metamodal.models.graphs import SymmetricPropagate, normalised_adjacency
 
     data = tiny()
     adj = normalised_adjacency(data.train)
@@ -106,3 +106,118 @@ def test_lightgcn_propagation_equals_torch_geometric_lgconv() -> None:
     (g_ours,) = torch.autograd.grad((ours * w).sum(), x)
     (g_ref,) = torch.autograd.grad((ref * w).sum(), x)
     assert torch.allclose(g_ours, g_ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_faiss_recall_against_exact_search(kind: str) -> None:
+    from metamodal.retrieval.index import IndexSpec, ItemIndex, exact_top_k, recall_vs_exact
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 32))
+    items = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 32))).astype(
+        np.float32
+    )
+    queries = (centres[rng.integers(0, 20, 200)] + 0.3 * rng.normal(size=(200, 32))).astype(
+        np.float32
+    )
+    index = ItemIndex(items, IndexSpec(kind=kind, nprobe=8, ef_search=128))
+    r = recall_vs_exact(index, queries, items, 20)
+    assert r == 1.0 if kind == "flat" else r > 0.9
+    _, got = ItemIndex(items, IndexSpec(kind="flat")).search(queries[:5], 10)
+    assert (got == exact_top_k(queries[:5], items, 10)).all()
+
+
+def test_cold_start_user_served_from_content() -> None:
+    from metamodal.retrieval.index import content_index
+
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(100, 16)).astype(np.float32)
+    present = np.ones(100, bool)
+    present[::3] = False  # items without the modality are not in the content index
+    index = content_index(feats, present)
+    _, items = index.search(feats[[1, 2, 4]], 5)
+    assert items[:, 0].tolist() == [1, 2, 4] and not np.isin(items, np.arange(0, 100, 3)).any()
+
+
+def test_margo_reliability_and_confidence_by_hand() -> None:
+    from metamodal.models.margo import calibration_loss, confidence, reliability
+
+    d = torch.tensor([[1.0, 0.0, -1.0]])
+    e = np.exp([1.0, 0.0, -1.0])
+    assert torch.allclose(
+        reliability(d, torch.ones(1, 3, dtype=torch.bool)),
+        torch.tensor(e / e.sum(), dtype=torch.float32)[None],
+        atol=1e-6,
+    )
+    z = reliability(d, torch.tensor([[True, True, False]]))  # a missing source gets no share
+    assert torch.allclose(
+        z, torch.tensor([[np.e / (np.e + 1), 1 / (np.e + 1), 0.0]], dtype=torch.float32), atol=1e-6
+    )
+    assert abs(float(confidence(torch.tensor(2.0), 1.0)) - 1 / (1 + np.exp(-2))) < 1e-6
+    assert abs(float(confidence(torch.tensor(2.0), 4.0)) - 1 / (1 + np.exp(-0.5))) < 1e-6
+    mask = torch.tensor([[True, True, False]])
+    assert (
+        float(calibration_loss(z.clone(), z, torch.ones(1), mask)) < 1e-6
+    )  # w = z: nothing to fix
+    w = torch.tensor([[0.5, 0.5, 0.0]], requires_grad=True)
+    gamma = torch.tensor([0.5])
+    loss = calibration_loss(w, z, gamma, mask)
+    kl = sum(float(z[0, s]) * np.log(float(z[0, s]) / 0.5) for s in (0, 1))
+    assert abs(float(loss) - 0.5 * kl) < 1e-6
+    loss.backward()
+    assert w.grad is not None and w.grad[0, 2] == 0  # the missing source is left alone
+
+
+def test_margo_second_stage_trains_the_gate_and_drops_missing_sources() -> None:
+    from metamodal.models.margo import MARGO
+
+    data = tiny()
+    model = MARGO(data, MARGO.Params(stage1_epochs=1))
+    model.set_epoch(0)
+    _, w1, mask = model.fused()
+    assert torch.equal(w1, mask.float())  # stage 1: plain sum of the present sources
+    model.set_epoch(1)
+    model(torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5]), torch.tensor([6, 7, 8])).backward()
+    assert model.gate.weight.grad is not None and model.gate.weight.grad.abs().sum() > 0
+    _, w2, mask = model.fused()
+    assert torch.allclose(w2.sum(1), torch.ones(40)) and (w2[~mask] == 0).all()
+
+
+def test_magnet_entropy_schedule_switches_from_coverage_to_specialisation() -> None:
+    import math
+
+    from metamodal.models.magnet import MAGNET, EntropySchedule, role_templates
+
+    t, names = role_templates(3, 0.6)
+    assert t.shape == (7, 3) and torch.allclose(t.sum(1), torch.ones(7))
+    assert names[:3] == ["dominant:0", "dominant:1", "dominant:2"] and names[3] == "balanced"
+    s = EntropySchedule(7, ratio=0.9, patience=2, max_stage1=30)
+    high, low = 0.95 * math.log(7), 0.5 * math.log(7)
+    assert s.next_stage(1, 0, low, epoch=0) == (1, 0)
+    assert s.next_stage(1, 0, high, epoch=1) == (1, 1)  # one epoch of coverage is not enough
+    assert s.next_stage(1, 1, low, epoch=2) == (1, 0)  # the streak resets
+    assert s.next_stage(1, 1, high, epoch=3) == (2, 2)  # two in a row: specialise
+    assert s.next_stage(2, 2, low, epoch=4)[0] == 2  # never back
+    assert s.next_stage(1, 0, low, epoch=29)[0] == 2  # the stage-1 budget ends it
+    model = MAGNET(tiny(), MAGNET.Params(switch_patience=1, max_stage1_epochs=100))
+    model.set_epoch(0)
+    model(torch.tensor([0, 1]), torch.tensor([3, 4]), torch.tensor([6, 7])).backward()
+    with torch.no_grad():  # force a uniform router: usage entropy = log E
+        model.router.weight.zero_()
+        model.router.bias.zero_()
+    model._usage = [torch.full((7,), 1 / 7)]
+    model.set_epoch(1)
+    assert int(model.stage) == 2 and "stage" in model.state_dict()
+
+
+def test_freedom_prunes_hub_edges_first() -> None:
+    from metamodal.models.graphs import degree_sensitive_sample
+
+    # user 0 is a hub (30 items); users 1..30 have one item each
+    rows = [0] * 30 + list(range(1, 31))
+    cols = list(range(30)) + list(range(30))
+    train = sp.csr_matrix((np.ones(60, np.float32), (rows, cols)), shape=(31, 30))
+    kept = [degree_sensitive_sample(train, 0.5, np.random.default_rng(s)) for s in range(20)]
+    hub = np.mean([k[0].nnz for k in kept]) / 30
+    leaves = np.mean([k[1:].nnz for k in kept]) / 30
+    assert all(k.nnz == 30 for k in kept) and hub < leaves

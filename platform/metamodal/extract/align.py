@@ -19,6 +19,7 @@ Recall@K on held-out test pairs is reported before (the initial weights) and aft
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -117,6 +118,7 @@ def train_loop(config: dict) -> None:
     import ray.train.torch
     from open_clip.loss import ClipLoss
 
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per report
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()

@@ -11,10 +11,9 @@ Scaling past one machine: ``metamodal.train.runner``'s docstring.
 
 from __future__ import annotations
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 
+from metamodal.models.graphs import normalised_adjacency, propagate
 from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss, l2_reg
 
 
@@ -22,37 +21,6 @@ class LightGCNParams(Params):
     embedding_dim: int = 64
     n_layers: int = 3
     reg_weight: float = 1e-4
-
-
-def normalised_adjacency(train: sp.csr_matrix) -> torch.Tensor:
-    """D^-1/2 A D^-1/2 of the bipartite graph [[0, R], [R^T, 0]] as a torch sparse CSR."""
-    n_u, n_i = train.shape
-    r = (train > 0).astype(np.float32)
-    a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
-    deg = np.asarray(a.sum(1)).ravel()
-    inv = np.zeros_like(deg, dtype=np.float32)
-    inv[deg > 0] = deg[deg > 0] ** -0.5
-    a = sp.diags(inv) @ a @ sp.diags(inv)
-    a = a.tocsr()
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(a.indptr.astype(np.int64)),
-        torch.from_numpy(a.indices.astype(np.int64)),
-        torch.from_numpy(a.data.astype(np.float32)),
-        size=(n_u + n_i, n_u + n_i),
-    )
-
-
-class SymmetricPropagate(torch.autograd.Function):
-    """y = Â x for a symmetric sparse Â: the gradient is Â g, no transpose needed."""
-
-    @staticmethod
-    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.adj = adj
-        return adj @ x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return None, ctx.adj @ grad
 
 
 class LightGCN(ZooModel):
@@ -65,17 +33,13 @@ class LightGCN(ZooModel):
         self.item = torch.nn.Embedding(data.n_items, params.embedding_dim)
         torch.nn.init.xavier_uniform_(self.user.weight)
         torch.nn.init.xavier_uniform_(self.item.weight)
-        self.adj = normalised_adjacency(data.train)
+        self.adj = normalised_adjacency(data.train)  # a plain attribute: DDP must not broadcast it
 
     def vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([self.user.weight, self.item.weight])
-        if self.adj.device != x.device:  # a plain attribute: DDP must not broadcast it
+        if self.adj.device != x.device:
             self.adj = self.adj.to(x.device)
-        total = x
-        for _ in range(self.p.n_layers):
-            x = SymmetricPropagate.apply(self.adj, x)
-            total = total + x
-        out = total / (self.p.n_layers + 1)
+        out = propagate(self.adj, x, self.p.n_layers)
         return out[: self.n_users], out[self.n_users :]
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,11 @@ class ZooModel(torch.nn.Module):
     def __init__(self, data: ModelData, params: Params) -> None:
         super().__init__()
         self.n_users, self.n_items, self.p = data.n_users, data.n_items, params
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called before each epoch (and before final scoring): staged models switch here."""
+        self.epoch = epoch
 
     def vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(user vectors [n_users, d], item vectors [n_items, d]); score = dot product."""

@@ -40,11 +40,27 @@ class SplitSection(Strict):
     seed: int = 0
 
 
+class MissingSection(Strict):
+    """Item-level modality drop rates and cold users/items, applied to training and evaluation."""
+
+    item_rates: dict[str, float] = {}
+    cold_item_frac: float = Field(0.0, ge=0, le=1)
+    cold_user_frac: float = Field(0.0, ge=0, le=1)
+    seed: int = 0
+
+
+class DataSection(Strict):
+    features: str | None = None  # an extraction output dir whose modalities join the dataset
+    modalities: list[str] | None = None  # content modalities to use; None: every feature modality
+
+
 class RunConfig(Strict):
     model: str
     dataset: str
     train: TrainSection = TrainSection()
     split: SplitSection = SplitSection()
+    data: DataSection = DataSection()
+    missing: MissingSection = MissingSection()
     params: dict[str, Any] = {}
 
 

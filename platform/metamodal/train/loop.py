@@ -6,6 +6,7 @@ the latest state (to resume after a worker failure) and the best one (what is re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -29,22 +30,28 @@ def train_loop(config: dict) -> None:
     import ray.train.torch
 
     from metamodal.data import load_dataset
+    from metamodal.data.missing import Missingness
     from metamodal.data.splits import Split
     from metamodal.eval.protocol import evaluate_split
-    from metamodal.models import ZOO, ModelData
+    from metamodal.models import ZOO
+    from metamodal.train.data import attach_features, build_model_data, content_modalities
     from metamodal.train.sampler import TripleSampler
 
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per report
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()
-    ds = load_dataset(config["dataset"])
+    ds = attach_features(load_dataset(config["dataset"]), config["data"]["features"])
     split = Split.load(config["split_dir"], ds)
-    train = ds.matrix(split.train)
+    miss = Missingness.load(config["split_dir"]) if config["missing_on"] else None
+    names = content_modalities(ds, config["data"]["modalities"])
+    data, _ = build_model_data(ds, split, names, miss)
+    train = data.train
     cls = ZOO[config["model"]]
     torch.manual_seed(config["seed"])
-    model = cls(ModelData(ds.n_users, ds.n_items, train), cls.Params(**config["params"]))
+    model = cls(data, cls.Params(**config["params"]))
     opt_model = ray.train.torch.prepare_model(model)
     core = opt_model.module if hasattr(opt_model, "module") else opt_model
     opt = torch.optim.Adam(core.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
@@ -72,6 +79,7 @@ def train_loop(config: dict) -> None:
             Path(config["out"], ".failed_once").touch()  # fault injection for the resume test
             os._exit(1)
         core.train()
+        core.set_epoch(epoch)
         t0 = time.perf_counter()
         u, p, n = (torch.from_numpy(a) for a in sampler.epoch(epoch, rank, world))
         losses = []
@@ -92,7 +100,7 @@ def train_loop(config: dict) -> None:
         stop, ckpt = False, None
         if rank == 0:
             t1 = time.perf_counter()
-            res = evaluate_split(core.scorer(), ds, split, "valid", slices=False, ks=(10, 20))
+            res = evaluate_split(core.scorer(), ds, split, "valid", miss, slices=False, ks=(10, 20))
             row.update({f"valid_{k}": v for k, v in res.metrics.items()})
             row["eval_seconds"] = time.perf_counter() - t1
             if res.metrics[metric] > state["best"]:

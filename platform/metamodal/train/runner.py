@@ -26,8 +26,14 @@ import torch
 from metamodal.data import load_dataset
 from metamodal.data.splits import Split, make_split
 from metamodal.eval.protocol import evaluate_split
-from metamodal.models import ZOO, ModelData
+from metamodal.models import ZOO
 from metamodal.train.config import ConfigError, load_config
+from metamodal.train.data import (
+    attach_features,
+    build_model_data,
+    content_modalities,
+    missingness_for,
+)
 
 
 def prepare_split(dataset: str, method: str | None, seed: int, out: Path) -> Split:
@@ -72,6 +78,9 @@ def run_training(
         (out / "metrics.jsonl").unlink(missing_ok=True)
     conf.write_text(json.dumps(resolved, indent=2))
     split = prepare_split(str(dataset), cfg.split.method, cfg.split.seed, out)
+    ds = attach_features(load_dataset(dataset), cfg.data.features)
+    names = content_modalities(ds, cfg.data.modalities)
+    miss = missingness_for(ds, split, cfg.missing.model_dump(), out)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
@@ -88,6 +97,8 @@ def run_training(
         "split_dir": str(out / "split"),
         "out": str(out),
         "threads": t.threads or int(share),
+        "data": cfg.data.model_dump(),
+        "missing_on": miss is not None,
     }
     from metamodal.train.loop import train_loop
 
@@ -111,16 +122,18 @@ def run_training(
     wall = time.perf_counter() - t0
     if result.checkpoint is None:
         raise RuntimeError(f"train {model}: no checkpoint reported ({result.error})")
-    ds = load_dataset(dataset)
     torch.manual_seed(t.seed)
-    net = ZOO[model](ModelData(ds.n_users, ds.n_items, ds.matrix(split.train)), params)
+    data, _ = build_model_data(ds, split, names, miss)
+    net = ZOO[model](data, params)
     with result.checkpoint.as_directory() as d:
         net.load_state_dict(torch.load(Path(d) / "best.pt", weights_only=True))
         state = json.loads((Path(d) / "state.json").read_text())
     torch.save(net.state_dict(), out / "model.pt")
+    net.set_epoch(state["best_epoch"] - 1)  # staged models score as at the kept epoch
     scorer = net.scorer()
-    valid = evaluate_split(scorer, ds, split, "valid", slices=False)
-    test = evaluate_split(scorer, ds, split, "test")
+    valid = evaluate_split(scorer, ds, split, "valid", miss, slices=False)
+    test = evaluate_split(scorer, ds, split, "test", miss)
+    retrieval = retrieval_check(net, t.seed)
     curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     epoch_s = [r["train_seconds"] for r in curve]
     res = {
@@ -138,7 +151,10 @@ def run_training(
             np.median([r["eval_seconds"] for r in curve if "eval_seconds" in r] or [0])
         ),
         "wall_seconds": wall,
+        "modalities": names,
+        "missing": miss.summary() if miss else None,
         "checkpoint": str(out / "model.pt"),
+        "retrieval": retrieval,
     }
     (out / "results.json").write_text(json.dumps(res, indent=2))
     plot_curves(curve, t.valid_metric, out / "curves.png", model)
@@ -149,6 +165,29 @@ def run_training(
         flush=True,
     )
     return res
+
+
+def retrieval_check(net, seed: int, k: int = 20, n_queries: int = 2000) -> dict:
+    """Each faiss index kind over the model's item vectors, against exact top-k of user vectors."""
+    from metamodal.retrieval.index import KINDS, IndexSpec, ItemIndex, recall_vs_exact
+
+    with torch.no_grad():
+        u, i = (x.detach().cpu().numpy() for x in net.vectors())
+    users = np.random.default_rng(seed).permutation(len(u))[:n_queries]
+    out = {}
+    for kind in KINDS:
+        t0 = time.perf_counter()
+        index = ItemIndex(i, IndexSpec(kind=kind))
+        built = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        index.search(u[users], k)
+        out[kind] = {
+            f"recall@{k}_vs_exact": recall_vs_exact(index, u[users], i, k),
+            "build_seconds": built,
+            "search_ms_per_query": (time.perf_counter() - t1) / len(users) * 1e3,
+            "on_gpu": index.on_gpu,
+        }
+    return out
 
 
 def plot_curves(curve: list[dict], metric: str, path: Path, title: str) -> None:
