@@ -32,6 +32,7 @@ class TrainSection(Strict):
     use_gpu: bool | None = None
     threads: int | None = Field(None, ge=1)
     max_failures: int = Field(2, ge=0)
+    retrieval_check: bool = True  # after training: faiss indexes vs exact top-k of the vectors
     fail_at_epoch: int | None = None  # fault injection: kill the worker once there (resume tests)
 
 

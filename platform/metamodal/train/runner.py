@@ -133,7 +133,7 @@ def run_training(
     scorer = net.scorer()
     valid = evaluate_split(scorer, ds, split, "valid", miss, slices=False)
     test = evaluate_split(scorer, ds, split, "test", miss)
-    retrieval = retrieval_check(net, t.seed)
+    retrieval = retrieval_check(net, t.seed) if t.retrieval_check else None
     curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     epoch_s = [r["train_seconds"] for r in curve]
     res = {
