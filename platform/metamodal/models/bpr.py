@@ -18,10 +18,7 @@ class BPR(ZooModel):
 
     def __init__(self, data: ModelData, params: BPRParams) -> None:
         super().__init__(data, params)
-        self.user = torch.nn.Embedding(data.n_users, params.embedding_dim)
-        self.item = torch.nn.Embedding(data.n_items, params.embedding_dim)
-        torch.nn.init.xavier_uniform_(self.user.weight)
-        torch.nn.init.xavier_uniform_(self.item.weight)
+        self.init_id_embeddings(params.embedding_dim)
 
     def vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user.weight, self.item.weight

@@ -32,10 +32,7 @@ class EarlyFusion(ZooModel):
         require_content(data, self.name)
         d = params.embedding_dim
         self.content = ContentFeatures(data)
-        self.user = torch.nn.Embedding(data.n_users, d)
-        self.item = torch.nn.Embedding(data.n_items, d)
-        torch.nn.init.xavier_uniform_(self.user.weight)
-        torch.nn.init.xavier_uniform_(self.item.weight)
+        self.init_id_embeddings(d)
         self.proj = torch.nn.ModuleList(projection(dm, d) for dm in self.content.dims())
         self.missing_token = torch.nn.Parameter(torch.zeros(len(self.content), d))
         n = len(self.content)

@@ -47,10 +47,7 @@ class FREEDOM(ZooModel):
         require_content(data, self.name)
         d = params.embedding_dim
         self.content = ContentFeatures(data)
-        self.user = torch.nn.Embedding(data.n_users, d)
-        self.item = torch.nn.Embedding(data.n_items, d)
-        torch.nn.init.xavier_uniform_(self.user.weight)
-        torch.nn.init.xavier_uniform_(self.item.weight)
+        self.init_id_embeddings(d)
         self.proj = torch.nn.ModuleList(torch.nn.Linear(dm, d) for dm in self.content.dims())
         graphs = [
             sym_normalise(knn_graph(x, present, params.knn_k))

@@ -29,10 +29,7 @@ class LightGCN(ZooModel):
 
     def __init__(self, data: ModelData, params: LightGCNParams) -> None:
         super().__init__(data, params)
-        self.user = torch.nn.Embedding(data.n_users, params.embedding_dim)
-        self.item = torch.nn.Embedding(data.n_items, params.embedding_dim)
-        torch.nn.init.xavier_uniform_(self.user.weight)
-        torch.nn.init.xavier_uniform_(self.item.weight)
+        self.init_id_embeddings(params.embedding_dim)
         self.adj = normalised_adjacency(data.train)  # a plain attribute: DDP must not broadcast it
 
     def vectors(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -94,10 +94,7 @@ class MAGNET(ZooModel):
         require_content(data, self.name)
         d = params.embedding_dim
         self.content = ContentFeatures(data)
-        self.user = torch.nn.Embedding(data.n_users, d)
-        self.item = torch.nn.Embedding(data.n_items, d)
-        torch.nn.init.xavier_uniform_(self.user.weight)
-        torch.nn.init.xavier_uniform_(self.item.weight)
+        self.init_id_embeddings(d)
         knn = sum(knn_graph(x, m, params.knn_k) for x, m in data.features.values())
         knn = ((knn + knn.T) > 0).astype(np.float32) * params.aug_weight
         self.adj_obs = normalised_adjacency(data.train)

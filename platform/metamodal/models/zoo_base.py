@@ -38,6 +38,13 @@ class ZooModel(torch.nn.Module):
         self.n_users, self.n_items, self.p = data.n_users, data.n_items, params
         self.epoch = 0
 
+    def init_id_embeddings(self, dim: int) -> None:
+        """User and item ID embeddings, Xavier-initialised (in this order: seeds stay comparable)."""
+        self.user = torch.nn.Embedding(self.n_users, dim)
+        self.item = torch.nn.Embedding(self.n_items, dim)
+        torch.nn.init.xavier_uniform_(self.user.weight)
+        torch.nn.init.xavier_uniform_(self.item.weight)
+
     def set_epoch(self, epoch: int) -> None:
         """Called before each epoch (and before final scoring): staged models switch here."""
         self.epoch = epoch
