@@ -9,6 +9,7 @@ L2-normalised float32.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,6 @@ def checkpoint_arch(path: str | None) -> str | None:
         return None
     side = Path(path).with_suffix(".json")
     if side.is_file():
-        import json
-
         return json.loads(side.read_text()).get("arch")
     return None
 

@@ -112,7 +112,8 @@ def _write_shard(
     tmp.rename(path)
 
 
-def _resources(cfg: ExtractConfig) -> tuple[str, int, dict]:
+def _resources(cfg: ExtractConfig) -> tuple[str, int, dict, int]:
+    """(device, actors, Ray resources per actor, torch threads per CPU actor)."""
     import ray
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -121,10 +122,10 @@ def _resources(cfg: ExtractConfig) -> tuple[str, int, dict]:
         # The actor asks for a sliver of CPU too: with whole CPUs, decode tasks took every core
         # and kept the GPU actor pending for 34 s on a 16-core host.
         n = cfg.actors or max(1, round(gpus / cfg.gpus_per_actor))
-        return device, n, {"num_gpus": cfg.gpus_per_actor, "num_cpus": cfg.actor_cpus}
+        return device, n, {"num_gpus": cfg.gpus_per_actor, "num_cpus": cfg.actor_cpus}, 1
     n = cfg.actors or 2
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return device, n, {"num_cpus": cfg.actor_cpus, "threads": max(1, cpus // n)}
+    return device, n, {"num_cpus": cfg.actor_cpus}, max(1, cpus // n)
 
 
 def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConfig) -> dict:
@@ -164,11 +165,10 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
         # Length-sorted batches pad less (MiniLM on ml100k overviews: 25 -> 64 texts/s). Sorting
         # within each shard keeps shards finishing one by one, so an interrupted run resumes.
         records.sort(key=lambda r: (r["idx"] // cfg.shard_size, len(r["payload"])))
-    device, n_actors, res = _resources(cfg)
+    device, n_actors, res, threads = _resources(cfg)
     batch_size = cfg.batch_size or (512 if device == "cuda" else 64)
     dim, first_out, first_n = None, None, 0
     if records:
-        threads = res.pop("threads", 1)
         pipe = ray.data.from_items(
             records, override_num_blocks=max(1, math.ceil(len(records) / batch_size))
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss, l2_reg
+from metamodal.models.zoo_base import ModelData, Params, ZooModel
 
 
 class BPRParams(Params):
@@ -22,7 +22,3 @@ class BPR(ZooModel):
 
     def vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user.weight, self.item.weight
-
-    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        u, p, n = self.user(users), self.item(pos), self.item(neg)
-        return bpr_loss(u, p, n) + self.p.reg_weight * l2_reg(u, p, n)

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 
 from metamodal.models.content import ContentFeatures, projection, require_content
-from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss, l2_reg
+from metamodal.models.zoo_base import ModelData, Params, ZooModel, l2_reg
 
 
 class LateFusionParams(Params):
@@ -86,6 +86,3 @@ class LateFusion(ZooModel):
         return bpr + self.p.reg_weight * l2_reg(
             self.users[:, users].flatten(0, 1), self.item(pos), self.item(neg)
         )
-
-
-__all__ = ["LateFusion", "LateFusionParams", "bpr_loss"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from metamodal.models.graphs import normalised_adjacency, propagate
-from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss, l2_reg
+from metamodal.models.zoo_base import ModelData, Params, ZooModel
 
 
 class LightGCNParams(Params):
@@ -38,8 +38,3 @@ class LightGCN(ZooModel):
             self.adj = self.adj.to(x.device)
         out = propagate(self.adj, x, self.p.n_layers)
         return out[: self.n_users], out[self.n_users :]
-
-    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        u_all, i_all = self.vectors()
-        reg = l2_reg(self.user(users), self.item(pos), self.item(neg))
-        return bpr_loss(u_all[users], i_all[pos], i_all[neg]) + self.p.reg_weight * reg

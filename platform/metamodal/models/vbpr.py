@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from metamodal.models.content import ContentFeatures, require_content
-from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss, l2_reg
+from metamodal.models.zoo_base import ModelData, Params, ZooModel
 
 
 class VBPRParams(Params):
@@ -36,8 +36,3 @@ class VBPR(ZooModel):
 
     def vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user.weight, self.item_vectors()
-
-    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        items = self.item_vectors()
-        u, p, n = self.user(users), items[pos], items[neg]
-        return bpr_loss(u, p, n) + self.p.reg_weight * l2_reg(u, self.item(pos), self.item(neg))

@@ -54,7 +54,12 @@ class ZooModel(torch.nn.Module):
         raise NotImplementedError
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """BPR on the scoring vectors plus L2 on the batch's ID embeddings (``self.user``,
+        ``self.item``, ``p.reg_weight``): BPR-MF, LightGCN, VBPR and early fusion share it;
+        models with other terms override it."""
+        u_all, i_all = self.vectors()
+        reg = l2_reg(self.user(users), self.item(pos), self.item(neg))
+        return bpr_loss(u_all[users], i_all[pos], i_all[neg]) + self.p.reg_weight * reg
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """The loss, through ``forward`` so DDP's hooks see it and average the gradients."""

@@ -59,19 +59,20 @@ def train_loop(config: dict) -> None:
         core.parameters(), lr=config["lr"], weight_decay=config["weight_decay"], fused=True
     )
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad": 0, "resumed_from": []}
+    best_state = None  # rank 0 keeps the best weights in memory; every checkpoint carries them
     ckpt = ray.train.get_checkpoint()
     if ckpt:  # resumed after a failure: carry on from the last evaluation
         with ckpt.as_directory() as d:
             saved = torch.load(Path(d) / "last.pt", weights_only=True)
             core.load_state_dict(saved["model"])
             opt.load_state_dict(saved["opt"])
+            best_state = torch.load(Path(d) / "best.pt", weights_only=True)
             state = json.loads((Path(d) / "state.json").read_text())
         state.setdefault("resumed_from", []).append(state["epoch"])
         if rank == 0:  # the log keeps one row per epoch: drop what the lost attempt wrote later
             log = Path(config["out"]) / "metrics.jsonl"
-            rows = [
-                r for r in log.read_text().splitlines() if json.loads(r)["epoch"] <= state["epoch"]
-            ]
+            lines = log.read_text().splitlines() if log.is_file() else []
+            rows = [r for r in lines if json.loads(r)["epoch"] <= state["epoch"]]
             log.write_text("".join(r + "\n" for r in rows))
             print(f"resumed from the checkpoint of epoch {state['epoch']}", flush=True)
     sampler = TripleSampler(train, config["seed"])
@@ -111,19 +112,11 @@ def train_loop(config: dict) -> None:
                 best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
             else:
                 state["bad"] += 1
-                best_state = None
             stop = state["bad"] >= config["patience"]
             _log(config, row)
             d = tempfile.mkdtemp()
             torch.save({"model": core.state_dict(), "opt": opt.state_dict()}, Path(d) / "last.pt")
-            prev = ray.train.get_checkpoint()
-            if best_state is not None:
-                torch.save(best_state, Path(d) / "best.pt")
-            elif prev is not None:  # carry the best weights forward
-                with prev.as_directory() as pd:
-                    torch.save(
-                        torch.load(Path(pd) / "best.pt", weights_only=True), Path(d) / "best.pt"
-                    )
+            torch.save(best_state, Path(d) / "best.pt")
             (Path(d) / "state.json").write_text(json.dumps(state))
             ckpt = ray.train.Checkpoint.from_directory(d)
         ray.train.report({**row, **state}, checkpoint=ckpt)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metamodal.data import load_dataset
+from metamodal.data import Dataset, load_dataset
 from metamodal.data.splits import Split, make_split
 from metamodal.eval.protocol import evaluate_split
 from metamodal.models import ZOO
@@ -36,9 +36,8 @@ from metamodal.train.data import (
 )
 
 
-def prepare_split(dataset: str, method: str | None, seed: int, out: Path) -> Split:
+def prepare_split(ds: Dataset, method: str | None, seed: int, out: Path) -> Split:
     d = out / "split"
-    ds = load_dataset(dataset)
     if (d / "split.npz").is_file():
         return Split.load(d, ds)
     split = make_split(ds, method, seed)
@@ -77,8 +76,8 @@ def run_training(
     ):  # a fresh run; the same config again resumes from Ray Train's checkpoint
         (out / "metrics.jsonl").unlink(missing_ok=True)
     conf.write_text(json.dumps(resolved, indent=2))
-    split = prepare_split(str(dataset), cfg.split.method, cfg.split.seed, out)
     ds = attach_features(load_dataset(dataset), cfg.data.features)
+    split = prepare_split(ds, cfg.split.method, cfg.split.seed, out)
     names = content_modalities(ds, cfg.data.modalities)
     miss = missingness_for(ds, split, cfg.missing.model_dump(), out)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
