@@ -33,6 +33,11 @@ def main() -> None:
         help="e.g. 0.3,0.6,0.9: retrain content models with each content modality dropped at that "
         "item rate plus 10%% cold items, and report test metrics under it",
     )
+    p.add_argument(
+        "--missing-models",
+        default="all",
+        help="comma-separated models that get the --missing-rates runs (default all)",
+    )
     a = p.parse_args()
     models = sorted(ZOO) if a.models == "all" else a.models.split(",")
     out = Path(a.out)
@@ -54,6 +59,8 @@ def main() -> None:
             )
         }
         rates = [float(x) for x in a.missing_rates.split(",") if x]
+        if a.missing_models != "all" and m not in a.missing_models.split(","):
+            rates = []
         if rates and r["modalities"]:
             res[m]["missing"] = {}
             for rate in rates:
@@ -77,6 +84,12 @@ def main() -> None:
             )
             for rate in rates:
                 res[m]["missing"][str(rate)] = mr["test"]
+        if res[m].get("missing"):  # relative loss of Recall@20 against the same model's full run
+            full = res[m]["test"]["recall@20"]
+            res[m]["missing_drop_pct"] = {
+                rate: 100.0 * (full - v["recall@20"]) / full if full else None
+                for rate, v in res[m]["missing"].items()
+            }
         res[m]["modalities"] = r["modalities"]
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2))  # after every model: a long run keeps its rows
@@ -91,6 +104,14 @@ def main() -> None:
     if miss_rows:
         extra += "\n\nUnder missing modalities (+10% cold items), test:\n\n" + table(
             miss_rows, COLUMNS, markdown=True
+        )
+        drops = {m: r["missing_drop_pct"] for m, r in res.items() if r.get("missing_drop_pct")}
+        rates = sorted({k for d in drops.values() for k in d}, key=float)
+        extra += "\n\nRecall@20 lost against the full-modality run (%, lower is better):\n\n"
+        extra += "| model | " + " | ".join(rates) + " |\n|---|" + "---|" * len(rates) + "\n"
+        extra += "".join(
+            f"| {m} | " + " | ".join(f"{d[k]:.1f}" for k in rates) + " |\n"
+            for m, d in sorted(drops.items(), key=lambda kv: kv[1][rates[-1]])
         )
     out.with_suffix(".md").write_text(f"# {a.dataset} (test, best valid epoch)\n\n{md}{extra}")
     print(md + extra)

@@ -235,6 +235,44 @@ def train(
         raise typer.Exit(2) from None
 
 
+mma_app = typer.Typer(no_args_is_help=True, help="MMA, the Meta-Modal Agent.")
+app.add_typer(mma_app, name="mma")
+
+
+@mma_app.command("run")
+def mma_run(
+    dataset: Annotated[Path, typer.Option(help="dataset directory")],
+    out: Annotated[Path, typer.Option(help="run directory (report.json, report.md, plots)")],
+    quick: Annotated[bool, typer.Option(help="the demo's budget: short runs, few steps")] = False,
+    seeds: Annotated[int | None, typer.Option(help="policy seeds (default 3)")] = None,
+    set: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override key.path=value, e.g. policy.grpo_steps=10"),
+    ] = None,
+) -> None:
+    """Train (or reuse) the zoo, train MMA per seed, and write the four evidence checks."""
+    from pydantic import ValidationError
+
+    from metamodal.agent.config import MMAConfig
+    from metamodal.agent.config import quick as quick_preset
+    from metamodal.agent.run import run_mma
+    from metamodal.train.config import merge_layers, parse_override
+
+    raw: dict = {}
+    try:
+        for o in set or []:
+            raw = merge_layers(raw, parse_override(o))
+        cfg = MMAConfig(**raw)
+    except (ValidationError, ValueError) as e:
+        print(f"error: mma configuration: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if quick:
+        cfg = quick_preset(cfg)
+    if seeds is not None:
+        cfg = cfg.model_copy(update={"seeds": seeds})
+    run_mma(str(dataset), out, cfg)
+
+
 def main() -> None:
     try:
         app()

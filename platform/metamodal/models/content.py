@@ -10,14 +10,20 @@ from metamodal.models.zoo_base import ModelData
 
 
 class ContentFeatures(torch.nn.Module):
-    """Per-modality frozen features [n_items, d_m] (missing rows zero) and presence [n_items]."""
+    """Per-modality frozen features [n_items, d_m] (missing rows zero) and presence [n_items].
+
+    Non-persistent buffers: they are data, not weights. A checkpoint carries none of them, so a
+    model rebuilt on other features (the agent's masked modalities, a refreshed extraction)
+    keeps what it was built with instead of having the training-time features loaded back."""
 
     def __init__(self, data: ModelData) -> None:
         super().__init__()
         self.names = list(data.features)
         for k, (x, present) in enumerate(data.features.values()):
-            self.register_buffer(f"x{k}", torch.from_numpy(np.asarray(x, dtype=np.float32)))
-            self.register_buffer(f"m{k}", torch.from_numpy(np.asarray(present, dtype=bool)))
+            x = torch.from_numpy(np.asarray(x, dtype=np.float32))
+            self.register_buffer(f"x{k}", x, persistent=False)
+            m = torch.from_numpy(np.asarray(present, dtype=bool))
+            self.register_buffer(f"m{k}", m, persistent=False)
 
     def __len__(self) -> int:
         return len(self.names)

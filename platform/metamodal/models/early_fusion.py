@@ -51,7 +51,7 @@ class EarlyFusion(ZooModel):
                     if m.any()
                     else self.content.features(k)[0] * 0
                 )
-                self.register_buffer(f"mean{k}", mean)
+                self.register_buffer(f"mean{k}", mean, persistent=False)  # data, like the rows
 
     def fill(self, k: int, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """Modality k's features with the missing rows (``~m``) filled; subclasses impute."""

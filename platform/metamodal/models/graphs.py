@@ -4,19 +4,26 @@ and a symmetric sparse propagation whose backward needs no transpose."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 
 def to_torch_csr(a: sp.spmatrix) -> torch.Tensor:
+    """scipy CSR -> torch CSR; scipy already guarantees the invariants, so torch's check is
+    off (explicitly: else every worker warns), and the "beta" notice is silenced once here."""
     a = a.tocsr().astype(np.float32)
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(a.indptr.astype(np.int64)),
-        torch.from_numpy(a.indices.astype(np.int64)),
-        torch.from_numpy(a.data),
-        size=a.shape,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(a.indptr.astype(np.int64)),
+            torch.from_numpy(a.indices.astype(np.int64)),
+            torch.from_numpy(a.data),
+            size=a.shape,
+            check_invariants=False,
+        )
 
 
 def sym_normalise(a: sp.spmatrix) -> sp.csr_matrix:

@@ -12,10 +12,9 @@ weights with BPR + α · calibration.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from metamodal.models.late_fusion import LateFusion, LateFusionParams
-from metamodal.models.zoo_base import ModelData, l2_reg
+from metamodal.models.zoo_base import ModelData, bpr_from_scores
 
 
 class MARGOParams(LateFusionParams):
@@ -56,21 +55,20 @@ class MARGO(LateFusion):
         return 1 if self.epoch < self.p.stage1_epochs else 2
 
     def weights(self, reps: torch.Tensor) -> torch.Tensor:
-        if self.stage == 1:  # plain sum of the present sources
-            return self.source_mask().float()
-        return super().weights(reps)
+        """Stage 1: the plain sum of the present sources. Stage 2: the learned distribution
+        times the number of present sources, so uniform weights continue stage 1's scores
+        exactly (a bare softmax would shrink every score S-fold at the switch)."""
+        mask = self.source_mask().float()
+        if self.stage == 1:
+            return mask
+        return super().weights(reps) * mask.sum(1, keepdim=True)
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        reps, w, mask = self.fused()
-        s_pos, s_neg = self.source_scores(reps, users, pos), self.source_scores(reps, users, neg)
-        y_pos, y_neg = (s_pos * w[pos]).sum(1), (s_neg * w[neg]).sum(1)
-        loss = -F.logsigmoid(y_pos - y_neg).mean()
-        loss = loss + self.p.reg_weight * l2_reg(
-            self.users[:, users].flatten(0, 1), self.item(pos), self.item(neg)
-        )
+        s_pos, s_neg, y_pos, y_neg, w_pos, m = self.batch_scores(users, pos, neg)
+        loss = bpr_from_scores(y_pos, y_neg) + self.id_reg(users, pos, neg)
         if self.stage == 2:
-            m = mask[pos]
             z = reliability((s_pos - s_neg).detach(), m)
             gamma = confidence((y_pos - y_neg).detach(), self.p.tau)
-            loss = loss + self.p.alpha * calibration_loss(w[pos], z, gamma, m)
+            w_dist = w_pos / w_pos.sum(1, keepdim=True)
+            loss = loss + self.p.alpha * calibration_loss(w_dist, z, gamma, m)
         return loss

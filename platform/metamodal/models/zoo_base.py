@@ -75,7 +75,11 @@ class ZooModel(torch.nn.Module):
 
 
 def bpr_loss(u: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    return -torch.nn.functional.logsigmoid((u * (p - n)).sum(-1)).mean()
+    return bpr_from_scores((u * p).sum(-1), (u * n).sum(-1))
+
+
+def bpr_from_scores(y_pos: torch.Tensor, y_neg: torch.Tensor) -> torch.Tensor:
+    return -torch.nn.functional.logsigmoid(y_pos - y_neg).mean()
 
 
 def l2_reg(*tensors: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,10 @@ class MissingSection(Strict):
 class DataSection(Strict):
     features: str | None = None  # an extraction output dir whose modalities join the dataset
     modalities: list[str] | None = None  # content modalities to use; None: every feature modality
+    # Feature rows as the models see them. "center_l2": subtract the mean over the items that have
+    # the modality, then unit-normalise. lfm2k's vggish rows are 99% one shared mean vector
+    # (norm ~1450), which swamps linear projections and makes cosine kNN graphs near-uniform.
+    normalise: Literal["none", "l2", "center_l2"] = "center_l2"
 
 
 class RunConfig(Strict):
@@ -74,10 +78,12 @@ def _package_yaml(rel: str) -> dict:
     return yaml.safe_load(f.read_text()) or {} if f.is_file() else {}
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge_layers(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            merge_layers(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
@@ -117,7 +123,7 @@ def load_config(
     for where, layer in layers:
         if not isinstance(layer, dict):
             raise ConfigError(f"{where}: expected a mapping at the top level")
-        merged = _merge(merged, layer)
+        merged = merge_layers(merged, layer)
         try:
             RunConfig.model_validate(merged)  # fail at the layer that broke it
         except ValidationError as e:

@@ -34,8 +34,26 @@ def content_modalities(ds: Dataset, names: list[str] | None) -> list[str]:
     return list(names)
 
 
+def normalise_features(x: np.ndarray, present: np.ndarray, how: str) -> np.ndarray:
+    """Rows as the models see them (``DataSection.normalise``); absent rows stay zero. The mean is
+    over present rows only, so a dropped modality never leaks into it."""
+    x = np.asarray(x, dtype=np.float32).copy()
+    x[~present] = 0.0
+    if how == "none" or not present.any():
+        return x
+    if how == "center_l2":
+        x[present] -= x[present].mean(0)
+    norms = np.linalg.norm(x[present], axis=1, keepdims=True)
+    x[present] /= np.maximum(norms, 1e-12)
+    return x
+
+
 def build_model_data(
-    ds: Dataset, split: Split, names: list[str], miss: Missingness | None
+    ds: Dataset,
+    split: Split,
+    names: list[str],
+    miss: Missingness | None,
+    normalise: str = "center_l2",
 ) -> tuple[ModelData, np.ndarray]:
     """(ModelData, training interaction indices)."""
     train_idx = miss.train_indices(ds, split) if miss else split.train
@@ -43,9 +61,7 @@ def build_model_data(
     for name in names:
         mod = ds.modalities[name]
         present = miss.present[name] if miss else mod.present
-        x = mod.features.copy()
-        x[~present] = 0.0
-        feats[name] = (x, present.copy())
+        feats[name] = (normalise_features(mod.features, present, normalise), present.copy())
     return ModelData(ds.n_users, ds.n_items, ds.matrix(train_idx), feats), train_idx
 
 

@@ -47,7 +47,7 @@ def train_loop(config: dict) -> None:
     split = Split.load(config["split_dir"], ds)
     miss = Missingness.load(config["split_dir"]) if config["missing_on"] else None
     names = content_modalities(ds, config["data"]["modalities"])
-    data, _ = build_model_data(ds, split, names, miss)
+    data, _ = build_model_data(ds, split, names, miss, config["data"]["normalise"])
     train = data.train
     cls = ZOO[config["model"]]
     torch.manual_seed(config["seed"])

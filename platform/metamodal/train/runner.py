@@ -57,6 +57,7 @@ def run_training(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    dataset = Path(dataset).resolve()  # config.json must find it again from anywhere
     cfg, params = load_config(model, dataset, overrides, override_file)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +123,7 @@ def run_training(
     if result.checkpoint is None:
         raise RuntimeError(f"train {model}: no checkpoint reported ({result.error})")
     torch.manual_seed(t.seed)
-    data, _ = build_model_data(ds, split, names, miss)
+    data, _ = build_model_data(ds, split, names, miss, cfg.data.normalise)
     net = ZOO[model](data, params)
     with result.checkpoint.as_directory() as d:
         net.load_state_dict(torch.load(Path(d) / "best.pt", weights_only=True))

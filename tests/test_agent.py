@@ -1,0 +1,284 @@
+"""MMA's foundation: episodes, masking, tools, the action parser, reward, balanced sampling and
+RuleRouter-Fuse — on the generated shop with feature modalities added in the test."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metamodal.agent.actions import Action, parse, render_action, render_prompt, reward
+from metamodal.agent.episodes import EpisodeBuilder, PoolConfig, pool_ndcg
+from metamodal.agent.evidence import EvidenceStore, MaskedModality
+from metamodal.agent.fusion import fuse
+from metamodal.agent.rulerouter import RuleRouter
+from metamodal.agent.sampler import BalancedSampler
+from metamodal.agent.tools import run_tools, tools_for
+from metamodal.data import FeatureModality, load_dataset
+from metamodal.data.missing import MissingSpec, make_missingness
+from metamodal.data.splits import make_split
+
+
+@pytest.fixture(scope="module")
+def world(small_shop: Path):
+    """The shop plus a text and an image feature modality (category signal + noise), a split,
+    10% cold items, and an item-vector 'retriever' (truncated SVD of the training matrix)."""
+    ds = load_dataset(small_shop)
+    rng = np.random.default_rng(0)
+    cats = ds.item_meta["category"].astype("category").cat.codes.to_numpy()
+    onehot = np.eye(cats.max() + 1)[cats]
+    for name, kind, src in (("text_vec", "text", "text"), ("image_vec", "image", "image")):
+        x = np.hstack([onehot, 0.3 * rng.normal(size=(ds.n_items, 6))]).astype(np.float32)
+        ds.modalities[name] = FeatureModality(name, kind, ds.modalities[src].present.copy(), x)
+    split = make_split(ds, None, 0)
+    miss = make_missingness(ds, split, MissingSpec(cold_item_frac=0.1, seed=0))
+    m = ds.matrix(miss.train_indices(ds, split)).toarray()
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    users, items = u[:, :8] * s[:8], vt[:8].T
+    builder = EpisodeBuilder(
+        ds, split,
+        user_scores=lambda uid: users[uid] @ items.T,
+        history_scores=lambda hist: items[hist].mean(0) @ items.T if len(hist) else np.zeros(ds.n_items),
+        miss=miss, cfg=PoolConfig(pool_size=12, fixed_k=20),
+    )  # fmt: skip
+    store = EvidenceStore.build(ds, graph_items=items)
+    return ds, split, miss, builder, store
+
+
+FULL = ("graph", "text", "image")
+
+
+def test_target_positive_episodes_hold_the_target_and_only_true_negatives(world) -> None:
+    ds, split, miss, b, _ = world
+    for task in ("warm_user", "cold_user", "cold_item"):
+        eps = b.target_positive_part("test", task, FULL, limit=20, seed=0)
+        assert eps, task
+        for ep in eps:
+            assert len(ep.pool) == 12 and len(set(ep.pool.tolist())) == 12
+            assert ep.labels.sum() == 1
+            negatives = set(ep.pool.tolist()) - set(ep.targets.tolist())
+            assert not negatives & b.seen[ep.user]
+            if task == "cold_user":
+                assert len(ep.history) <= 2
+            if task == "cold_item":
+                assert miss.cold_items[ep.targets[0]] and ep.cold.sum() >= 2  # not only the target
+            else:
+                assert not miss.cold_items[ep.targets[0]]
+
+
+def test_fixed_pools_are_the_retrievers_top_k_and_may_miss_the_target(world) -> None:
+    ds, split, _, b, _ = world
+    users = np.unique(ds.interactions.user[split.test])[:40]
+    eps = [e for u in users if (e := b.fixed(int(u), "test", FULL)) is not None]
+    assert eps and all(len(e.pool) == 20 for e in eps)
+    assert all(not set(e.pool.tolist()) & set(e.history.tolist()) for e in eps)
+    assert any(not e.labels.any() for e in eps) or all(e.labels.any() for e in eps)
+    missed = next((e for e in eps if not e.labels.any()), None)
+    if missed is not None:
+        assert pool_ndcg(np.arange(20.0), missed) == 0.0
+
+
+def test_pool_ndcg_matches_a_hand_computed_case() -> None:
+    from metamodal.agent.episodes import Episode
+
+    pool = np.arange(12)
+    ep = Episode(0, np.array([1]), pool, np.array([5, 40]), np.zeros(12), np.zeros(12, bool),
+                 FULL, "warm_user", "fixed")  # fmt: skip
+    scores = -np.arange(12.0)  # pool order: item 5 at rank 6; target 40 not in the pool
+    ideal = 1 + 1 / np.log2(3)  # two targets could have been ranked 1 and 2
+    assert pool_ndcg(scores, ep, 10) == pytest.approx((1 / np.log2(7)) / ideal)
+    scores[5] = 9.0  # item 5 first
+    assert pool_ndcg(scores, ep, 10) == pytest.approx(1 / ideal)
+    scores[5] = -99.0  # last: outside the top 10
+    assert pool_ndcg(scores, ep, 10) == 0.0
+
+
+@pytest.mark.parametrize("pattern", [("graph",), ("text",), ("image",), ("text", "image")])
+def test_no_masked_modality_reaches_any_tool_output_or_prompt(world, pattern) -> None:
+    """Replace every masked source's data with noise: tool scores, summaries and the prompt
+    must not change. And the masked data cannot be read through the view at all."""
+    ds, _, _, b, store = world
+    ep = b.target_positive_part("test", "warm_user", pattern, limit=1, seed=1)[0]
+    tools = tools_for(store)
+    before = run_tools(store, tools, ep)
+    rng = np.random.default_rng(5)
+    noisy = EvidenceStore(
+        dict(store.groups),
+        {
+            n: (rng.normal(size=x.shape).astype(np.float32), m)
+            if store.view(ep).group_of(n) not in pattern else (x, m)
+            for n, (x, m) in store.features.items()
+        },
+        {g: ([["zzz"]] * len(k) if g not in pattern else k) for g, k in store.keywords.items()},
+        rng.normal(size=store.graph_items.shape) if "graph" not in pattern else store.graph_items,
+        store.aligned,
+    )  # fmt: skip
+    after = run_tools(noisy, tools_for(noisy), ep)
+    for name in tools:
+        assert before[name].summary == after[name].summary, name
+        assert before[name].status == after[name].status
+        if before[name].scores is not None:
+            np.testing.assert_array_equal(before[name].scores, after[name].scores)
+    assert render_prompt(ep, before) == render_prompt(ep, after)
+    for g in {"graph", "text", "image"} - set(pattern):
+        assert before["graph" if g == "graph" else g].status == "unavailable"
+        with pytest.raises(MaskedModality):
+            store.view(ep).features(g) if g != "graph" else store.view(ep).first_stage()
+
+
+def test_tools_score_and_summarise_what_is_observed(world) -> None:
+    _, _, _, b, store = world
+    ep = b.target_positive_part("test", "warm_user", FULL, limit=1, seed=2)[0]
+    res = run_tools(store, tools_for(store), ep)
+    assert {"graph", "text", "image", "keyword"} <= set(res)
+    for r in res.values():
+        if r.usable:
+            assert r.scores.shape == (12,) and "scored" in r.summary
+    assert "user keywords:" in res["keyword"].summary
+    interactive = tools_for(store, interactive=True)
+    masked = ep.with_available(("graph",))
+    clar = run_tools(store, interactive, masked, ["clarify"])["clarify"]
+    assert clar.usable and "text" in clar.summary  # answered from the held-out modalities
+
+
+def test_parser_never_raises_and_penalises_malformed_completions() -> None:
+    tools, usable = ["graph", "text", "keyword"], ["graph", "keyword"]
+    good = parse("CALL graph\nCALL keyword\nWEIGHTS graph=0.7 keyword=0.3", tools, usable)
+    assert good.well_formed and good.calls == ["graph", "keyword"]
+    assert good.weights == {"graph": 0.7, "keyword": 0.3}
+    for bad in ["", "I think graph is best", "CALL nope\nWEIGHTS nope=1", "WEIGHTS graph=1",
+                "CALL graph\nCALL graph", "CALL graph\nWEIGHTS keyword=2", "\x00\x01CALL"]:  # fmt: skip
+        a = parse(bad, tools, usable)
+        assert not a.well_formed and a.calls and a.weights, bad
+        assert all(w > 0 for w in a.weights.values())
+    fb = parse("nonsense", tools, usable)
+    assert fb.fallback and fb.calls == usable
+    assert parse(render_action(["keyword"], {"keyword": 1.0}), tools, usable).well_formed
+
+
+def test_reward_is_ndcg_minus_call_cost_plus_format_term() -> None:
+    a = Action(calls=["graph", "keyword"], weights={"graph": 1.0, "keyword": 1.0})
+    assert reward(0.5, a) == pytest.approx(0.5 - 0.02 + 0.05)
+    bad = Action(calls=["graph"], weights={"graph": 1.0}, well_formed=False, fallback=True)
+    assert reward(0.5, bad) == pytest.approx(0.5 - 0.2)
+    assert reward(0.5, bad) < reward(0.5, a)  # calling nothing never pays
+
+
+def test_balanced_sampler_draws_every_bucket_evenly(world) -> None:
+    _, _, _, b, store = world
+    eps = {t: b.target_positive_part("valid", t, FULL, limit=5, seed=0) for t in
+           ("warm_user", "cold_user", "cold_item")}  # fmt: skip
+    sources = store.sources()
+    assert sources == ["graph", "text", "image"]
+    s = BalancedSampler(eps, sources, seed=0)
+    assert len(s.buckets) == 7 * 3
+    first = Counter(k for k, _ in s.batch(30))
+    assert max(first.values()) - min(first.values()) <= 1 and len(first) == 21
+    total = Counter(k for k, _ in s.batch(21 * 4 - 30)) + first
+    assert set(total.values()) == {4}  # whole cycles: exactly even
+    for (pattern, task), ep in s.batch(10):
+        assert ep.available == pattern and ep.task == task
+    with pytest.raises(ValueError, match="cold_item"):
+        BalancedSampler({"warm_user": eps["warm_user"], "cold_item": []}, sources)
+
+
+def test_fusion_drops_first_stage_without_graph_and_rulerouter_fits_on_validation(world) -> None:
+    _, _, _, b, store = world
+    tools = tools_for(store)
+    eps = b.target_positive_part("valid", "warm_user", FULL, limit=30, seed=3)
+    observed = []
+    for ep in eps:
+        res = run_tools(store, tools, ep)
+        observed.append((ep, res, store.view(ep).first_stage()))
+    only_text = eps[0].with_available(("text",))
+    res = run_tools(store, tools, only_text)
+    s = fuse(res, {"text": 1.0}, None, 0.5, len(only_text.pool))
+    assert np.isfinite(s).all()
+    rr = RuleRouter.fit(observed, list(tools))
+    base = RuleRouter({t: 1.0 for t in tools}, 0.5).mean_ndcg(observed)
+    assert rr.mean_ndcg(observed) >= base
+    assert 0.0 <= rr.lam <= 1.0 and set(rr.weights) == set(tools)
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init 2-layer Llama with SmolLM2's tokenizer (weights are random: this checks
+    the machinery, not the policy)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from metamodal.agent.policy import load_tokenizer
+
+    d = tmp_path_factory.mktemp("tiny_llm")
+    tok = load_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def test_grpo_steps_of_a_tiny_policy_inside_ray_train(world, tiny_llm, ray_session, tmp_path):
+    import json
+
+    from metamodal.agent.env import AgentEnv
+    from metamodal.agent.train_policy import PolicyTrainConfig, train_policy
+
+    _, _, _, b, store = world
+    env = AgentEnv(store, tools_for(store), lam=0.5)
+    eps = {t: b.target_positive_part("valid", t, FULL, limit=6, seed=0) for t in
+           ("warm_user", "cold_user", "cold_item")}  # fmt: skip
+    steps = [env.observe(ep) for _, ep in BalancedSampler(eps, store.sources()).batch(24)]
+    cfg = PolicyTrainConfig(
+        model=str(tiny_llm), grpo_steps=2, bc_epochs=1, workers=2, max_new_tokens=12,
+        prompts_per_step=2, num_generations=2, wandb=False, lora_r=4,
+    )  # fmt: skip
+    summary = train_policy(env, steps, tmp_path, cfg)
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["stage"] == "bc" for r in rows)
+    grpo = [r for r in rows if r["stage"] == "grpo" and "reward" in r]
+    assert len(grpo) == 2 and all(np.isfinite(r["reward"]) for r in grpo)
+    assert summary["bc_targets"] >= 5
+
+
+def test_baselines_see_only_the_observed_modalities(world) -> None:
+    """A late-fusion model rebuilt per pattern: each content pattern gives different item
+    vectors, graph-less patterns get no user embeddings, and (regression) the checkpoint does not
+    load the training-time features back over the masked ones."""
+    import torch
+
+    from metamodal.agent.baselines import BaselineScorer
+    from metamodal.models import ZOO
+    from metamodal.train.artifacts import TrainedRun
+    from metamodal.train.data import build_model_data
+
+    ds, split, miss, b, store = world
+    names = ["text_vec", "image_vec"]
+    data, _ = build_model_data(ds, split, names, miss)
+    net = ZOO["late_fusion"](data, ZOO["late_fusion"].Params(embedding_dim=8))
+    state = net.state_dict()
+    assert not any(k.startswith("content.") for k in state)  # features are data, not weights
+    config = {
+        "params": net.p.model_dump(),
+        "data": {"normalise": "center_l2"},
+        "train": {"seed": 0},
+    }
+    run = TrainedRun(Path("."), "late_fusion", config, ds, split, miss, names, state)
+    sc = BaselineScorer(run, {n: store.group_of(n) for n in names})
+    u_full, i_full = sc.vectors(FULL)
+    u_text, i_text = sc.vectors(("text",))
+    _, i_image = sc.vectors(("image",))
+    assert u_full is not None and u_text is None
+    assert not np.allclose(i_text, i_image) and not np.allclose(i_text, i_full)
+    ep = b.target_positive_part("test", "warm_user", ("text",), limit=1, seed=0)[0]
+    s = sc.scores(ep)
+    assert s.shape == (12,) and np.isfinite(s).all()
+    with torch.no_grad():
+        net.eval()
+        np.testing.assert_allclose(net.vectors()[1].numpy(), i_full, rtol=1e-5, atol=1e-6)
