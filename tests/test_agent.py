@@ -282,3 +282,51 @@ def test_baselines_see_only_the_observed_modalities(world) -> None:
     with torch.no_grad():
         net.eval()
         np.testing.assert_allclose(net.vectors()[1].numpy(), i_full, rtol=1e-5, atol=1e-6)
+
+
+def test_report_picks_the_strongest_baseline_and_pairs_episodes() -> None:
+    from metamodal.agent.report import markdown, summarise
+
+    rng = np.random.default_rng(0)
+
+    def seed(s: int) -> dict:
+        base = rng.random(60)
+        per = {}
+        for cond in ("ooma:graph", "ooma:text", "fixed_pool"):
+            per[cond] = {
+                "mma_auto": (base + 0.1).tolist(),
+                "rulerouter_fuse": (base + 0.05).tolist(),
+                "mma_interactive": (base + 0.2).tolist(),
+                "lightgcn": (base - 0.1).tolist(),
+                "margo": base.tolist(),
+            }
+        return {"seed": s, "per_episode": per}
+
+    rep = summarise([seed(0), seed(1), seed(2)])
+    assert rep["strongest_baseline"] == {"ooma": "margo", "fixed_pool": "margo"}
+    m = rep["ooma"]["margo"]["ndcg@10"]
+    assert rep["gain_pct_over_strongest"]["ooma"]["mma_auto"] == pytest.approx(
+        100 * (rep["ooma"]["mma_auto"]["ndcg@10"] - m) / m
+    )
+    sig = rep["significance"]["ooma"]["mma_auto_vs_margo"]
+    assert sig["n"] == 180 and sig["wilcoxon_p"] < 1e-6 and sig["mean_diff"] == pytest.approx(0.1)
+    assert rep["router_control"]["rulerouter_below_mma"]
+    assert set(rep["ooma"]["margo"]["per_modality"]) == {"graph", "text"}
+    assert "mma_interactive (upper bound" in markdown(rep, "t")
+
+
+def test_behaviour_targets_are_the_best_searched_action(world) -> None:
+    from metamodal.agent.env import AgentEnv, best_action, candidate_actions
+
+    _, _, _, b, store = world
+    env = AgentEnv(store, tools_for(store), lam=0.3)
+    steps = [env.observe(e) for e in b.target_positive_part("valid", "warm_user", FULL, 8, 0)]
+    acts = candidate_actions(steps[0].usable, env.max_calls)
+    assert len({(tuple(a.calls), tuple(sorted(a.weights.items()))) for a in acts}) == len(acts)
+    best, r = best_action(env, steps)
+    means = [np.mean([reward(env.ndcg(s, a), a) for s in steps]) for a in acts]
+    assert r == pytest.approx(max(means))
+    assert (
+        parse(render_action(best.calls, best.weights), list(env.tools), steps[0].usable).calls
+        == best.calls
+    )

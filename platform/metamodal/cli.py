@@ -253,23 +253,15 @@ def mma_run(
     """Train (or reuse) the zoo, train MMA per seed, and write the four evidence checks."""
     from pydantic import ValidationError
 
-    from metamodal.agent.config import MMAConfig
-    from metamodal.agent.config import quick as quick_preset
+    from metamodal.agent.config import load_mma_config
     from metamodal.agent.run import run_mma
-    from metamodal.train.config import merge_layers, parse_override
+    from metamodal.train.config import ConfigError
 
-    raw: dict = {}
     try:
-        for o in set or []:
-            raw = merge_layers(raw, parse_override(o))
-        cfg = MMAConfig(**raw)
-    except (ValidationError, ValueError) as e:
+        cfg = load_mma_config(set, quick, seeds)
+    except (ValidationError, ConfigError) as e:
         print(f"error: mma configuration: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
-    if quick:
-        cfg = quick_preset(cfg)
-    if seeds is not None:
-        cfg = cfg.model_copy(update={"seeds": seeds})
     run_mma(str(dataset), out, cfg)
 
 

@@ -50,3 +50,21 @@ def quick(cfg: MMAConfig) -> MMAConfig:
             "policy": cfg.policy.model_copy(update={"grpo_steps": 3, "bc_epochs": 2}),
         }
     )
+
+
+def load_mma_config(
+    overrides: list[str] | None = None, quick_mode: bool = False, seeds: int | None = None
+) -> MMAConfig:
+    """Defaults ← ``key.path=value`` overrides (validated: unknown keys fail naming them) ←
+    the ``--quick`` preset ← ``--seeds``."""
+    from metamodal.train.config import merge_layers, parse_override
+
+    raw: dict = {}
+    for o in overrides or []:
+        raw = merge_layers(raw, parse_override(o))
+    cfg = MMAConfig(**raw)
+    if quick_mode:
+        cfg = quick(cfg)
+    if seeds is not None:
+        cfg = cfg.model_copy(update={"seeds": seeds})
+    return cfg

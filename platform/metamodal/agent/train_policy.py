@@ -35,7 +35,7 @@ class PolicyTrainConfig(BaseModel):
     model: str = "smollm2-135m-instruct"
     lora_r: int = 16
     lora_layers: int = 8
-    bc_epochs: int = 4
+    bc_epochs: int = 8
     bc_lr: float = 2e-3
     bc_batch: int = 8
     grpo_steps: int = 30
@@ -92,7 +92,7 @@ def behaviour_clone(net, tok, pairs: list[tuple[str, str, float]], cfg: PolicyTr
             loss.backward()
             opt.step()
             step += 1
-            log({"stage": "bc", "epoch": epoch, "step": step, "loss": float(loss)})
+            log({"stage": "bc", "epoch": epoch, "step": step, "loss": float(loss.detach())})
 
 
 def deepspeed_config(stage: int) -> dict:
@@ -113,8 +113,10 @@ def policy_worker(config: dict) -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from metamodal.agent.policy import PolicySpec, load_model, load_tokenizer, with_lora
+    from metamodal.train.loop import quiet_ray_train_logs
 
     os.environ.update(config["env_vars"])  # before transformers imports DeepSpeed
+    quiet_ray_train_logs()
     cfg = PolicyTrainConfig(**config["cfg"])
     env: AgentEnv = config["env"]
     steps: list[Step] = config["steps"]
@@ -183,7 +185,10 @@ def policy_worker(config: dict) -> None:
         beta=cfg.beta,
         temperature=cfg.temperature,
         logging_steps=1,
-        save_strategy="no",
+        gradient_checkpointing=False,  # trl turns it on; a 135M policy fits, recompute costs
+        save_strategy="steps",  # resumable checkpoints (the adapter and optimiser state)
+        save_steps=max(5, cfg.grpo_steps // 3),
+        save_total_limit=1,
         report_to=["wandb"] if cfg.wandb and rank == 0 else [],
         run_name=f"mma-grpo-seed{cfg.seed}",
         use_cpu=not use_gpu,

@@ -25,6 +25,15 @@ def _stop_together(stop: bool, world: int) -> bool:
     return bool(flag.item())
 
 
+def quiet_ray_train_logs() -> None:
+    """No INFO line per ``ray.train.report``: Train V2's context logs through a logger named by
+    its *file path*, which the ``ray.train`` hierarchy does not reach."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -37,7 +46,7 @@ def train_loop(config: dict) -> None:
     from metamodal.train.data import attach_features, build_model_data, content_modalities
     from metamodal.train.sampler import TripleSampler
 
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per report
+    quiet_ray_train_logs()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     if config["threads"]:

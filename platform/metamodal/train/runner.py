@@ -59,6 +59,8 @@ def run_training(
 
     dataset = Path(dataset).resolve()  # config.json must find it again from anywhere
     cfg, params = load_config(model, dataset, overrides, override_file)
+    if cfg.data.features:  # workers (and later readers of config.json) may run elsewhere
+        cfg.data.features = str(Path(cfg.data.features).resolve())
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     resolved = {**cfg.model_dump(), "params": params.model_dump()}
