@@ -222,3 +222,41 @@ def test_freedom_prunes_hub_edges_first() -> None:
     hub = np.mean([k[0].nnz for k in kept]) / 30
     leaves = np.mean([k[1:].nnz for k in kept]) / 30
     assert all(k.nnz == 30 for k in kept) and hub < leaves
+
+
+def test_minibatch_propagation_equals_full_and_samples_within_the_fanout() -> None:
+    """The mini-batched path (memory per batch, not per graph) is exact without a fanout."""
+    from metamodal.models.lightgcn import LightGCN
+
+    data = tiny()
+    torch.manual_seed(0)
+    full = LightGCN(data, LightGCN.Params(embedding_dim=8, n_layers=3))
+    torch.manual_seed(0)
+    mb = LightGCN(
+        data, LightGCN.Params(embedding_dim=8, n_layers=3, propagation="minibatch", chunk=7)
+    )
+    u1, i1 = full.vectors()
+    u2, i2 = mb.vectors()
+    torch.testing.assert_close(u1, u2)
+    torch.testing.assert_close(i1, i2)
+    users, pos, neg = torch.tensor([0, 3, 5]), torch.tensor([1, 2, 9]), torch.tensor([4, 7, 8])
+    l1, l2 = full(users, pos, neg), mb(users, pos, neg)
+    torch.testing.assert_close(l1, l2)
+    l1.backward()
+    l2.backward()
+    torch.testing.assert_close(full.user.weight.grad, mb.user.weight.grad)
+    sampled = LightGCN(
+        data, LightGCN.Params(embedding_dim=8, n_layers=2, propagation="minibatch", fanout=2)
+    )
+    assert torch.isfinite(sampled(users, pos, neg))
+    from metamodal.models.minibatch import _sample_rows, normalised_adjacency_scipy
+
+    a = normalised_adjacency_scipy(data.train)
+    s = _sample_rows(a, 2, np.random.default_rng(0))
+    deg, kept = np.diff(a.indptr), np.diff(s.indptr)
+    assert (kept == np.minimum(deg, 2)).all()
+    r = int(np.flatnonzero(deg > 2)[0])  # a sampled row: its kept edges, reweighted deg/2
+    lo, hi, slo, shi = a.indptr[r], a.indptr[r + 1], s.indptr[r], s.indptr[r + 1]
+    orig = dict(zip(a.indices[lo:hi], a.data[lo:hi], strict=True))
+    for c, v in zip(s.indices[slo:shi], s.data[slo:shi], strict=True):
+        assert v == pytest.approx(orig[c] * deg[r] / 2)

@@ -3,13 +3,14 @@
 checkpoint on valid and test and write ``results.json``, ``metrics.jsonl`` and a PNG of the
 learning curves into ``OUT``.
 
-Scaling a graph model past one machine's memory: LightGCN here propagates over the full graph
-every step (cheap up to tens of millions of edges: the adjacency is one sparse CSR). Past that,
-the path is mini-batched propagation — sample each batch's L-hop neighbourhood
-(``torch_geometric.loader.NeighborLoader`` over the bipartite graph, fan-out per layer), run the
-layers on the sampled subgraph, and shard users across Ray Train workers; embedding tables that
-outgrow one GPU shard by rows. Not built here yet: full-graph propagation covers every dataset
-this platform ships with.
+Scaling a graph model past one machine's memory: LightGCN propagates over the full graph every
+step by default (cheap up to tens of millions of edges: the adjacency is one sparse CSR). Past
+that, ``--set params.propagation=minibatch [--set params.fanout=15]`` computes each batch's
+embeddings from its own L-hop neighbourhood only (exact, or neighbour-sampled with a fanout;
+``metamodal.models.minibatch``) and scores the catalogue in node chunks, so a step's memory
+follows the batch; Ray Train's workers already take disjoint shards of the triples. What is not
+built: embedding tables that outgrow one device, which would shard by rows (a parameter server
+or torchrec's sharded embeddings) — no dataset this platform ships with comes near that.
 """
 
 from __future__ import annotations
