@@ -5,6 +5,7 @@ baselines and the Serve deployments load models this way."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from metamodal.data.splits import Split
 from metamodal.models import ZOO, ModelData
 from metamodal.models.zoo_base import ZooModel
 from metamodal.train.data import attach_features, build_model_data, content_modalities
+
+DATA_BUFFER = re.compile(r"^(content\.[xm]\d+|mean\d+)$")
 
 
 @dataclass
@@ -69,4 +72,6 @@ def load_run(out: str | Path, ds: Dataset | None = None) -> TrainedRun:
     miss = Missingness.load(out / "split") if (out / "split" / "missing.npz").is_file() else None
     names = content_modalities(ds, config["data"]["modalities"])
     state = torch.load(out / "model.pt", weights_only=True, map_location="cpu")
+    # checkpoints written before feature buffers became non-persistent still carry the data
+    state = {k: v for k, v in state.items() if not DATA_BUFFER.match(k)}
     return TrainedRun(out, config["model"], config, ds, split, miss, names, state)
