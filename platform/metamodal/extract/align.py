@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -193,6 +194,8 @@ def train_loop(config: dict) -> None:
                 )
                 ckpt = ray.train.Checkpoint.from_directory(d)
         ray.train.report(metrics, checkpoint=ckpt)
+        if ckpt is not None:  # copied into the run's storage by report: drop the local one
+            shutil.rmtree(ckpt.path, ignore_errors=True)
 
 
 def run_align(

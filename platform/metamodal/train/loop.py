@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -129,6 +130,8 @@ def train_loop(config: dict) -> None:
             (Path(d) / "state.json").write_text(json.dumps(state))
             ckpt = ray.train.Checkpoint.from_directory(d)
         ray.train.report({**row, **state}, checkpoint=ckpt)
+        if ckpt is not None:  # report has copied it into the run's storage: the local copy goes
+            shutil.rmtree(ckpt.path, ignore_errors=True)  # (one per epoch filled 73 GB of /tmp)
         if _stop_together(stop, world):
             break
 
