@@ -150,8 +150,8 @@ def run_seed(
     log(f"seed {seed}: episodes fit {sum(map(len, fit.values()))}, select "
         f"{sum(map(len, select.values()))}, test {sum(map(len, test.values()))}")  # fmt: skip
 
-    sel_steps = [env.observe(ep) for _, ep in BalancedSampler(select, sources, seed).batch(
-        len(BalancedSampler(select, sources).buckets) * 4)]  # fmt: skip
+    sel_sampler = BalancedSampler(select, sources, seed)  # four whole cycles of the buckets
+    sel_steps = [env.observe(ep) for _, ep in sel_sampler.batch(4 * len(sel_sampler.buckets))]
     rr = RuleRouter.fit([(s.ep, s.results, s.first) for s in sel_steps], list(tools))
     env.lam = rr.lam
     log(f"seed {seed}: RuleRouter-Fuse weights {rr.weights}, λ {rr.lam}")
