@@ -219,8 +219,7 @@ def policy_worker(config: dict) -> None:
 
 def train_policy(env: AgentEnv, steps: list[Step], out: str | Path, cfg: PolicyTrainConfig) -> dict:
     """Run the warm start and GRPO on Ray Train; returns a summary (BC targets, timings)."""
-    import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import RunConfig
     from ray.train.torch import TorchTrainer
 
     out = Path(out)
@@ -229,17 +228,13 @@ def train_policy(env: AgentEnv, steps: list[Step], out: str | Path, cfg: PolicyT
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_DIR", str(out))
     from metamodal.agent.policy import materialise
+    from metamodal.train.runner import worker_scaling
 
     cfg = cfg.model_copy(update={"model": materialise(cfg.model)})
     t0 = time.perf_counter()
     pairs = bc_pairs(env, steps)
     search_s = time.perf_counter() - t0
-    if not ray.is_initialized():
-        ray.init(configure_logging=False, log_to_driver=True)
-    gpus = ray.cluster_resources().get("GPU", 0)
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
-    cpus = ray.cluster_resources().get("CPU", 1)
-    share = max(1.0, cpus // cfg.workers) if not use_gpu else 1.0
+    use_gpu, scaling, share = worker_scaling(cfg.workers, cfg.use_gpu)
     threads = cfg.threads or int(share)
     env_vars = {"WANDB_MODE": os.environ["WANDB_MODE"], "WANDB_DIR": str(out)}
     if not use_gpu:
@@ -255,11 +250,7 @@ def train_policy(env: AgentEnv, steps: list[Step], out: str | Path, cfg: PolicyT
             "world": cfg.workers,
             "env_vars": env_vars,
         },
-        scaling_config=ScalingConfig(
-            num_workers=cfg.workers,
-            use_gpu=use_gpu,
-            resources_per_worker=None if use_gpu else {"CPU": share},
-        ),
+        scaling_config=scaling,
         run_config=RunConfig(
             name=f"mma-policy-seed{cfg.seed}",
             storage_path=str(out / "ray_results"),

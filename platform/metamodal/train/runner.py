@@ -46,6 +46,26 @@ def prepare_split(ds: Dataset, method: str | None, seed: int, out: Path) -> Spli
     return split
 
 
+def worker_scaling(workers: int, use_gpu: bool | None) -> tuple[bool, object, float]:
+    """Start Ray if needed; (use_gpu, ScalingConfig, CPUs per worker). ``use_gpu=None``: when the
+    cluster has GPUs. On CPU each worker takes an equal whole share of the cluster's CPUs."""
+    import ray
+    from ray.train import ScalingConfig
+
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+    res = ray.cluster_resources()
+    use_gpu = use_gpu if use_gpu is not None else res.get("GPU", 0) > 0
+    share = max(1.0, float(res.get("CPU", 1)) // workers) if not use_gpu else 1.0
+    scaling = ScalingConfig(
+        num_workers=workers,
+        use_gpu=use_gpu,
+        resources_per_worker=None if use_gpu else {"CPU": share},
+    )
+    return use_gpu, scaling, share
+
+
 def run_training(
     model: str,
     dataset: str | Path,
@@ -54,8 +74,7 @@ def run_training(
     override_file: str | Path | None = None,
     overwrite: bool = False,
 ) -> dict:
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     dataset = Path(dataset).resolve()  # config.json must find it again from anywhere
@@ -84,13 +103,7 @@ def run_training(
     split = prepare_split(ds, cfg.split.method, cfg.split.seed, out)
     names = content_modalities(ds, cfg.data.modalities)
     miss = missingness_for(ds, split, cfg.missing.model_dump(), out)
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    use_gpu = cfg.train.use_gpu if cfg.train.use_gpu is not None else gpus > 0
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    share = max(1.0, cpus // cfg.train.workers) if not use_gpu else 1.0
+    use_gpu, scaling, share = worker_scaling(cfg.train.workers, cfg.train.use_gpu)
     t = cfg.train
     loop_config = {
         **t.model_dump(),
@@ -108,11 +121,7 @@ def run_training(
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
-        scaling_config=ScalingConfig(
-            num_workers=t.workers,
-            use_gpu=use_gpu,
-            resources_per_worker=None if use_gpu else {"CPU": share},
-        ),
+        scaling_config=scaling,
         run_config=RunConfig(
             name=f"train-{model}",
             storage_path=str(out / "ray_results"),
