@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check platform tests jobs benchmarks
+	$(VENV)/bin/ruff check platform tests jobs benchmarks serve_apps
 
 clean:
 	rm -rf $(VENV) runs

@@ -155,6 +155,8 @@ def test_parser_never_raises_and_penalises_malformed_completions() -> None:
         assert all(w > 0 for w in a.weights.values())
     fb = parse("nonsense", tools, usable)
     assert fb.fallback and fb.calls == usable
+    dead = parse("CALL text\nWEIGHTS text=1", tools, usable)  # text answered "unavailable"
+    assert dead.fallback and not dead.well_formed and dead.calls == usable
     assert parse(render_action(["keyword"], {"keyword": 1.0}), tools, usable).well_formed
 
 
@@ -282,6 +284,21 @@ def test_baselines_see_only_the_observed_modalities(world) -> None:
     with torch.no_grad():
         net.eval()
         np.testing.assert_allclose(net.vectors()[1].numpy(), i_full, rtol=1e-5, atol=1e-6)
+
+    # the `fusion` tool wraps such a scorer: replacing the masked modality (image) with noise
+    # leaves its text-only answer unchanged, while the unmasked one (text) changes it
+    from metamodal.agent.tools import model_tool
+
+    tool = model_tool(sc, "fusion")
+    before = tool(store.view(ep)).scores
+    rng = np.random.default_rng(5)
+    for name, mask_ok in (("image_vec", True), ("text_vec", False)):
+        x = rng.normal(size=ds.modalities[name].features.shape).astype(np.float32)
+        run2 = TrainedRun(Path("."), "late_fusion", config, ds, split, miss, names, state)
+        sc2 = BaselineScorer(run2, {n: store.group_of(n) for n in names})
+        sc2._raw = {**sc2._raw, name: (x, sc2._raw[name][1])}
+        after = model_tool(sc2, "fusion")(store.view(ep)).scores
+        assert np.allclose(before, after) == mask_ok, name
 
 
 def test_report_picks_the_strongest_baseline_and_pairs_episodes() -> None:

@@ -235,6 +235,58 @@ def train(
         raise typer.Exit(2) from None
 
 
+@app.command()
+def tune(
+    space: Annotated[Path, typer.Option(help="search space YAML (tune_spaces/*.yaml)")],
+    dataset: Annotated[Path, typer.Option(help="dataset directory")],
+    out: Annotated[Path, typer.Option(help="sweep directory (trials.md, best.yaml, plots)")],
+    samples: Annotated[int | None, typer.Option(help="trials (default: the space's)")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="epochs per trial at most")] = None,
+    concurrent: Annotated[int | None, typer.Option(help="trials at once")] = None,
+    set: Annotated[
+        list[str] | None, typer.Option("--set", help="fixed override key.path=value")
+    ] = None,
+    wandb: Annotated[bool, typer.Option(help="log to wandb (offline unless WANDB_MODE)")] = True,
+) -> None:
+    """Ray Tune + ASHA over a fusion model's hyperparameters, selected on valid Recall@20."""
+    from metamodal.tuning import run_tune
+
+    try:
+        run_tune(space, dataset, out, set or [], samples, max_epochs, concurrent, wandb)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    mma_dir: Annotated[Path | None, typer.Option(help="a `metamodal mma run` output")] = None,
+    retriever_run: Annotated[Path | None, typer.Option(help="a zoo run (without mma_dir)")] = None,
+    reranker: Annotated[str, typer.Option(help="mma | rulerouter | model | none")] = "mma",
+    model_run: Annotated[
+        Path | None, typer.Option(help="fusion model run (reranker=model)")
+    ] = None,
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Run the recommender app in this process until interrupted (Ctrl-C)."""
+    import time
+
+    from ray import serve as rserve
+
+    from metamodal.serving.config import ServeConfig
+    from metamodal.serving.deployments import build_app
+
+    kw = {"reranker": reranker, "model_run": str(model_run) if model_run else None}
+    cfg = (ServeConfig.from_mma_dir(mma_dir, **kw) if mma_dir
+           else ServeConfig(retriever_run=str(retriever_run), **kw))  # fmt: skip
+    rserve.start(http_options={"host": host, "port": port})
+    rserve.run(build_app(cfg), name="recommender", route_prefix="/")
+    print(f"serving on http://{host}:{port}  (POST /recommend, GET /healthz, GET /items/ID)")
+    while True:
+        time.sleep(3600)
+
+
 mma_app = typer.Typer(no_args_is_help=True, help="MMA, the Meta-Modal Agent.")
 app.add_typer(mma_app, name="mma")
 

@@ -72,7 +72,8 @@ class Action:
 def parse(text: str, tools: list[str], usable: list[str], max_calls: int = 4) -> Action:
     """Read a completion into calls and weights. Unknown tools, weights on tools not called,
     a missing WEIGHTS line or no call at all are errors; with no valid call the action falls
-    back to equal weights over ``usable`` (the tools whose status said they can score)."""
+    back to equal weights over ``usable`` (the tools whose status said they can score), and so
+    does one whose every call went to a tool that answered "unavailable"."""
     a = Action()
     for name in _CALL.findall(text):
         if name not in tools:
@@ -94,6 +95,10 @@ def parse(text: str, tools: list[str], usable: list[str], max_calls: int = 4) ->
     if not a.calls:
         a.errors.append("no valid CALL")
         a.calls, a.fallback = list(usable), True
+    elif usable and not set(a.calls) & set(usable):
+        # every call answered "unavailable": nothing to fuse, so act as if none were made
+        a.errors.append("no called tool can score")
+        a.calls, a.weights, a.fallback = list(usable), {}, True
     if not any(w > 0 for w in a.weights.values()):
         a.weights = {t: 1.0 for t in a.calls}
     a.well_formed = not a.errors

@@ -21,6 +21,8 @@ class MMAConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     retriever: str = "lightgcn"  # first stage and the graph tool's item vectors
+    # the `fusion` tool's model: a trained baseline's masked scores; "auto" picks on validation
+    tool_model: str | None = "auto"
     baselines: list[str] = list(BASELINES)
     zoo_overrides: list[str] = []  # passed to every zoo run, e.g. "train.epochs=50"
     cold_item_frac: float = 0.1  # items whose training interactions the zoo never sees

@@ -168,7 +168,8 @@ def write_report(out: Path, dataset: str, cfg, seeds: list[dict], timing: dict) 
     rep["usage"] = {s["seed"]: s["usage"] for s in seeds}
     rep["selected"] = {
         s["seed"]: {"lambda": s["lambda"], "clarify_weight": s["clarify_weight"],
-                    "rulerouter": s["rulerouter"], "distinct_prompts": s["distinct_prompts"]}
+                    "rulerouter": s["rulerouter"], "distinct_prompts": s["distinct_prompts"],
+                    "tool_model": s.get("tool_model")}
         for s in seeds
     }  # fmt: skip
     rep["config"] = cfg.model_dump()

@@ -25,7 +25,7 @@ from metamodal.agent.evidence import EvidenceStore
 from metamodal.agent.fusion import fuse
 from metamodal.agent.rulerouter import LAMBDA_GRID, RuleRouter
 from metamodal.agent.sampler import BalancedSampler
-from metamodal.agent.tools import Tool, clarify_tool, tools_for
+from metamodal.agent.tools import Tool, clarify_tool, model_tool, tools_for
 from metamodal.data.missing import ooma_patterns
 from metamodal.train.artifacts import TrainedRun, load_run
 
@@ -119,6 +119,26 @@ def interactive_scores(
     return out
 
 
+def choose_tool_model(
+    choice: str | None, scorers: dict[str, BaselineScorer], eps: list[Episode]
+) -> str | None:
+    """The zoo model behind the ``fusion`` tool: named, or (``auto``) the one whose masked scores
+    rank the *select* episodes best (validation users; the same patterns the router sees)."""
+    if choice in (None, "none"):
+        return None
+    if choice != "auto":
+        if choice not in scorers:
+            raise ValueError(
+                f"tool_model {choice!r} is not among the trained models {list(scorers)}"
+            )
+        return choice
+    means = {n: float(np.mean([pool_ndcg(sc.scores(ep), ep) for ep in eps]))
+             for n, sc in scorers.items()}  # fmt: skip
+    best = max(means, key=means.get)
+    log("fusion tool: " + ", ".join(f"{n} {v:.4f}" for n, v in means.items()) + f" -> {best}")
+    return best
+
+
 def run_seed(
     seed: int,
     cfg: MMAConfig,
@@ -144,14 +164,18 @@ def run_seed(
     fit = episodes_for(b, "valid", fit_u, cfg.fit_episodes, full, seed)
     select = episodes_for(b, "valid", select_u, cfg.select_episodes, full, seed)
     test = episodes_for(b, "test", None, cfg.test_episodes, full, seed)
-    tools = tools_for(store)
-    env = AgentEnv(store, tools)
-    clarify = clarify_tool(store)
     log(f"seed {seed}: episodes fit {sum(map(len, fit.values()))}, select "
         f"{sum(map(len, select.values()))}, test {sum(map(len, test.values()))}")  # fmt: skip
-
+    scorers = {name: BaselineScorer(r, {n: store.group_of(n) for n in r.modalities})
+               for name, r in runs.items()}  # fmt: skip
     sel_sampler = BalancedSampler(select, sources, seed)  # four whole cycles of the buckets
-    sel_steps = [env.observe(ep) for _, ep in sel_sampler.batch(4 * len(sel_sampler.buckets))]
+    sel_eps = [ep for _, ep in sel_sampler.batch(4 * len(sel_sampler.buckets))]
+    tool_model = choose_tool_model(cfg.tool_model, scorers, sel_eps)
+    extra = {"fusion": model_tool(scorers[tool_model])} if tool_model else {}
+    tools = tools_for(store, extra=extra)
+    env = AgentEnv(store, tools)
+    clarify = clarify_tool(store)
+    sel_steps = [env.observe(ep) for ep in sel_eps]
     rr = RuleRouter.fit([(s.ep, s.results, s.first) for s in sel_steps], list(tools))
     env.lam = rr.lam
     log(f"seed {seed}: RuleRouter-Fuse weights {rr.weights}, λ {rr.lam}")
@@ -179,8 +203,6 @@ def run_seed(
             strict=True)]),
     )  # fmt: skip
 
-    scorers = {name: BaselineScorer(r, {n: store.group_of(n) for n in r.modalities})
-               for name, r in runs.items()}  # fmt: skip
     conditions: dict[str, list[Step]] = {}
     test_eps = [ep for eps in test.values() for ep in eps]
     for (src,) in ooma_patterns(sources):
@@ -217,6 +239,7 @@ def run_seed(
         "lambda": lam,
         "clarify_weight": w_clar,
         "rulerouter": {"weights": rr.weights, "lambda": rr.lam},
+        "tool_model": tool_model,
         "policy": summary,
         "policy_seconds": train_s,
         "distinct_prompts": len(policy.cache),

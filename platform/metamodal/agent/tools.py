@@ -6,7 +6,8 @@ graph) get NaN, which fusion treats as neutral; the summary counts them.
 
 Tools are built per dataset (``tools_for``): one similarity tool per content group (named after
 it: ``text``, ``image``, ``audio``), the
-``graph`` tool when a graph model is given, ``keyword`` when there is raw text, ``cross_modal``
+``graph`` tool when a graph model is given, ``fusion`` (a trained fusion model's masked scores,
+``model_tool``) when the caller adds it, ``keyword`` when there is raw text, ``cross_modal``
 when an aligned image/text pair was extracted. ``clarify`` (MMA-Interactive) is the one tool
 that reads held-out evidence — a simulated user answering from a masked modality — and is kept
 out of MMA-Auto and every baseline.
@@ -177,8 +178,24 @@ def clarify_tool(store: EvidenceStore) -> Tool:
     return run
 
 
-def tools_for(store: EvidenceStore, interactive: bool = False) -> dict[str, Tool]:
-    tools: dict[str, Tool] = {}
+def model_tool(scorer, name: str = "fusion") -> Tool:
+    """A trained zoo fusion model's scores under the episode's observed sources: the model is
+    rebuilt on the masked features (and without the graph when ``graph`` is unobserved), so
+    it reads exactly what the other tools may read (``BaselineScorer``)."""
+
+    def run(ev: Evidence) -> ToolResult:
+        if not any(ev.observed(g) for g in ev.ep.available):
+            return unavailable(name)
+        return _result(name, np.asarray(scorer.scores(ev.ep), dtype=np.float64))
+
+    return run
+
+
+def tools_for(
+    store: EvidenceStore, interactive: bool = False, extra: dict[str, Tool] | None = None
+) -> dict[str, Tool]:
+    """The registry for one dataset; ``extra`` adds tools built elsewhere (``model_tool``)."""
+    tools: dict[str, Tool] = dict(extra or {})
     if store.graph_items is not None:
         tools["graph"] = graph_tool
     for g, names in store.groups.items():

@@ -222,7 +222,7 @@ def train_policy(env: AgentEnv, steps: list[Step], out: str | Path, cfg: PolicyT
     from ray.train import RunConfig
     from ray.train.torch import TorchTrainer
 
-    out = Path(out)
+    out = Path(out).resolve()  # Ray Train storage wants an absolute path
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     os.environ.setdefault("WANDB_MODE", "offline")

@@ -46,9 +46,12 @@ def prepare_split(ds: Dataset, method: str | None, seed: int, out: Path) -> Spli
     return split
 
 
-def worker_scaling(workers: int, use_gpu: bool | None) -> tuple[bool, object, float]:
+def worker_scaling(
+    workers: int, use_gpu: bool | None, cpus: float | None = None
+) -> tuple[bool, object, float]:
     """Start Ray if needed; (use_gpu, ScalingConfig, CPUs per worker). ``use_gpu=None``: when the
-    cluster has GPUs. On CPU each worker takes an equal whole share of the cluster's CPUs."""
+    cluster has GPUs. On CPU each worker takes an equal whole share of the cluster's CPUs, or
+    ``cpus`` (Tune trials run several trainings side by side)."""
     import ray
     from ray.train import ScalingConfig
 
@@ -58,6 +61,7 @@ def worker_scaling(workers: int, use_gpu: bool | None) -> tuple[bool, object, fl
     res = ray.cluster_resources()
     use_gpu = use_gpu if use_gpu is not None else res.get("GPU", 0) > 0
     share = max(1.0, float(res.get("CPU", 1)) // workers) if not use_gpu else 1.0
+    share = cpus if cpus is not None and not use_gpu else share
     scaling = ScalingConfig(
         num_workers=workers,
         use_gpu=use_gpu,
@@ -73,7 +77,13 @@ def run_training(
     overrides: list[str] | None = None,
     override_file: str | Path | None = None,
     overwrite: bool = False,
+    callbacks: list | None = None,
+    cpus_per_worker: float | None = None,
+    test_eval: bool = True,
 ) -> dict:
+    """Train ``model`` into ``out``. ``callbacks`` go to Ray Train's RunConfig (Tune's report
+    callback), ``cpus_per_worker`` overrides the CPU share, and ``test_eval=False`` leaves the
+    test part unread (tuning selects on validation only)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -103,7 +113,7 @@ def run_training(
     split = prepare_split(ds, cfg.split.method, cfg.split.seed, out)
     names = content_modalities(ds, cfg.data.modalities)
     miss = missingness_for(ds, split, cfg.missing.model_dump(), out)
-    use_gpu, scaling, share = worker_scaling(cfg.train.workers, cfg.train.use_gpu)
+    use_gpu, scaling, share = worker_scaling(cfg.train.workers, cfg.train.use_gpu, cpus_per_worker)
     t = cfg.train
     loop_config = {
         **t.model_dump(),
@@ -112,7 +122,7 @@ def run_training(
         "params": params.model_dump(),
         "split_dir": str(out / "split"),
         "out": str(out),
-        "threads": t.threads or int(share),
+        "threads": t.threads or max(1, int(share)),
         "data": cfg.data.model_dump(),
         "missing_on": miss is not None,
     }
@@ -127,6 +137,7 @@ def run_training(
             storage_path=str(out / "ray_results"),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=t.max_failures),
+            callbacks=callbacks,
         ),
     )
     t0 = time.perf_counter()
@@ -144,7 +155,7 @@ def run_training(
     net.set_epoch(state["best_epoch"] - 1)  # staged models score as at the kept epoch
     scorer = net.scorer()
     valid = evaluate_split(scorer, ds, split, "valid", miss, slices=False)
-    test = evaluate_split(scorer, ds, split, "test", miss)
+    test = evaluate_split(scorer, ds, split, "test", miss) if test_eval else None
     retrieval = retrieval_check(net, t.seed) if t.retrieval_check else None
     curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     epoch_s = [r["train_seconds"] for r in curve]
@@ -153,8 +164,8 @@ def run_training(
         "dataset": str(dataset),
         "config": json.loads((out / "config.json").read_text()),
         "valid": valid.metrics,
-        "test": test.metrics,
-        "test_slices": test.slices,
+        "test": test.metrics if test else None,
+        "test_slices": test.slices if test else None,
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"],
         "resumed_from": state.get("resumed_from", []),
@@ -170,9 +181,10 @@ def run_training(
     }
     (out / "results.json").write_text(json.dumps(res, indent=2))
     plot_curves(curve, t.valid_metric, out / "curves.png", model)
+    shown = ("test", test.metrics) if test else ("valid", valid.metrics)
     print(
-        f"{model}: best epoch {state['best_epoch']} of {state['epoch']}; test recall@20 "
-        f"{test.metrics['recall@20']:.4f} ndcg@20 {test.metrics['ndcg@20']:.4f}; "
+        f"{model}: best epoch {state['best_epoch']} of {state['epoch']}; {shown[0]} recall@20 "
+        f"{shown[1]['recall@20']:.4f} ndcg@20 {shown[1]['ndcg@20']:.4f}; "
         f"{res['seconds_per_epoch']:.2f} s/epoch; {wall:.0f} s",
         flush=True,
     )

@@ -1,7 +1,8 @@
-"""The demo path on the embedded default catalog. Today: generate → inspect → split with
-missingness → evaluate the reference baselines → CLIP alignment on Ray Train → Ray Data
-extraction with MiniLM and the aligned image tower. Later stages (train, tune, MMA, serve) join
-here as they land."""
+"""The demo path on the embedded default catalog: generate → inspect → split with missingness →
+reference baselines → CLIP alignment on Ray Train → Ray Data extraction (MiniLM, the aligned
+image tower) → the retriever and fusion models on Ray Train → a short Ray Tune sweep → MMA
+(warm start + GRPO, ``--quick``, one seed) → evaluation with content masked at serving time →
+the Serve app answering a few requests over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None) -> dict:
     out = Path(out)
     t0 = time.perf_counter()
     catalog = out / "catalog"
-    steps = 6
+    steps = 11
 
     def step(k: int, what: str) -> None:
         print(f"[{k}/{steps}] {what}  (+{time.perf_counter() - t0:.1f} s)", flush=True)
@@ -67,12 +68,95 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None) -> dict:
         k: {"present": v["present"], "missing": v["missing"]}
         for k, v in manifest["modalities"].items()
     }
+    mma_dir = out / "mma"
+    from metamodal.agent.config import load_mma_config
+
+    mcfg = load_mma_config([f"zoo_overrides=[data.features={out / 'embeddings'}]"], True, 1)
+    step(7, f"training the retriever and fusion models on Ray Train ({mcfg.retriever}, "
+         + ", ".join(mcfg.baselines) + ")")  # fmt: skip
+    from metamodal.agent.run import train_zoo
+
+    zoo = train_zoo(str(catalog), mma_dir, mcfg)
+    step(8, "a short Ray Tune sweep (ASHA) over late fusion's learning rate and layers")
+    res["tune"] = demo_tune(catalog, out)
+    step(9, "MMA: warm start + GRPO on Ray Train (quick preset, 1 seed), RuleRouter-Fuse, checks")
+    from metamodal.agent.run import run_mma
+
+    rep = run_mma(str(catalog), mma_dir, mcfg)
+    step(10, "evaluating the zoo runs with content masked at serving time")
+    from metamodal.eval.runs import evaluate_runs
+
+    evaluate_runs([r.out for r in zoo.values()], out / "evaluation")
+    step(11, "serving retriever + MMA reranker with Ray Serve; a few requests on 127.0.0.1")
+    res["serve"] = demo_serve(mma_dir, catalog)
+    res["mma"] = {k: rep[k] for k in ("ooma", "fixed_pool", "strongest_baseline")}
     wall = time.perf_counter() - t0
+    print("\n" + (mma_dir / "report.md").read_text())
     print(
-        f"\nreport: {out / 'baselines' / 'results.md'}\nplot:   {out / 'baselines' / 'results.png'}"
+        f"MMA report: {mma_dir / 'report.md'} (+ report.json, ooma.png, fixed_pool.png)"
+        f"\nTune: {out / 'tune' / 'trials.md'}, best {out / 'tune' / 'best.yaml'}"
+        f"\nmasked evaluation: {out / 'evaluation' / 'evaluation.md'}, evaluation.png"
+        f"\nbaselines: {out / 'baselines' / 'results.md'}\nplot:   {out / 'baselines' / 'results.png'}"
         f"\nalign:  {out / 'align' / 'align_report.json'} (image->text R@10 "
         f"{align['test_before']['i2t_recall@10']:.3f} -> {align['test_after']['i2t_recall@10']:.3f}), "
         f"{out / 'align' / 'align_curve.png'}\nembeddings: {out / 'embeddings' / 'manifest.json'}"
     )
     print(f"demo wall time: {wall:.1f} s")
     return {**res, "wall_seconds": wall}
+
+
+def demo_tune(catalog: Path, out: Path) -> dict:
+    from metamodal.tuning import run_tune
+
+    space = out / "tune_space.yaml"
+    space.parent.mkdir(parents=True, exist_ok=True)
+    space.write_text(
+        "model: late_fusion\nnum_samples: 4\nmax_epochs: 6\ngrace_period: 2\n"
+        "reduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.0005, 0.01]}\n"
+        "  params.n_layers: {choice: [1, 2]}\n"
+    )
+    return run_tune(space, catalog, out / "tune", [f"data.features={out / 'embeddings'}"])
+
+
+def demo_serve(mma_dir: Path, catalog: Path) -> list[dict]:
+    """Deploy the app, ask for a known user, a history and a free text, and shut it down."""
+    import json
+    import socket
+    import urllib.request
+
+    from ray import serve
+
+    from metamodal.serving.config import ServeConfig
+    from metamodal.serving.deployments import build_app
+
+    cfg = ServeConfig.from_mma_dir(mma_dir)
+    ds = load_dataset(catalog)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(cfg), name="demo", route_prefix="/")
+    asks = [
+        {"user_id": str(ds.user_ids[0]), "k": 5},
+        {"history": [str(x) for x in ds.item_ids[:3]], "k": 5, "modalities": ["text", "image"]},
+        {"text": "a woollen rug, minimalist and warm", "k": 5},
+    ]
+    answers = []
+    try:
+        for body in asks:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/recommend",
+                data=json.dumps(body).encode(),
+                headers={"content-type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=120) as r:
+                got = json.loads(r.read())
+            answers.append(got)
+            q = {k: v for k, v in body.items() if k != "k"}
+            print(f"  POST /recommend {json.dumps(q)[:70]} -> "
+                  f"{[x['item_id'] for x in got['items']]} (reranker {got['reranker']}, tools "
+                  f"{got['tools']}, {got['timings_ms']['total']:.0f} ms)")  # fmt: skip
+    finally:
+        serve.delete("demo")
+        serve.shutdown()
+    return answers

@@ -1,0 +1,188 @@
+"""Episodes: one reranking decision the agent makes — a user, what it knows of the user's history,
+a candidate pool, the targets, and which evidence sources are observed.
+
+Evidence sources are ``graph`` (collaborative signal: the retriever's scores and the graph
+model's item vectors) plus one group per content kind (``text``, ``image``, ``audio``, …), which
+gathers every modality of that kind: masking ``text`` masks the raw text and its MiniLM
+features alike. The *identities* of the history items are the query in every episode — a
+content tool compares the history's text with the candidates' text — but with ``graph``
+unobserved nothing collaborative (co-interactions, retriever scores) may be used.
+
+Tasks: ``warm_user`` (the full training history), ``cold_user`` (only ``cold_history`` items of
+it, and no user embedding: the first stage scores with the mean of those items' vectors) and
+``cold_item`` (the target is an item whose training interactions the retriever never saw; the
+pool carries other cold items too, so coldness does not point at the target).
+
+Pools: ``target_positive`` (the target, hard negatives from the retriever's top ranks and random
+ones) and ``fixed`` (the retriever's top-K over the whole catalogue; the targets — every held-out
+item of the user — may be absent, and then the episode scores zero, as in full ranking).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from metamodal.data import Dataset
+from metamodal.data.missing import GRAPH, Missingness
+from metamodal.data.splits import Split
+
+TASKS = ("warm_user", "cold_user", "cold_item")
+POOL_KINDS = ("target_positive", "fixed")
+
+
+def evidence_groups(ds: Dataset) -> dict[str, list[str]]:
+    """``{"graph": [], kind: [modality names of that kind]}`` in a stable order."""
+    groups: dict[str, list[str]] = {GRAPH: []}
+    for name, mod in ds.modalities.items():
+        groups.setdefault(mod.kind, []).append(name)
+    return groups
+
+
+@dataclass(frozen=True)
+class Episode:
+    user: int
+    history: np.ndarray  # item indices the agent may use as the user's history
+    pool: np.ndarray  # candidate item indices
+    targets: np.ndarray  # held-out positives (a target-positive pool holds exactly one)
+    first_stage: np.ndarray  # the retriever's score per candidate
+    cold: np.ndarray  # bool per candidate: no training interactions reached the retriever
+    available: tuple[str, ...]  # observed evidence sources
+    task: str
+    pool_kind: str
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.isin(self.pool, self.targets)
+
+    def with_available(self, available: tuple[str, ...]) -> Episode:
+        return replace(self, available=tuple(available))
+
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]  # history item indices -> scores [n_items]
+
+
+@dataclass
+class PoolConfig:
+    pool_size: int = 20  # target-positive pools
+    fixed_k: int = 50  # fixed pools: the retriever's top-K
+    hard_share: float = 0.5  # of a target-positive pool's negatives, from the retriever's top
+    cold_share: float = 0.15  # of a cold-item pool's negatives, other cold items
+    cold_history: int = 2  # items a cold user keeps
+    seed: int = 0
+
+
+class EpisodeBuilder:
+    """Builds episodes of one split part from the retriever that the agent sits behind.
+
+    ``user_scores(u)`` is the retriever's full-catalogue score vector for a warm user;
+    ``history_scores(items)`` scores from a history alone (cold users): both come from a model
+    trained on the split's training part with the same ``miss`` (cold items removed)."""
+
+    def __init__(
+        self,
+        ds: Dataset,
+        split: Split,
+        user_scores: Callable[[int], np.ndarray],
+        history_scores: ScoreFn,
+        miss: Missingness | None = None,
+        cfg: PoolConfig | None = None,
+    ) -> None:
+        self.ds, self.split, self.cfg = ds, split, cfg or PoolConfig()
+        self.user_scores, self.history_scores = user_scores, history_scores
+        self.cold_items = miss.cold_items if miss is not None else np.zeros(ds.n_items, bool)
+        inter = ds.interactions
+        self.seen: dict[int, set[int]] = {}
+        for idx in np.concatenate([split.train, split.valid, split.test]):
+            self.seen.setdefault(int(inter.user[idx]), set()).add(int(inter.item[idx]))
+        self.train_items: dict[int, np.ndarray] = {}
+        for u, i in zip(inter.user[split.train], inter.item[split.train], strict=True):
+            self.train_items.setdefault(int(u), []).append(int(i))  # type: ignore[arg-type]
+        self.train_items = {u: np.array(sorted(v)) for u, v in self.train_items.items()}
+
+    def _history(self, user: int, task: str, rng: np.random.Generator) -> np.ndarray:
+        hist = self.train_items.get(user, np.zeros(0, np.int64))
+        if task == "cold_user" and len(hist) > self.cfg.cold_history:
+            hist = np.sort(rng.choice(hist, self.cfg.cold_history, replace=False))
+        return hist
+
+    def _scores(self, user: int, task: str, hist: np.ndarray) -> np.ndarray:
+        s = self.history_scores(hist) if task == "cold_user" else self.user_scores(user)
+        return np.asarray(s, dtype=np.float64)
+
+    def target_positive(
+        self, user: int, target: int, task: str, available: tuple[str, ...], rng
+    ) -> Episode:
+        c = self.cfg
+        hist = self._history(user, task, rng)
+        scores = self._scores(user, task, hist)
+        banned = np.zeros(self.ds.n_items, bool)
+        banned[list(self.seen.get(user, ()))] = True
+        banned[target] = True
+        n_neg = c.pool_size - 1
+        picks: list[int] = []
+        if task == "cold_item":
+            cold = np.flatnonzero(self.cold_items & ~banned)
+            k = min(len(cold), max(1, round(c.cold_share * n_neg)))
+            picks += rng.choice(cold, k, replace=False).tolist() if k else []
+            banned[picks] = True
+        n_hard = round(c.hard_share * (n_neg - len(picks)))
+        order = np.argsort(-np.where(banned, -np.inf, scores), kind="stable")
+        picks += order[:n_hard].tolist()
+        banned[picks] = True
+        free = np.flatnonzero(~banned)
+        picks += rng.choice(free, n_neg - len(picks), replace=False).tolist()
+        pool = rng.permutation(np.array([target, *picks], dtype=np.int64))
+        return Episode(
+            user, hist, pool, np.array([target]), scores[pool], self.cold_items[pool],
+            tuple(available), task, "target_positive",
+        )  # fmt: skip
+
+    def fixed(self, user: int, part: str, available: tuple[str, ...]) -> Episode | None:
+        """The retriever's top-K for a warm user, with every held-out item of ``part`` a target;
+        None when the user has no such item."""
+        inter, idx = self.ds.interactions, getattr(self.split, part)
+        targets = np.unique(inter.item[idx][inter.user[idx] == user])
+        if not len(targets):
+            return None
+        hist = self._history(user, "warm_user", np.random.default_rng(0))
+        scores = self._scores(user, "warm_user", hist)
+        scores[hist] = -np.inf  # the evaluator's protocol: training items are never ranked
+        if part == "test":
+            inter_valid = self.split.valid
+            scores[inter.item[inter_valid][inter.user[inter_valid] == user]] = -np.inf
+        pool = np.argsort(-scores, kind="stable")[: self.cfg.fixed_k]
+        return Episode(
+            user, hist, pool, targets, scores[pool], self.cold_items[pool],
+            tuple(available), "warm_user", "fixed",
+        )  # fmt: skip
+
+    def target_positive_part(
+        self, part: str, task: str, available: tuple[str, ...], limit: int | None, seed: int
+    ) -> list[Episode]:
+        """One episode per held-out interaction of ``part`` that fits the task (cold-item
+        episodes need a cold target; the others a warm one), at most ``limit``, seeded."""
+        rng = np.random.default_rng([self.cfg.seed, seed, TASKS.index(task)])
+        inter, idx = self.ds.interactions, getattr(self.split, part)
+        cold_t = self.cold_items[inter.item[idx]]
+        idx = idx[cold_t] if task == "cold_item" else idx[~cold_t]
+        idx = idx[np.isin(inter.user[idx], list(self.train_items))]  # someone to query with
+        if limit is not None and len(idx) > limit:
+            idx = np.sort(rng.choice(idx, limit, replace=False))
+        return [
+            self.target_positive(int(inter.user[i]), int(inter.item[i]), task, available, rng)
+            for i in idx
+        ]
+
+
+def pool_ndcg(scores: np.ndarray, ep: Episode, k: int = 10) -> float:
+    """NDCG@k of ranking the pool by ``scores`` (ties by pool order). The ideal DCG counts every
+    target, so targets a fixed pool missed cost what they would in full ranking."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    gains = ep.labels[order].astype(np.float64)
+    dcg = float((gains / np.log2(np.arange(2, len(order) + 2))).sum())
+    n_ideal = min(len(ep.targets), k)
+    ideal = float((1.0 / np.log2(np.arange(2, n_ideal + 2))).sum())
+    return dcg / ideal if ideal > 0 else 0.0

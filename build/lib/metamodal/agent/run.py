@@ -1,0 +1,268 @@
+"""``metamodal mma run``: train (or reuse) the zoo models MMA sits behind and compares with,
+build episodes, fit RuleRouter-Fuse, train the policy per seed, and evaluate the four evidence
+checks into ``DIR/report.json`` (+ Markdown and plots, ``metamodal.agent.report``).
+
+Data roles — nothing is tuned on test:
+- zoo models train on the split's training part (with ``cold_item_frac`` of the items cold);
+- validation users are halved: *fit* users' episodes train the policy, *select* users' episodes
+  fit RuleRouter-Fuse and choose λ (and MMA-Interactive's clarification weight);
+- test episodes are only scored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from metamodal.agent.baselines import BaselineScorer
+from metamodal.agent.config import MMAConfig
+from metamodal.agent.env import AgentEnv, Step
+from metamodal.agent.episodes import TASKS, Episode, EpisodeBuilder, PoolConfig, pool_ndcg
+from metamodal.agent.evidence import EvidenceStore
+from metamodal.agent.fusion import fuse
+from metamodal.agent.rulerouter import LAMBDA_GRID, RuleRouter
+from metamodal.agent.sampler import BalancedSampler
+from metamodal.agent.tools import Tool, clarify_tool, model_tool, tools_for
+from metamodal.data.missing import ooma_patterns
+from metamodal.train.artifacts import TrainedRun, load_run
+
+
+def log(msg: str) -> None:
+    print(f"[mma] {msg}", flush=True)
+
+
+def train_zoo(dataset: str, out: Path, cfg: MMAConfig) -> dict[str, TrainedRun]:
+    """The retriever and the baselines, trained with the same cold items; a finished run with
+    the same configuration is reused."""
+    from metamodal.train.runner import run_training
+
+    runs = {}
+    overrides = [f"missing.cold_item_frac={cfg.cold_item_frac}", *cfg.zoo_overrides]
+    for name in dict.fromkeys([cfg.retriever, *cfg.baselines]):
+        d = out / "zoo" / name
+        done = (d / "results.json").is_file()
+        if done:
+            log(f"zoo {name}: reusing {d}")
+        else:
+            log(f"zoo {name}: training")
+            run_training(name, dataset, d, overrides, overwrite=True)
+        runs[name] = load_run(d)
+    return runs
+
+
+class Retriever:
+    """First-stage scores from the retriever's vectors: a warm user's own vector, or the mean of
+    a (short) history's item vectors."""
+
+    def __init__(self, run: TrainedRun) -> None:
+        net = run.build()
+        u, i = (t.detach().numpy().astype(np.float64) for t in net.vectors())
+        self.users, self.items = u, i
+
+    def user_scores(self, u: int) -> np.ndarray:
+        return self.items @ self.users[u]
+
+    def history_scores(self, hist: np.ndarray) -> np.ndarray:
+        if not len(hist):
+            return np.zeros(len(self.items))
+        return self.items @ self.items[hist].mean(0)
+
+
+def split_users(users: np.ndarray, seed: int) -> tuple[set[int], set[int]]:
+    perm = np.random.default_rng(seed).permutation(np.unique(users))
+    half = len(perm) // 2
+    return set(perm[:half].tolist()), set(perm[half:].tolist())
+
+
+def episodes_for(
+    b: EpisodeBuilder, part: str, users: set[int] | None, per_task: int, full: tuple, seed: int
+) -> dict[str, list[Episode]]:
+    out = {}
+    for task in TASKS:
+        eps = b.target_positive_part(part, task, full, limit=None, seed=seed)
+        if users is not None:
+            eps = [e for e in eps if e.user in users]
+        rng = np.random.default_rng([seed, TASKS.index(task), 7])
+        keep = rng.permutation(len(eps))[:per_task]
+        out[task] = [eps[i] for i in sorted(keep)]
+    return {t: e for t, e in out.items() if e}
+
+
+def mma_scores(env: AgentEnv, steps: list[Step], completions: list[str], lam: float):
+    actions = [env.parse(s, c) for s, c in zip(steps, completions, strict=True)]
+    return [env.scores(s, a, lam) for s, a in zip(steps, actions, strict=True)], actions
+
+
+def choose_lambda(env: AgentEnv, steps: list[Step], completions: list[str]) -> float:
+    best, best_n = 0.5, -1.0
+    for lam in LAMBDA_GRID:
+        scores, _ = mma_scores(env, steps, completions, lam)
+        n = float(np.mean([pool_ndcg(s, st.ep) for s, st in zip(scores, steps, strict=True)]))
+        if n > best_n + 1e-12:
+            best, best_n = lam, n
+    return best
+
+
+def interactive_scores(
+    env: AgentEnv, clarify: Tool, steps: list[Step], completions: list[str], lam: float, w: float
+) -> list[np.ndarray]:
+    """MMA-Interactive: MMA-Auto's action plus the clarification tool's answer at weight ``w``."""
+    out = []
+    for s, c in zip(steps, completions, strict=True):
+        a = env.parse(s, c)
+        res = {**s.results, "clarify": clarify(env.store.view(s.ep))}
+        weights = {**{t: a.weights.get(t, 0.0) for t in a.calls}, "clarify": w}
+        out.append(fuse(res, weights, s.first, lam, len(s.ep.pool)))
+    return out
+
+
+def choose_tool_model(
+    choice: str | None, scorers: dict[str, BaselineScorer], eps: list[Episode]
+) -> str | None:
+    """The zoo model behind the ``fusion`` tool: named, or (``auto``) the one whose masked scores
+    rank the *select* episodes best (validation users; the same patterns the router sees)."""
+    if choice in (None, "none"):
+        return None
+    if choice != "auto":
+        if choice not in scorers:
+            raise ValueError(
+                f"tool_model {choice!r} is not among the trained models {list(scorers)}"
+            )
+        return choice
+    means = {n: float(np.mean([pool_ndcg(sc.scores(ep), ep) for ep in eps]))
+             for n, sc in scorers.items()}  # fmt: skip
+    best = max(means, key=means.get)
+    log("fusion tool: " + ", ".join(f"{n} {v:.4f}" for n, v in means.items()) + f" -> {best}")
+    return best
+
+
+def run_seed(
+    seed: int,
+    cfg: MMAConfig,
+    runs: dict[str, TrainedRun],
+    store: EvidenceStore,
+    retriever: Retriever,
+    out: Path,
+) -> dict:
+    """One seed: episodes, RuleRouter-Fuse, policy training, and every method's per-episode
+    NDCG@10 on the OOMA conditions and the fixed pools."""
+    from metamodal.agent.policy import Policy, load_model, load_tokenizer
+    from metamodal.agent.train_policy import train_policy
+
+    run = runs[cfg.retriever]
+    ds, split = run.ds, run.split
+    sources = store.sources()
+    full = tuple(sources)
+    pool_cfg = PoolConfig(cfg.pool_size, cfg.fixed_k, cold_history=cfg.cold_history, seed=seed)
+    b = EpisodeBuilder(
+        ds, split, retriever.user_scores, retriever.history_scores, run.miss, pool_cfg
+    )
+    fit_u, select_u = split_users(ds.interactions.user[split.valid], seed)
+    fit = episodes_for(b, "valid", fit_u, cfg.fit_episodes, full, seed)
+    select = episodes_for(b, "valid", select_u, cfg.select_episodes, full, seed)
+    test = episodes_for(b, "test", None, cfg.test_episodes, full, seed)
+    log(f"seed {seed}: episodes fit {sum(map(len, fit.values()))}, select "
+        f"{sum(map(len, select.values()))}, test {sum(map(len, test.values()))}")  # fmt: skip
+    scorers = {name: BaselineScorer(r, {n: store.group_of(n) for n in r.modalities})
+               for name, r in runs.items()}  # fmt: skip
+    sel_sampler = BalancedSampler(select, sources, seed)  # four whole cycles of the buckets
+    sel_eps = [ep for _, ep in sel_sampler.batch(4 * len(sel_sampler.buckets))]
+    tool_model = choose_tool_model(cfg.tool_model, scorers, sel_eps)
+    extra = {"fusion": model_tool(scorers[tool_model])} if tool_model else {}
+    tools = tools_for(store, extra=extra)
+    env = AgentEnv(store, tools)
+    clarify = clarify_tool(store)
+    sel_steps = [env.observe(ep) for ep in sel_eps]
+    rr = RuleRouter.fit([(s.ep, s.results, s.first) for s in sel_steps], list(tools))
+    env.lam = rr.lam
+    log(f"seed {seed}: RuleRouter-Fuse weights {rr.weights}, λ {rr.lam}")
+
+    sampler = BalancedSampler(fit, sources, seed)
+    n_grpo = cfg.policy.grpo_steps * cfg.policy.prompts_per_step
+    fit_steps = [env.observe(ep) for _, ep in sampler.batch(max(cfg.bc_steps, n_grpo))]
+    pcfg = cfg.policy.model_copy(update={"seed": seed})
+    t0 = time.perf_counter()
+    summary = train_policy(env, fit_steps, out / f"seed{seed}" / "policy", pcfg)
+    train_s = time.perf_counter() - t0
+    log(f"seed {seed}: policy trained in {train_s:.0f} s")
+
+    from peft import PeftModel
+
+    tok = load_tokenizer(summary["base_model"])
+    net = PeftModel.from_pretrained(load_model(summary["base_model"]), summary["adapter"])
+    policy = Policy(net, tok, cfg.policy.max_new_tokens)
+    sel_completions = policy.complete([s.prompt for s in sel_steps])
+    lam = choose_lambda(env, sel_steps, sel_completions)
+    w_clar = max(
+        (0.5, 1.0, 2.0),
+        key=lambda w: np.mean([pool_ndcg(x, s.ep) for x, s in zip(
+            interactive_scores(env, clarify, sel_steps, sel_completions, lam, w), sel_steps,
+            strict=True)]),
+    )  # fmt: skip
+
+    conditions: dict[str, list[Step]] = {}
+    test_eps = [ep for eps in test.values() for ep in eps]
+    for (src,) in ooma_patterns(sources):
+        conditions[f"ooma:{src}"] = [env.observe(ep.with_available((src,))) for ep in test_eps]
+    users = np.unique(ds.interactions.user[split.test])
+    users = np.random.default_rng(seed).permutation(users)[: cfg.fixed_users]
+    fixed = [e for u in sorted(users) if (e := b.fixed(int(u), "test", full)) is not None]
+    conditions["fixed_pool"] = [env.observe(ep) for ep in fixed]
+
+    per_episode: dict[str, dict[str, list[float]]] = {}
+    usage: dict[str, dict[str, float]] = {}
+    for cond, steps in conditions.items():
+        comp = policy.complete([s.prompt for s in steps])
+        scores, actions = mma_scores(env, steps, comp, lam)
+        res = {"mma_auto": [pool_ndcg(x, s.ep) for x, s in zip(scores, steps, strict=True)]}
+        inter = interactive_scores(env, clarify, steps, comp, lam, w_clar)
+        res["mma_interactive"] = [pool_ndcg(x, s.ep) for x, s in zip(inter, steps, strict=True)]
+        res["rulerouter_fuse"] = [pool_ndcg(rr.scores(s.ep, s.results, s.first), s.ep)
+                                  for s in steps]  # fmt: skip
+        for name, sc in scorers.items():
+            res[name] = [pool_ndcg(sc.scores(s.ep), s.ep) for s in steps]
+        per_episode[cond] = res
+        usage[cond] = {
+            "calls": float(np.mean([len(a.calls) for a in actions])),
+            "well_formed": float(np.mean([a.well_formed for a in actions])),
+            "fallback": float(np.mean([a.fallback for a in actions])),
+        }
+        log(f"seed {seed}: {cond}: " + ", ".join(
+            f"{k} {np.mean(v):.4f}" for k, v in res.items()))  # fmt: skip
+    return {
+        "seed": seed,
+        "per_episode": per_episode,
+        "usage": usage,
+        "lambda": lam,
+        "clarify_weight": w_clar,
+        "rulerouter": {"weights": rr.weights, "lambda": rr.lam},
+        "tool_model": tool_model,
+        "policy": summary,
+        "policy_seconds": train_s,
+        "distinct_prompts": len(policy.cache),
+        "examples": {p: policy.cache[p] for p in list(policy.cache)[:5]},
+    }
+
+
+def run_mma(dataset: str, out: str | Path, cfg: MMAConfig) -> dict:
+    from metamodal.agent.report import write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
+    t0 = time.perf_counter()
+    runs = train_zoo(dataset, out, cfg)
+    zoo_s = time.perf_counter() - t0
+    run = runs[cfg.retriever]
+    retriever = Retriever(run)
+    store = EvidenceStore.build(run.ds, graph_items=retriever.items)
+    log(f"evidence sources: {store.sources()}; tools: {list(tools_for(store))}")
+    seeds = []
+    for seed in range(cfg.seeds):
+        seeds.append(run_seed(seed, cfg, runs, store, retriever, out))
+        (out / f"seed{seed}" / "result.json").write_text(json.dumps(seeds[-1], default=float))
+    wall = time.perf_counter() - t0
+    return write_report(out, dataset, cfg, seeds, {"zoo_seconds": zoo_s, "wall_seconds": wall})

@@ -1,0 +1,45 @@
+"""Loader registry: one module per format, chosen by autodetection unless ``format`` is given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from metamodal.data.dataset import Dataset
+from metamodal.data.loaders import generic, lattice_json, mmrec, movielens
+from metamodal.data.report import DataError
+
+# Detection order matters: a generic catalog may also hold .npy files, a MovieLens folder
+# may hold other files; the most specific signature goes first.
+LOADERS: dict[str, tuple[Callable[[Path], bool], Callable[[Path], Dataset]]] = {
+    "generic": (generic.detect, generic.load),
+    "movielens": (movielens.detect, movielens.load),
+    "lattice": (lattice_json.detect, lattice_json.load),
+    "mmrec": (mmrec.detect, mmrec.load),
+}
+FORMATS = tuple(LOADERS)
+
+
+def detect_format(path: str | Path) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise DataError(p, "no such file or directory")
+    for name, (detect, _) in LOADERS.items():
+        if detect(p):
+            return name
+    raise DataError(
+        p,
+        "unrecognised dataset format; expected one of: generic (items.jsonl + interactions.csv), "
+        "movielens (u.data), lattice (5-core/train.json), mmrec (<name>.inter)",
+    )
+
+
+def load_dataset(path: str | Path, format: str | None = None) -> Dataset:
+    """Load any supported dataset; ``format`` skips autodetection."""
+    p = Path(path)
+    fmt = format or detect_format(p)
+    if fmt not in LOADERS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if not p.exists():
+        raise DataError(p, "no such file or directory")
+    return LOADERS[fmt][1](p)

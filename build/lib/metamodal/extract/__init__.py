@@ -1,0 +1,1 @@
+"""Embedding extraction: encoders, Ray Data stages, the sharded resumable job."""

@@ -1,0 +1,1 @@
+"""First-stage retrieval: faiss indexes over model item vectors or content features."""

@@ -1,0 +1,70 @@
+"""What a deployed recommender loads: checkpoint directories written by the training jobs, never
+anything sent in a request. ``from_mma_dir`` reads an ``metamodal mma run`` output (its
+retriever, its trained policy and its RuleRouter-Fuse)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RERANKERS = ("mma", "rulerouter", "model", "none")
+
+
+class ServeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retriever_run: str  # a zoo run directory (model.pt + config.json + split)
+    reranker: Literal["mma", "rulerouter", "model", "none"] = "mma"
+    mma_dir: str | None = None  # for mma / rulerouter: a `metamodal mma run` output
+    mma_seed: int = 0  # which seed's policy and RuleRouter-Fuse to serve
+    model_run: str | None = None  # for model: a fusion model's zoo run (late_fusion, margo, ...)
+    pool_size: int = Field(50, ge=1, le=1000)  # candidates the retriever hands the reranker
+    index_kind: Literal["flat", "ivf", "hnsw"] = "flat"
+    exclude_seen: bool = True  # drop a known user's training items from the answer
+
+    @model_validator(mode="after")
+    def _needs(self) -> ServeConfig:
+        if self.reranker in ("mma", "rulerouter") and not self.mma_dir:
+            raise ValueError(f"reranker '{self.reranker}' needs mma_dir")
+        if self.reranker == "model" and not self.model_run:
+            raise ValueError("reranker 'model' needs model_run (a zoo run directory)")
+        return self
+
+    def resolved(self) -> ServeConfig:
+        """Absolute paths: replicas may start in another working directory."""
+        upd = {
+            k: str(Path(v).resolve())
+            for k in ("retriever_run", "mma_dir", "model_run")
+            if (v := getattr(self, k))
+        }
+        return self.model_copy(update=upd)
+
+    @classmethod
+    def from_mma_dir(cls, mma_dir: str | Path, **kw) -> ServeConfig:
+        d = Path(mma_dir)
+        cfg_file = d / "config.json"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"{cfg_file}: not a `metamodal mma run` output")
+        retriever = json.loads(cfg_file.read_text())["retriever"]
+        return cls(retriever_run=str(d / "zoo" / retriever), mma_dir=str(d), **kw)
+
+
+def mma_seed_result(mma_dir: str | Path, seed: int) -> dict:
+    f = Path(mma_dir) / f"seed{seed}" / "result.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: seed {seed} of this MMA run has not finished")
+    return json.loads(f.read_text())
+
+
+def adapter_path(mma_dir: str | Path, seed: int, recorded: str) -> Path:
+    """The seed's LoRA adapter; the recorded path may be relative to where the run started."""
+    p = Path(recorded)
+    if p.is_dir():
+        return p.resolve()
+    local = Path(mma_dir) / f"seed{seed}" / "policy" / "adapter"
+    if local.is_dir():
+        return local
+    raise FileNotFoundError(f"no policy adapter at {recorded} or {local}")

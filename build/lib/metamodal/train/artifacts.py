@@ -1,0 +1,77 @@
+"""Reading a finished training run back: its resolved configuration, split, missingness and
+weights (``torch.load(weights_only=True)``: tensors only, never pickled objects). The agent's
+baselines and the Serve deployments load models this way."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metamodal.data import Dataset, load_dataset
+from metamodal.data.missing import Missingness
+from metamodal.data.splits import Split
+from metamodal.models import ZOO, ModelData
+from metamodal.models.zoo_base import ZooModel
+from metamodal.train.data import attach_features, build_model_data, content_modalities
+
+DATA_BUFFER = re.compile(r"^(content\.[xm]\d+|mean\d+)$")
+
+
+@dataclass
+class TrainedRun:
+    out: Path
+    model: str
+    config: dict  # the resolved configuration (config.json)
+    ds: Dataset
+    split: Split
+    miss: Missingness | None
+    modalities: list[str]
+    state: dict[str, torch.Tensor]
+
+    @property
+    def params(self):
+        return ZOO[self.model].Params(**self.config["params"])
+
+    def model_data(self) -> ModelData:
+        data, _ = build_model_data(
+            self.ds, self.split, self.modalities, self.miss, self.config["data"]["normalise"]
+        )
+        return data
+
+    def raw_features(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """name -> (raw rows, presence after the run's missingness)."""
+        out = {}
+        for name in self.modalities:
+            mod = self.ds.modalities[name]
+            present = self.miss.present[name] if self.miss else mod.present
+            out[name] = (mod.features, present.copy())
+        return out
+
+    def build(self) -> ZooModel:
+        torch.manual_seed(self.config["train"]["seed"])
+        net = ZOO[self.model](self.model_data(), self.params)
+        net.load_state_dict(self.state)
+        net.eval()
+        return net
+
+
+def load_run(out: str | Path, ds: Dataset | None = None) -> TrainedRun:
+    """A run directory written by ``run_training`` (needs ``results.json``: the run finished)."""
+    out = Path(out)
+    if not (out / "results.json").is_file():
+        raise FileNotFoundError(f"{out}: no results.json — the run has not finished")
+    config = json.loads((out / "config.json").read_text())
+    if ds is None:
+        ds = attach_features(load_dataset(config["dataset"]), config["data"]["features"])
+    split = Split.load(out / "split", ds)
+    miss = Missingness.load(out / "split") if (out / "split" / "missing.npz").is_file() else None
+    names = content_modalities(ds, config["data"]["modalities"])
+    state = torch.load(out / "model.pt", weights_only=True, map_location="cpu")
+    # checkpoints written before feature buffers became non-persistent still carry the data
+    state = {k: v for k, v in state.items() if not DATA_BUFFER.match(k)}
+    return TrainedRun(out, config["model"], config, ds, split, miss, names, state)

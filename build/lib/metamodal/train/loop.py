@@ -1,0 +1,148 @@
+"""The Ray Train worker loop for the zoo: DDP over BPR triples, full-ranking validation on rank
+0, early stopping on the configured metric, and a checkpoint at every evaluation holding both
+the latest state (to resume after a worker failure) and the best one (what is reported).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _stop_together(stop: bool, world: int) -> bool:
+    """Rank 0 decides; every rank must leave the epoch loop at the same step."""
+    if world == 1:
+        return stop
+    flag = torch.tensor([1 if stop else 0])
+    torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def quiet_ray_train_logs() -> None:
+    """No INFO line per ``ray.train.report``: Train V2's context logs through a logger named by
+    its *file path*, which the ``ray.train`` hierarchy does not reach."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
+def train_loop(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from metamodal.data import load_dataset
+    from metamodal.data.missing import Missingness
+    from metamodal.data.splits import Split
+    from metamodal.eval.protocol import evaluate_split
+    from metamodal.models import ZOO
+    from metamodal.train.data import attach_features, build_model_data, content_modalities
+    from metamodal.train.sampler import TripleSampler
+
+    quiet_ray_train_logs()
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
+    device = ray.train.torch.get_device()
+    ds = attach_features(load_dataset(config["dataset"]), config["data"]["features"])
+    split = Split.load(config["split_dir"], ds)
+    miss = Missingness.load(config["split_dir"]) if config["missing_on"] else None
+    names = content_modalities(ds, config["data"]["modalities"])
+    data, _ = build_model_data(ds, split, names, miss, config["data"]["normalise"])
+    train = data.train
+    cls = ZOO[config["model"]]
+    torch.manual_seed(config["seed"])
+    model = cls(data, cls.Params(**config["params"]))
+    opt_model = ray.train.torch.prepare_model(model)
+    core = opt_model.module if hasattr(opt_model, "module") else opt_model
+    # fused Adam: one kernel over all parameters (LightGCN 1 layer on Baby: 1.2 -> 1.0 s/epoch)
+    opt = torch.optim.Adam(
+        core.parameters(), lr=config["lr"], weight_decay=config["weight_decay"], fused=True
+    )
+    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad": 0, "resumed_from": []}
+    best_state = None  # rank 0 keeps the best weights in memory; every checkpoint carries them
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:  # resumed after a failure: carry on from the last evaluation
+        with ckpt.as_directory() as d:
+            saved = torch.load(Path(d) / "last.pt", weights_only=True)
+            core.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["opt"])
+            best_state = torch.load(Path(d) / "best.pt", weights_only=True)
+            state = json.loads((Path(d) / "state.json").read_text())
+        state.setdefault("resumed_from", []).append(state["epoch"])
+        if rank == 0:  # the log keeps one row per epoch: drop what the lost attempt wrote later
+            log = Path(config["out"]) / "metrics.jsonl"
+            lines = log.read_text().splitlines() if log.is_file() else []
+            rows = [r for r in lines if json.loads(r)["epoch"] <= state["epoch"]]
+            log.write_text("".join(r + "\n" for r in rows))
+            print(f"resumed from the checkpoint of epoch {state['epoch']}", flush=True)
+    sampler = TripleSampler(train, config["seed"])
+    metric, bs = config["valid_metric"], config["batch_size"]
+    fail_at = config.get("fail_at_epoch")
+    for epoch in range(state["epoch"], config["epochs"]):
+        if fail_at and epoch == fail_at and not Path(config["out"], ".failed_once").exists():
+            Path(config["out"], ".failed_once").touch()  # fault injection for the resume test
+            os._exit(1)
+        core.train()
+        core.set_epoch(epoch)
+        t0 = time.perf_counter()
+        u, p, n = (torch.from_numpy(a) for a in sampler.epoch(epoch, rank, world))
+        losses = []
+        for s in range(0, len(u), bs):
+            sl = slice(s, s + bs)
+            loss = opt_model(u[sl].to(device), p[sl].to(device), n[sl].to(device))  # DDP syncs
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        train_s = time.perf_counter() - t0
+        state["epoch"] = epoch + 1
+        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_seconds": train_s}
+        if (epoch + 1) % config["eval_every"] and epoch + 1 < config["epochs"]:
+            if rank == 0:
+                _log(config, row)
+            continue
+        stop, ckpt = False, None
+        if rank == 0:
+            t1 = time.perf_counter()
+            res = evaluate_split(core.scorer(), ds, split, "valid", miss, slices=False, ks=(10, 20))
+            row.update({f"valid_{k}": v for k, v in res.metrics.items()})
+            row["eval_seconds"] = time.perf_counter() - t1
+            if res.metrics[metric] > state["best"]:
+                state.update(best=res.metrics[metric], best_epoch=epoch + 1, bad=0)
+                best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
+            else:
+                state["bad"] += 1
+            stop = state["bad"] >= config["patience"]
+            _log(config, row)
+            d = tempfile.mkdtemp()
+            torch.save({"model": core.state_dict(), "opt": opt.state_dict()}, Path(d) / "last.pt")
+            torch.save(best_state, Path(d) / "best.pt")
+            (Path(d) / "state.json").write_text(json.dumps(state))
+            ckpt = ray.train.Checkpoint.from_directory(d)
+        ray.train.report({**row, **state}, checkpoint=ckpt)
+        if ckpt is not None:  # report has copied it into the run's storage: the local copy goes
+            shutil.rmtree(ckpt.path, ignore_errors=True)  # (one per epoch filled 73 GB of /tmp)
+        if _stop_together(stop, world):
+            break
+
+
+def _log(config: dict, row: dict) -> None:
+    with open(Path(config["out"]) / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    valid = row.get(f"valid_{config['valid_metric']}")
+    print(
+        f"{config['model']} epoch {row['epoch']:>4}  loss {row['loss']:.4f}  "
+        f"{row['train_seconds']:.2f} s"
+        + (f"  valid {config['valid_metric']} {valid:.4f}" if valid is not None else ""),
+        flush=True,
+    )

@@ -1,0 +1,231 @@
+"""The driver side of zoo training: resolve the config, save the split, run the worker loop in a
+``TorchTrainer`` (resumed from its last checkpoint after a worker failure), then score the best
+checkpoint on valid and test and write ``results.json``, ``metrics.jsonl`` and a PNG of the
+learning curves into ``OUT``.
+
+Scaling a graph model past one machine's memory: LightGCN propagates over the full graph every
+step by default (cheap up to tens of millions of edges: the adjacency is one sparse CSR). Past
+that, ``--set params.propagation=minibatch [--set params.fanout=15]`` computes each batch's
+embeddings from its own L-hop neighbourhood only (exact, or neighbour-sampled with a fanout;
+``metamodal.models.minibatch``) and scores the catalogue in node chunks, so a step's memory
+follows the batch; Ray Train's workers already take disjoint shards of the triples. What is not
+built: embedding tables that outgrow one device, which would shard by rows (a parameter server
+or torchrec's sharded embeddings) — no dataset this platform ships with comes near that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metamodal.data import Dataset, load_dataset
+from metamodal.data.splits import Split, make_split
+from metamodal.eval.protocol import evaluate_split
+from metamodal.models import ZOO
+from metamodal.train.config import ConfigError, load_config
+from metamodal.train.data import (
+    attach_features,
+    build_model_data,
+    content_modalities,
+    missingness_for,
+)
+
+
+def prepare_split(ds: Dataset, method: str | None, seed: int, out: Path) -> Split:
+    d = out / "split"
+    if (d / "split.npz").is_file():
+        return Split.load(d, ds)
+    split = make_split(ds, method, seed)
+    split.save(d)
+    return split
+
+
+def worker_scaling(
+    workers: int, use_gpu: bool | None, cpus: float | None = None
+) -> tuple[bool, object, float]:
+    """Start Ray if needed; (use_gpu, ScalingConfig, CPUs per worker). ``use_gpu=None``: when the
+    cluster has GPUs. On CPU each worker takes an equal whole share of the cluster's CPUs, or
+    ``cpus`` (Tune trials run several trainings side by side)."""
+    import ray
+    from ray.train import ScalingConfig
+
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+    res = ray.cluster_resources()
+    use_gpu = use_gpu if use_gpu is not None else res.get("GPU", 0) > 0
+    share = max(1.0, float(res.get("CPU", 1)) // workers) if not use_gpu else 1.0
+    share = cpus if cpus is not None and not use_gpu else share
+    scaling = ScalingConfig(
+        num_workers=workers,
+        use_gpu=use_gpu,
+        resources_per_worker=None if use_gpu else {"CPU": share},
+    )
+    return use_gpu, scaling, share
+
+
+def run_training(
+    model: str,
+    dataset: str | Path,
+    out: str | Path,
+    overrides: list[str] | None = None,
+    override_file: str | Path | None = None,
+    overwrite: bool = False,
+    callbacks: list | None = None,
+    cpus_per_worker: float | None = None,
+    test_eval: bool = True,
+) -> dict:
+    """Train ``model`` into ``out``. ``callbacks`` go to Ray Train's RunConfig (Tune's report
+    callback), ``cpus_per_worker`` overrides the CPU share, and ``test_eval=False`` leaves the
+    test part unread (tuning selects on validation only)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+
+    dataset = Path(dataset).resolve()  # config.json must find it again from anywhere
+    cfg, params = load_config(model, dataset, overrides, override_file)
+    if cfg.data.features:  # workers (and later readers of config.json) may run elsewhere
+        cfg.data.features = str(Path(cfg.data.features).resolve())
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = {**cfg.model_dump(), "params": params.model_dump()}
+    conf = out / "config.json"
+    if conf.is_file() and json.loads(conf.read_text()) != resolved:
+        if not overwrite:
+            raise ConfigError(
+                f"{out} holds a run with another configuration; use a new --out or --overwrite"
+            )
+        for d in ("ray_results", "split"):
+            shutil.rmtree(out / d, ignore_errors=True)
+        for f in ("metrics.jsonl", ".failed_once"):
+            (out / f).unlink(missing_ok=True)
+    elif (
+        not conf.is_file()
+    ):  # a fresh run; the same config again resumes from Ray Train's checkpoint
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    conf.write_text(json.dumps(resolved, indent=2))
+    ds = attach_features(load_dataset(dataset), cfg.data.features)
+    split = prepare_split(ds, cfg.split.method, cfg.split.seed, out)
+    names = content_modalities(ds, cfg.data.modalities)
+    miss = missingness_for(ds, split, cfg.missing.model_dump(), out)
+    use_gpu, scaling, share = worker_scaling(cfg.train.workers, cfg.train.use_gpu, cpus_per_worker)
+    t = cfg.train
+    loop_config = {
+        **t.model_dump(),
+        "model": model,
+        "dataset": str(Path(dataset).resolve()),
+        "params": params.model_dump(),
+        "split_dir": str(out / "split"),
+        "out": str(out),
+        "threads": t.threads or max(1, int(share)),
+        "data": cfg.data.model_dump(),
+        "missing_on": miss is not None,
+    }
+    from metamodal.train.loop import train_loop
+
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config,
+        scaling_config=scaling,
+        run_config=RunConfig(
+            name=f"train-{model}",
+            storage_path=str(out / "ray_results"),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            failure_config=FailureConfig(max_failures=t.max_failures),
+            callbacks=callbacks,
+        ),
+    )
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    wall = time.perf_counter() - t0
+    if result.checkpoint is None:
+        raise RuntimeError(f"train {model}: no checkpoint reported ({result.error})")
+    torch.manual_seed(t.seed)
+    data, _ = build_model_data(ds, split, names, miss, cfg.data.normalise)
+    net = ZOO[model](data, params)
+    with result.checkpoint.as_directory() as d:
+        net.load_state_dict(torch.load(Path(d) / "best.pt", weights_only=True))
+        state = json.loads((Path(d) / "state.json").read_text())
+    torch.save(net.state_dict(), out / "model.pt")
+    net.set_epoch(state["best_epoch"] - 1)  # staged models score as at the kept epoch
+    scorer = net.scorer()
+    valid = evaluate_split(scorer, ds, split, "valid", miss, slices=False)
+    test = evaluate_split(scorer, ds, split, "test", miss) if test_eval else None
+    retrieval = retrieval_check(net, t.seed) if t.retrieval_check else None
+    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epoch_s = [r["train_seconds"] for r in curve]
+    res = {
+        "model": model,
+        "dataset": str(dataset),
+        "config": json.loads((out / "config.json").read_text()),
+        "valid": valid.metrics,
+        "test": test.metrics if test else None,
+        "test_slices": test.slices if test else None,
+        "epochs": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "resumed_from": state.get("resumed_from", []),
+        "seconds_per_epoch": float(np.median(epoch_s)) if epoch_s else None,
+        "eval_seconds": float(
+            np.median([r["eval_seconds"] for r in curve if "eval_seconds" in r] or [0])
+        ),
+        "wall_seconds": wall,
+        "modalities": names,
+        "missing": miss.summary() if miss else None,
+        "checkpoint": str(out / "model.pt"),
+        "retrieval": retrieval,
+    }
+    (out / "results.json").write_text(json.dumps(res, indent=2))
+    plot_curves(curve, t.valid_metric, out / "curves.png", model)
+    shown = ("test", test.metrics) if test else ("valid", valid.metrics)
+    print(
+        f"{model}: best epoch {state['best_epoch']} of {state['epoch']}; {shown[0]} recall@20 "
+        f"{shown[1]['recall@20']:.4f} ndcg@20 {shown[1]['ndcg@20']:.4f}; "
+        f"{res['seconds_per_epoch']:.2f} s/epoch; {wall:.0f} s",
+        flush=True,
+    )
+    return res
+
+
+def retrieval_check(net, seed: int, k: int = 20, n_queries: int = 2000) -> dict:
+    """Each faiss index kind over the model's item vectors, against exact top-k of user vectors."""
+    from metamodal.retrieval.index import KINDS, IndexSpec, ItemIndex, recall_vs_exact
+
+    with torch.no_grad():
+        u, i = (x.detach().cpu().numpy() for x in net.vectors())
+    users = np.random.default_rng(seed).permutation(len(u))[:n_queries]
+    out = {}
+    for kind in KINDS:
+        t0 = time.perf_counter()
+        index = ItemIndex(i, IndexSpec(kind=kind))
+        built = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        index.search(u[users], k)
+        out[kind] = {
+            f"recall@{k}_vs_exact": recall_vs_exact(index, u[users], i, k),
+            "build_seconds": built,
+            "search_ms_per_query": (time.perf_counter() - t1) / len(users) * 1e3,
+            "on_gpu": index.on_gpu,
+        }
+    return out
+
+
+def plot_curves(curve: list[dict], metric: str, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax[0].plot([r["epoch"] for r in curve], [r["loss"] for r in curve])
+    ax[0].set(title=f"{title}: training loss", xlabel="epoch")
+    ev = [r for r in curve if f"valid_{metric}" in r]
+    ax[1].plot([r["epoch"] for r in ev], [r[f"valid_{metric}"] for r in ev])
+    ax[1].set(title=f"valid {metric}", xlabel="epoch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,2 @@
+"""Serving: the recommender app's cores (retrieval, reranking), its HTTP contract and its Ray
+Serve deployments."""

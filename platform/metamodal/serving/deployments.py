@@ -1,0 +1,142 @@
+"""The Ray Serve application: a retriever deployment, a batched reranker deployment and a FastAPI
+ingress composing them through DeploymentHandles (awaited; nothing blocks the event loop on a
+``.result()``). ``build_app`` binds them from a ``ServeConfig``; ``serve_apps/recommender.py``
+is the import path Serve's CLI and config files name.
+
+The classes live here, in the installed package, because Serve replicas import deployments by
+module path: classes defined in a script or a test module fail inside the replica.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from metamodal.serving.config import ServeConfig
+from metamodal.serving.retriever import BadQuery, RetrieverCore
+from metamodal.serving.schemas import (
+    MAX_BODY_BYTES,
+    Recommendation,
+    RecommendRequest,
+    RecommendResponse,
+)
+
+api = FastAPI(title="MetaModal recommender", version="0.1")
+
+
+@api.middleware("http")
+async def limit_body(request: Request, call_next):
+    """Oversized bodies are refused from their declared length, before anything parses them."""
+    size = request.headers.get("content-length")
+    if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+        return JSONResponse(
+            {"detail": f"request body of {size} bytes is over the {MAX_BODY_BYTES}-byte limit"},
+            status_code=413,
+        )
+    return await call_next(request)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+class Retriever:
+    def __init__(self, cfg: dict) -> None:
+        self.core = RetrieverCore(ServeConfig(**cfg))
+
+    def retrieve(self, kind: str, value, n: int | None = None):
+        try:
+            return self.core.retrieve(kind, value, n)
+        except LookupError as e:
+            return {"status": 404, "detail": str(e)}
+        except BadQuery as e:
+            return {"status": 422, "detail": str(e)}
+
+    def item(self, item_id: str) -> dict:
+        try:
+            return self.core.item_info(item_id)
+        except LookupError as e:
+            return {"status": 404, "detail": str(e)}
+
+    def ready(self) -> dict:
+        return {"items": int(self.core.ds.n_items), "users": int(self.core.ds.n_users),
+                "index": self.core.index.spec.kind}  # fmt: skip
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.5})
+class Reranker:
+    def __init__(self, cfg: dict) -> None:
+        from metamodal.serving.reranker import RerankerCore
+
+        self.core = RerankerCore(ServeConfig(**cfg))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def rerank(self, items: list[tuple]) -> list:
+        return self.core.rerank(items)
+
+    def ready(self) -> dict:
+        return {"reranker": self.core.name, "sources": self.core.sources}
+
+
+def _fail(res) -> None:
+    if isinstance(res, dict) and "status" in res:
+        raise HTTPException(status_code=res["status"], detail=res["detail"])
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, retriever: DeploymentHandle, reranker: DeploymentHandle, k_pool: int):
+        self.retriever, self.reranker, self.k_pool = retriever, reranker, k_pool
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        r = await self.retriever.ready.remote()
+        rr = await self.reranker.ready.remote()
+        return {"status": "ok", "retriever": r, "reranker": rr}
+
+    @api.get("/items/{item_id}")
+    async def item(self, item_id: str) -> dict:
+        res = await self.retriever.item.remote(item_id)
+        _fail(res)
+        return res
+
+    @api.post("/recommend")
+    async def recommend(self, req: RecommendRequest) -> RecommendResponse:
+        t0 = time.perf_counter()
+        kind = req.query_kind
+        got = await self.retriever.retrieve.remote(kind, getattr(req, kind), self.k_pool)
+        _fail(got)
+        t1 = time.perf_counter()
+        timings = {"retrieve": 1e3 * (t1 - t0)}
+        if req.rerank and len(got.pool):
+            rr = await self.reranker.rerank.remote((got, req.modalities))
+            timings["rerank"] = 1e3 * (time.perf_counter() - t1)
+            order, scores, name = rr.order, rr.scores, (await self._name())
+            used, tools = rr.used, rr.tools
+        else:
+            order, scores, name, used, tools = range(len(got.pool)), got.scores, "none", [], []
+        items = [
+            Recommendation(item_id=got.pool_ids[p], score=float(scores[p]),
+                           retrieval_score=float(got.scores[p]))
+            for p in list(order)[: req.k]
+        ]  # fmt: skip
+        timings["total"] = 1e3 * (time.perf_counter() - t0)
+        return RecommendResponse(items=items, query=kind, reranker=name, used_modalities=used,
+                                 tools=tools, timings_ms=timings)  # fmt: skip
+
+    async def _name(self) -> str:
+        if not hasattr(self, "_reranker_name"):
+            self._reranker_name = (await self.reranker.ready.remote())["reranker"]
+        return self._reranker_name
+
+
+def build_app(cfg: ServeConfig, replicas: int = 1):
+    """The bound application (``serve.run(build_app(cfg))``)."""
+    c = cfg.resolved().model_dump()
+    # replica counts from code only when asked: a Serve config file's autoscaling must win
+    opts = {"num_replicas": replicas} if replicas != 1 else {}
+    retriever = Retriever.options(**opts).bind(c)
+    reranker = Reranker.options(**opts).bind(c)
+    return Ingress.bind(retriever, reranker, cfg.pool_size)

@@ -1,0 +1,156 @@
+"""The retrieval side of serving: a faiss index over a trained model's item vectors, and the four
+ways a request names what it wants — a known user, a history of items, a free text, an image.
+
+Texts and images are encoded by the encoders that produced the run's features (read from the
+extraction manifest), then searched against that modality's item rows; the nearest items become
+the query's pseudo-history, so every answer comes from the same collaborative index. A request
+names items and users by their catalogue ids; unknown ids are a ``LookupError`` naming them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metamodal.retrieval.index import IndexSpec, ItemIndex
+from metamodal.serving.config import ServeConfig
+from metamodal.train.artifacts import load_run
+
+PSEUDO_HISTORY = 5  # items nearest a text / image query that stand in for a history
+
+
+class BadQuery(ValueError):
+    """A well-formed request the catalogue cannot answer (HTTP 422)."""
+
+
+@dataclass
+class Retrieved:
+    user: int  # -1 without a known user
+    history: np.ndarray  # item indices the query stands for
+    pool: np.ndarray  # candidate item indices, best first
+    scores: np.ndarray  # first-stage score per candidate
+    cold: np.ndarray  # per candidate: the retriever never saw it interacted
+    task: str  # warm_user | cold_user (the agent's task vocabulary)
+    pool_ids: list[str]  # the candidates' catalogue ids
+
+
+class RetrieverCore:
+    def __init__(self, cfg: ServeConfig) -> None:
+        self.cfg = cfg
+        run = load_run(cfg.retriever_run)
+        self.ds = run.ds
+        net = run.build()
+        u, i = (t.detach().numpy().astype(np.float32) for t in net.vectors())
+        self.users, self.items = u, i
+        self.index = ItemIndex(i, IndexSpec(kind=cfg.index_kind))
+        self.user_pos = {str(x): n for n, x in enumerate(self.ds.user_ids)}
+        self.item_pos = {str(x): n for n, x in enumerate(self.ds.item_ids)}
+        self.seen = run.model_data().train.tocsr()
+        self.cold_items = (
+            run.miss.cold_items if run.miss is not None else np.zeros(self.ds.n_items, bool)
+        )
+        self.features_dir = run.config["data"].get("features")
+        self._encoders: dict[str, object] = {}
+        self._content: dict[str, ItemIndex] = {}
+
+    # ids ---------------------------------------------------------------------------------
+    def item_index(self, ids: list[str]) -> np.ndarray:
+        missing = [x for x in ids if x not in self.item_pos]
+        if missing:
+            raise LookupError(f"unknown item id(s): {missing[:5]}")
+        return np.array([self.item_pos[x] for x in ids], dtype=np.int64)
+
+    def item_info(self, item_id: str) -> dict:
+        """Catalogue facts of one item: metadata columns and which modalities it has."""
+        (i,) = self.item_index([item_id])
+        meta = {}
+        if self.ds.item_meta is not None and i < len(self.ds.item_meta):
+            row = self.ds.item_meta.iloc[int(i)]
+            meta = {str(k): (v if isinstance(v, int | float | str | bool) else str(v))
+                    for k, v in row.items() if v == v}  # fmt: skip
+        mods = {name: bool(m.present[i]) for name, m in self.ds.modalities.items()}
+        return {"item_id": item_id, "meta": meta, "modalities": mods,
+                "cold": bool(self.cold_items[i])}  # fmt: skip
+
+    # queries -----------------------------------------------------------------------------
+    def retrieve(self, kind: str, value, n: int | None = None) -> Retrieved:
+        n = n or self.cfg.pool_size
+        if kind == "user_id":
+            if value not in self.user_pos:
+                raise LookupError(f"unknown user id: {value!r}")
+            u = self.user_pos[value]
+            seen = self.seen[u].indices if self.cfg.exclude_seen else np.array([], np.int64)
+            return self._search(self.users[u], n, seen, u, np.sort(seen), "warm_user")
+        if kind == "history":
+            hist = np.unique(self.item_index(list(value)))
+            return self._search(self.items[hist].mean(0), n, hist, -1, hist, "cold_user")
+        if kind in ("text", "image_b64"):
+            hist = self.content_neighbours(kind, value)
+            return self._search(self.items[hist].mean(0), n, np.array([], np.int64), -1, hist,
+                                "cold_user")  # fmt: skip
+        raise BadQuery(f"unknown query kind {kind!r}")
+
+    def _search(self, q, n, exclude, user, hist, task) -> Retrieved:
+        k = min(self.ds.n_items, n + len(exclude))
+        scores, items = self.index.search(q[None, :], k)
+        keep = (items[0] >= 0) & ~np.isin(items[0], exclude)
+        pool, s = items[0][keep][:n], scores[0][keep][:n]
+        ids = [str(self.ds.item_ids[i]) for i in pool]
+        return Retrieved(user, np.asarray(hist, np.int64), pool, s.astype(np.float64),
+                         self.cold_items[pool], task, ids)  # fmt: skip
+
+    # cold start by content ---------------------------------------------------------------
+    def _manifest_encoder(self, source: str):
+        """The extraction encoder (and its modality) that reads ``source`` (text | image)."""
+        if source in self._encoders:
+            return self._encoders[source]
+        if not self.features_dir:
+            raise BadQuery(f"this model was trained without extracted features: no {source} "
+                           "query possible")  # fmt: skip
+        from metamodal.extract.encoders import Encoder, EncoderSpec
+
+        manifest = json.loads((Path(self.features_dir) / "manifest.json").read_text())
+        for spec in manifest["config"]["encoders"]:
+            es = EncoderSpec(**spec)
+            if es.source == source and es.modality in self.ds.modalities:
+                enc = Encoder(es)
+                self._encoders[source] = (enc, es)
+                return enc, es
+        raise BadQuery(f"no {source} encoder among this catalogue's features")
+
+    def content_neighbours(self, kind: str, value: str) -> np.ndarray:
+        source = "text" if kind == "text" else "image"
+        enc, spec = self._manifest_encoder(source)
+        if source == "text":
+            q = enc.encode_texts([value])
+        else:
+            q = enc.encode_images(decode_image(value, spec))
+        mod = self.ds.modalities[spec.modality]
+        if spec.modality not in self._content:
+            x = mod.features / np.maximum(
+                np.linalg.norm(mod.features, axis=1, keepdims=True), 1e-12
+            )
+            rows = np.flatnonzero(mod.present)
+            self._content[spec.modality] = ItemIndex(x[rows], IndexSpec(kind="flat"), ids=rows)
+        _, items = self._content[spec.modality].search(q, PSEUDO_HISTORY)
+        return np.sort(items[0][items[0] >= 0])
+
+
+def decode_image(b64: str, spec) -> np.ndarray:
+    from metamodal.extract.decode import load_image
+    from metamodal.extract.encoders import image_size
+
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise BadQuery(f"image_b64 is not valid base64: {e}") from None
+    pixels, why = load_image(io.BytesIO(raw), image_size(spec))
+    if pixels is None:
+        raise BadQuery(f"image_b64 could not be decoded as an image ({why})")
+    return pixels[None]

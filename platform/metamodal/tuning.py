@@ -1,0 +1,209 @@
+"""Ray Tune sweeps over the zoo's fusion hyperparameters (``tune_spaces/*.yaml``).
+
+Each trial is a function trainable that runs one zoo training on Ray Train (Train V2 cannot be
+wrapped by ``Tuner(TorchTrainer)``; Tune's ``TuneReportCallback`` forwards every epoch's report),
+so a trial is exactly the run ``metamodal train`` would make with the trial's overrides. ASHA
+stops weak trials on validation Recall@20; test is never read (``test_eval=False``).
+
+Writes ``OUT/trials.csv`` and ``trials.md`` (the trial table), ``OUT/best.yaml`` (an override
+file ``metamodal train --config`` loads), ``OUT/summary.json``, ``OUT/curves.png``,
+TensorBoard event files under ``OUT/ray_results`` and an offline wandb run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+SAMPLERS = ("choice", "uniform", "loguniform", "randint", "grid")
+
+
+class TuneSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    metric: str = "valid_recall@20"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = Field(16, ge=1)
+    max_epochs: int = Field(80, ge=1)
+    grace_period: int = Field(5, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+    space: dict[str, dict[str, list[Any]]]
+
+
+def load_spec(path: str | Path) -> TuneSpec:
+    path = Path(path)
+    try:
+        spec = TuneSpec(**yaml.safe_load(path.read_text()))
+    except Exception as e:
+        raise ValueError(f"{path}: {e}") from None
+    for key, s in spec.space.items():
+        if len(s) != 1 or next(iter(s)) not in SAMPLERS:
+            raise ValueError(
+                f"{path}: space.{key} must be one of {SAMPLERS}, e.g. {{choice: [..]}}"
+            )
+    return spec
+
+
+def param_space(spec: TuneSpec) -> dict:
+    from ray import tune
+
+    make = {
+        "choice": tune.choice,
+        "grid": tune.grid_search,
+        "uniform": lambda a: tune.uniform(*a),
+        "loguniform": lambda a: tune.loguniform(*a),
+        "randint": lambda a: tune.randint(*a),
+    }
+    return {k: make[kind](args) for k, s in spec.space.items() for kind, args in s.items()}
+
+
+def nested(flat: dict[str, Any]) -> dict:
+    """``{"params.alpha": 0.1}`` -> ``{"params": {"alpha": 0.1}}`` (an override file)."""
+    out: dict = {}
+    for key, v in flat.items():
+        *head, last = key.split(".")
+        d = out
+        for h in head:
+            d = d.setdefault(h, {})
+        d[last] = v.item() if hasattr(v, "item") else v
+    return out
+
+
+def _trial(config: dict, *, model: str, dataset: str, overrides: list[str], cpus: float) -> None:
+    """One trial: a zoo training whose epoch reports reach Tune."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from metamodal.train.runner import run_training
+
+    out = Path(ray.tune.get_context().get_trial_dir()) / "run"
+    trial = [f"{k}={v}" for k, v in config.items()]
+    run_training(model, dataset, out, [*overrides, *trial], overwrite=True,
+                 callbacks=[TuneReportCallback()], cpus_per_worker=cpus, test_eval=False)  # fmt: skip
+
+
+def run_tune(
+    space_file: str | Path,
+    dataset: str | Path,
+    out: str | Path,
+    overrides: list[str] | None = None,
+    num_samples: int | None = None,
+    max_epochs: int | None = None,
+    concurrent: int | None = None,
+    wandb: bool = True,
+) -> dict:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from metamodal.train.runner import worker_scaling
+
+    spec = load_spec(space_file)
+    spec = spec.model_copy(update={k: v for k, v in {"num_samples": num_samples,
+                                                     "max_epochs": max_epochs}.items() if v})  # fmt: skip
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    worker_scaling(1, None)  # starts Ray the way training does
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    concurrent = concurrent or max(1, int(cpus))
+    per_trial = max(0.5, round(cpus / concurrent - 0.1, 2))  # the trial's own actor takes 0.1
+    base = [
+        *(overrides or []),
+        f"train.epochs={spec.max_epochs}",
+        f"train.patience={spec.max_epochs}",  # ASHA decides when a trial stops
+        "train.retrieval_check=false",
+    ]
+    trainable = tune.with_parameters(_trial, model=spec.model, dataset=str(Path(dataset).resolve()),
+                                     overrides=base, cpus=per_trial)  # fmt: skip
+    callbacks = []
+    if wandb:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        os.environ.setdefault("WANDB_MODE", "offline")
+        callbacks.append(WandbLoggerCallback(project="metamodal-tune", mode=os.environ["WANDB_MODE"],
+                                             dir=str(out)))  # fmt: skip
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 0.1}),
+        param_space=param_space(spec),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            num_samples=spec.num_samples,
+            max_concurrent_trials=concurrent,
+            scheduler=ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=spec.max_epochs,
+                grace_period=min(spec.grace_period, spec.max_epochs),
+                reduction_factor=spec.reduction_factor,
+            ),
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{spec.model}",
+            storage_path=str(out / "ray_results"),
+            callbacks=callbacks,
+            verbose=1,
+        ),  # fmt: skip
+    )
+    grid = tuner.fit()
+    return write_results(grid, spec, out)
+
+
+def write_results(grid, spec: TuneSpec, out: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, failed = [], 0
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in grid:
+        if r.error is not None:
+            failed += 1
+            continue
+        hist = r.metrics_dataframe
+        best = float(hist[spec.metric].max() if spec.mode == "max" else hist[spec.metric].min())
+        rows.append({"trial": Path(r.path).name, **{k: r.config[k] for k in spec.space},
+                     spec.metric: best, "epochs": int(len(hist))})  # fmt: skip
+        ax.plot(hist["training_iteration"], hist[spec.metric], lw=1)
+    if not rows:
+        raise RuntimeError(f"every one of the {failed} trials failed; see {out / 'ray_results'}")
+    rows.sort(key=lambda r: r[spec.metric], reverse=spec.mode == "max")
+    ax.set(xlabel="epoch", ylabel=spec.metric, title=f"{spec.model}: {len(rows)} trials (ASHA)")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    plt.close(fig)
+
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(out / "trials.csv", index=False)
+    table = md_table(rows)
+    (out / "trials.md").write_text(table + "\n")
+    best = rows[0]
+    (out / "best.yaml").write_text(
+        f"# best of {len(rows)} trials of {spec.model} by {spec.metric} "
+        f"({best[spec.metric]:.4f}); load with `metamodal train --config`\n"
+        + yaml.safe_dump(nested({k: best[k] for k in spec.space}), sort_keys=True)
+    )
+    summary = {"model": spec.model, "metric": spec.metric, "trials": len(rows), "failed": failed,
+               "best": best, "best_config": str(out / "best.yaml"),
+               "table": str(out / "trials.md"), "plot": str(out / "curves.png"),
+               "tensorboard": str(out / "ray_results")}  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(table, flush=True)
+    return summary
+
+
+def md_table(rows: list[dict]) -> str:
+    def cell(v) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cell(r[h]) for h in head) + " |" for r in rows]
+    return "\n".join(lines)

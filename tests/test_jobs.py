@@ -1,0 +1,67 @@
+"""`ray job submit` against a head node this test starts (`ray start --head --block` in its own
+temp dir and ports; terminating that process stops exactly that node, never the test's Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.test_serve import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def wait_for(url: str, seconds: float) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer in {seconds:.0f} s")
+
+
+@pytest.fixture
+def head_node(tmp_path: Path):
+    temp = tempfile.mkdtemp(prefix="/tmp/rj")  # Ray's socket paths must stay short
+    dash = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    log = (tmp_path / "head.log").open("w")
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", f"--port={free_port()}", "--num-cpus=2",
+         f"--temp-dir={temp}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dash}", "--disable-usage-stats"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{dash}/api/version", 120)
+        yield f"http://127.0.0.1:{dash}", env
+    finally:
+        head.terminate()
+        head.wait(60)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_a_training_stage(head_node, small_shop: Path, tmp_path: Path) -> None:
+    address, env = head_node
+    out = tmp_path / "bpr"
+    cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
+           sys.executable, "jobs/train.py", "--model", "bpr", "--dataset", str(small_shop),
+           "--out", str(out), "--set", "train.epochs=2", "--set", "train.retrieval_check=false"]  # fmt: skip
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "succeeded" in r.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert res["model"] == "bpr" and res["epochs"] == 2 and 0 <= res["test"]["recall@20"] <= 1

@@ -1,0 +1,148 @@
+"""The Serve app over real HTTP on 127.0.0.1: a retriever trained by the zoo, a fusion-model
+reranker, cold start by text (MiniLM) and image (random-init CLIP: structure, not quality), and
+bad requests answered 4xx while the replicas stay up."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from metamodal.extract.encoders import EncoderSpec
+
+TEXT = EncoderSpec("minilm", "text_minilm")
+IMAGE = EncoderSpec(
+    "open_clip_image", "image_clip", arch="ViT-S-32", random_init=True, image_size=32, seed=1
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def trained(small_shop: Path, ray_session, tmp_path_factory) -> dict:
+    from metamodal.extract.pipeline import ExtractConfig, run_extraction
+    from metamodal.train.runner import run_training
+
+    d = tmp_path_factory.mktemp("serve")
+    run_extraction(small_shop, d / "emb", ExtractConfig(encoders=[TEXT, IMAGE], actors=1))
+    common = ["train.epochs=4", f"data.features={d / 'emb'}", "missing.cold_item_frac=0.1"]
+    for model in ("lightgcn", "late_fusion"):
+        run_training(model, small_shop, d / model, common, overwrite=True)
+    return {"retriever": d / "lightgcn", "model": d / "late_fusion", "shop": small_shop}
+
+
+@pytest.fixture(scope="module")
+def server(trained: dict):
+    from ray import serve
+
+    from metamodal.serving.config import ServeConfig
+    from metamodal.serving.deployments import build_app
+
+    port = free_port()
+    cfg = ServeConfig(retriever_run=str(trained["retriever"]), reranker="model",
+                      model_run=str(trained["model"]), pool_size=30)  # fmt: skip
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(cfg), name="rec", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.delete("rec")
+    serve.shutdown()
+
+
+def post(url: str, body, **kw) -> requests.Response:
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return requests.post(url + "/recommend", data=data, timeout=60,
+                         headers={"content-type": "application/json"}, **kw)  # fmt: skip
+
+
+def test_recommend_by_user_history_text_and_image(server: str, trained: dict) -> None:
+    from metamodal.data import load_dataset
+    from metamodal.train.artifacts import load_run
+
+    ds = load_dataset(trained["shop"])
+    run = load_run(trained["retriever"])
+    seen = run.model_data().train.tocsr()
+    health = requests.get(server + "/healthz", timeout=30).json()
+    assert health["retriever"]["items"] == ds.n_items
+    assert health["reranker"]["reranker"] == "model:late_fusion"
+
+    u = int(np.flatnonzero(np.diff(seen.indptr) > 3)[0])
+    r = post(server, {"user_id": str(ds.user_ids[u]), "k": 7})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ids = [x["item_id"] for x in body["items"]]
+    assert len(ids) == 7 == len(set(ids)) and body["reranker"] == "model:late_fusion"
+    seen_ids = {str(ds.item_ids[i]) for i in seen[u].indices}
+    assert not seen_ids & set(ids)  # a known user's training items are not recommended
+    scores = [x["score"] for x in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert set(body["used_modalities"]) == {"graph", "text", "image"}
+
+    hist = [str(ds.item_ids[i]) for i in seen[u].indices[:3]]
+    r = post(server, {"history": hist, "k": 5, "modalities": ["text"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["used_modalities"] == ["text"]  # the reranker reads only what the caller has
+    assert not set(hist) & {x["item_id"] for x in r.json()["items"]}
+
+    text = ds.modalities["text"].texts[int(np.flatnonzero(ds.modalities["text"].present)[0])]
+    r = post(server, {"text": text, "k": 5})
+    assert r.status_code == 200 and r.json()["query"] == "text" and len(r.json()["items"]) == 5
+
+    img = sorted((trained["shop"] / "images").rglob("*.png")) or sorted(
+        (trained["shop"] / "images").rglob("*.jpg"))  # fmt: skip
+    b64 = base64.b64encode(img[0].read_bytes()).decode()
+    r = post(server, {"image_b64": b64, "k": 3, "rerank": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["reranker"] == "none" and len(r.json()["items"]) == 3
+
+    item = requests.get(f"{server}/items/{ids[0]}", timeout=30).json()
+    assert item["item_id"] == ids[0] and "text" in item["modalities"]
+
+
+def test_concurrent_requests_are_batched_and_all_answered(server: str, trained: dict) -> None:
+    from metamodal.data import load_dataset
+
+    ds = load_dataset(trained["shop"])
+    bodies = [{"user_id": str(ds.user_ids[i]), "k": 5} for i in range(24)]
+    with ThreadPoolExecutor(12) as pool:
+        codes = [r.status_code for r in pool.map(lambda b: post(server, b), bodies)]
+    assert codes == [200] * 24
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "says"),
+    [
+        ("{not json", 422, "JSON"),
+        ({"user_id": "no-such-user"}, 404, "no-such-user"),
+        ({"history": ["no-such-item"]}, 404, "no-such-item"),
+        ({"user_id": "u1", "k": 0}, 422, "k"),
+        ({"user_id": "u1", "k": 10_000}, 422, "k"),
+        ({"user_id": "u1", "text": "lamp"}, 422, "exactly one"),
+        ({}, 422, "exactly one"),
+        ({"user_id": "u1", "colour": "red"}, 422, "colour"),
+        ({"user_id": "u1", "modalities": ["smell"]}, 422, "smell"),
+        ({"image_b64": "!!!not-base64!!!"}, 422, "base64"),
+        ({"image_b64": base64.b64encode(b"plain text").decode()}, 422, "image"),
+        ({"text": "x" * 5_000}, 422, "text"),
+        ("[" + "1," * 2_500_000 + "1]", 413, "limit"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx_and_the_service_stays_up(server, body, code, says) -> None:
+    r = post(server, body)
+    assert r.status_code == code, r.text
+    assert says.lower() in r.text.lower()
+    assert requests.get(server + "/healthz", timeout=30).status_code == 200
+
+
+def test_unknown_item_is_404(server: str) -> None:
+    r = requests.get(server + "/items/no-such-item", timeout=30)
+    assert r.status_code == 404 and "no-such-item" in r.text

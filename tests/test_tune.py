@@ -1,0 +1,67 @@
+"""Ray Tune + ASHA over a tiny space: the trial table, the best configuration as an override file
+the training job loads, TensorBoard logs, and validation-only selection (test never read)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metamodal.tuning import load_spec, nested
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_spaces_parse(tmp_path: Path) -> None:
+    from metamodal.models import ZOO
+
+    for f in sorted((ROOT / "tune_spaces").glob("*.yaml")):
+        spec = load_spec(f)
+        params = ZOO[spec.model].Params.model_fields
+        for key in spec.space:
+            section, name = key.split(".", 1)
+            assert section in ("train", "params") and (section == "train" or name in params), key
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: bpr\nspace:\n  train.lr: {normal: [0, 1]}\n")
+    with pytest.raises(ValueError, match="train.lr"):
+        load_spec(bad)
+
+
+def test_tune_run_on_a_tiny_space(small_shop: Path, ray_session, tmp_path: Path) -> None:
+    from metamodal.train.config import load_config
+    from metamodal.tuning import run_tune
+
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "model: bpr\nnum_samples: 3\nmax_epochs: 4\ngrace_period: 1\nreduction_factor: 2\n"
+        "space:\n  train.lr: {choice: [0.001, 0.01, 0.05]}\n"
+        "  params.embedding_dim: {choice: [16, 32]}\n"
+    )
+    out = tmp_path / "tune"
+    summary = run_tune(space, small_shop, out, ["train.batch_size=512"], wandb=False)
+    assert summary["trials"] == 3 and summary["failed"] == 0
+    rows = (out / "trials.csv").read_text().strip().splitlines()
+    assert len(rows) == 4 and "valid_recall@20" in rows[0]
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["train"]["lr"] in (0.001, 0.01, 0.05) and best["params"]["embedding_dim"] in (
+        16,
+        32,
+    )
+    cfg, params = load_config("bpr", small_shop, override_file=out / "best.yaml")
+    assert (
+        cfg.train.lr == best["train"]["lr"]
+        and params.embedding_dim == best["params"]["embedding_dim"]
+    )
+    runs = list(out.glob("ray_results/*/*/run/results.json"))
+    assert len(runs) == 3 and all(json.loads(r.read_text())["test"] is None for r in runs)
+    assert list(out.glob("ray_results/**/events.out.tfevents*"))  # TensorBoard
+    assert (out / "curves.png").stat().st_size > 0
+
+
+def test_nested_override() -> None:
+    assert nested({"params.alpha": 0.1, "train.lr": 1e-3}) == {
+        "params": {"alpha": 0.1},
+        "train": {"lr": 1e-3},
+    }
