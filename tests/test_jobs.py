@@ -1,5 +1,6 @@
 """`ray job submit` against a head node this test starts (`ray start --head --block` in its own
-temp dir and ports; terminating that process stops exactly that node, never the test's Ray)."""
+temp dir and ports — the agent's default port may be held by another Ray on the machine;
+terminating that process stops exactly that node, never the test's Ray)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def head_node(tmp_path: Path):
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={free_port()}", "--num-cpus=2",
          f"--temp-dir={temp}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dash}", "--disable-usage-stats"],
+         f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={free_port()}",
+         f"--ray-client-server-port={free_port()}", f"--metrics-export-port={free_port()}",
+         "--disable-usage-stats"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -60,7 +63,11 @@ def test_ray_job_submit_runs_a_training_stage(head_node, small_shop: Path, tmp_p
     cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
            sys.executable, "jobs/train.py", "--model", "bpr", "--dataset", str(small_shop),
            "--out", str(out), "--set", "train.epochs=2", "--set", "train.retrieval_check=false"]  # fmt: skip
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    for _ in range(20):  # the dashboard answers before its job agent has registered
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+        if "No available agent" not in r.stderr + r.stdout:
+            break
+        time.sleep(3)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "succeeded" in r.stdout
     res = json.loads((out / "results.json").read_text())

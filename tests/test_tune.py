@@ -54,8 +54,12 @@ def test_tune_run_on_a_tiny_space(small_shop: Path, ray_session, tmp_path: Path)
         cfg.train.lr == best["train"]["lr"]
         and params.embedding_dim == best["params"]["embedding_dim"]
     )
-    runs = list(out.glob("ray_results/*/*/run/results.json"))
-    assert len(runs) == 3 and all(json.loads(r.read_text())["test"] is None for r in runs)
+    # each trial is a zoo run; ASHA (or max_t) ends it before its final evaluation, and a run
+    # that does finish never reads test
+    runs = list(out.glob("ray_results/*/*/run/metrics.jsonl"))
+    assert len(runs) == 3
+    for f in out.glob("ray_results/*/*/run/results.json"):
+        assert json.loads(f.read_text())["test"] is None
     assert list(out.glob("ray_results/**/events.out.tfevents*"))  # TensorBoard
     assert (out / "curves.png").stat().st_size > 0
 

@@ -168,7 +168,7 @@ def write_results(grid, spec: TuneSpec, out: Path) -> dict:
             continue
         hist = r.metrics_dataframe
         best = float(hist[spec.metric].max() if spec.mode == "max" else hist[spec.metric].min())
-        rows.append({"trial": Path(r.path).name, **{k: r.config[k] for k in spec.space},
+        rows.append({"trial": r.metrics.get("trial_id", Path(r.path).name), **{k: r.config[k] for k in spec.space},
                      spec.metric: best, "epochs": int(len(hist))})  # fmt: skip
         ax.plot(hist["training_iteration"], hist[spec.metric], lw=1)
     if not rows:

@@ -4,10 +4,11 @@ ingress composing them through DeploymentHandles (awaited; nothing blocks the ev
 is the import path Serve's CLI and config files name.
 
 The classes live here, in the installed package, because Serve replicas import deployments by
-module path: classes defined in a script or a test module fail inside the replica.
+module path: classes defined in a script or a test module fail inside the replica. No
+``from __future__ import annotations`` here: FastAPI must see the request model as a class, or
+it takes the body for a query parameter.
 """
 
-from __future__ import annotations
 
 import time
 
