@@ -9,7 +9,6 @@ module path: classes defined in a script or a test module fail inside the replic
 it takes the body for a query parameter.
 """
 
-
 import time
 
 from fastapi import FastAPI, HTTPException, Request
