@@ -347,3 +347,27 @@ def test_behaviour_targets_are_the_best_searched_action(world) -> None:
         parse(render_action(best.calls, best.weights), list(env.tools), steps[0].usable).calls
         == best.calls
     )
+
+
+def test_guarded_targets_fall_back_to_the_prior_unless_the_search_holds_out(world) -> None:
+    """With a prior, the searched action must beat it on the held-out half of the episodes."""
+    from metamodal.agent.env import AgentEnv, best_action, candidate_actions, prior_action
+
+    _, _, _, b, store = world
+    env = AgentEnv(store, tools_for(store), lam=0.3)
+    steps = [env.observe(e) for e in b.target_positive_part("valid", "warm_user", FULL, 12, 0)]
+    usable = steps[0].usable
+    prior = {t: 1.0 for t in usable}
+    a, r = best_action(env, steps, prior)
+    base = prior_action(usable, prior)
+
+    def mean_r(x, group):
+        return np.mean([reward(env.ndcg(s, x), x) for s in group])
+
+    searched, _ = best_action(env, steps[::2])
+    beats = mean_r(searched, steps[1::2]) > mean_r(base, steps[1::2])
+    assert (a.calls, a.weights) == ((searched.calls, searched.weights) if beats
+                                    else (base.calls, base.weights))  # fmt: skip
+    assert r == pytest.approx(mean_r(a, steps))
+    assert any((c.calls, c.weights) == (searched.calls, searched.weights)
+               for c in candidate_actions(usable, env.max_calls))  # fmt: skip

@@ -108,7 +108,7 @@ def parse(text: str, tools: list[str], usable: list[str], max_calls: int = 4) ->
 def render_action(calls: list[str], weights: dict[str, float]) -> str:
     """The completion that encodes an action (behaviour-cloning targets)."""
     lines = [f"CALL {t}" for t in calls]
-    lines.append("WEIGHTS " + " ".join(f"{t}={weights[t]:.1f}" for t in calls))
+    lines.append("WEIGHTS " + " ".join(f"{t}={weights[t]:.2f}" for t in calls))
     return "\n".join(lines)
 
 

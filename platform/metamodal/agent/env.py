@@ -87,16 +87,47 @@ def candidate_actions(usable: list[str], max_calls: int) -> list[Action]:
     return out
 
 
-def best_action(env: AgentEnv, steps: list[Step]) -> tuple[Action, float]:
-    """The action with the highest mean reward over ``steps`` (which share a prompt, hence the
-    usable tools): the behaviour-cloning target for that prompt."""
+def prior_action(usable: list[str], weights: dict[str, float]) -> Action | None:
+    """A fixed router's action restricted to the usable tools (weights renormalised)."""
+    w = {t: weights.get(t, 1.0) for t in usable if weights.get(t, 1.0) > 0}
+    if not w:
+        return None
+    total = sum(w.values())
+    w = {t: round(x / total, 2) for t, x in w.items()}
+    return Action(calls=sorted(w, key=lambda t: -w[t]), weights=w)
+
+
+def best_action(
+    env: AgentEnv, steps: list[Step], prior: dict[str, float] | None = None
+) -> tuple[Action, float]:
+    """The action with the highest mean reward over ``steps`` (which share their usable tools):
+    the behaviour-cloning target for them.
+
+    With ``prior`` (RuleRouter-Fuse's validated weights) the search is guarded against its own
+    winner's curse: the best of ~1,000 actions on a handful of episodes mostly fits noise. The
+    action is chosen on half the episodes and kept only if it also beats the prior on the other
+    half; otherwise the prior's action is the target."""
     usable = steps[0].usable
     if not usable:
         return Action(calls=list(env.tools)[:1], weights={list(env.tools)[0]: 1.0}), 0.0
-    best, best_r = None, -np.inf
-    for a in candidate_actions(usable, env.max_calls):
-        r = float(np.mean([reward(env.ndcg(s, a), a, env.reward_cfg) for s in steps]))
-        if r > best_r + 1e-12:
-            best, best_r = a, r
-    assert best is not None
-    return best, best_r
+
+    def mean_r(a: Action, group: list[Step]) -> float:
+        return float(np.mean([reward(env.ndcg(s, a), a, env.reward_cfg) for s in group]))
+
+    def search(group: list[Step]) -> Action:
+        best, best_r = None, -np.inf
+        for a in candidate_actions(usable, env.max_calls):
+            r = mean_r(a, group)
+            if r > best_r + 1e-12:
+                best, best_r = a, r
+        assert best is not None
+        return best
+
+    base = prior_action(usable, prior) if prior is not None else None
+    if base is None or len(steps) < 2:
+        a = search(steps)
+        return a, mean_r(a, steps)
+    fit, check = steps[::2], steps[1::2]
+    cand = search(fit)
+    a = cand if mean_r(cand, check) > mean_r(base, check) + 1e-12 else base
+    return a, mean_r(a, steps)

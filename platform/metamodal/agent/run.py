@@ -185,7 +185,7 @@ def run_seed(
     fit_steps = [env.observe(ep) for _, ep in sampler.batch(max(cfg.bc_steps, n_grpo))]
     pcfg = cfg.policy.model_copy(update={"seed": seed})
     t0 = time.perf_counter()
-    summary = train_policy(env, fit_steps, out / f"seed{seed}" / "policy", pcfg)
+    summary = train_policy(env, fit_steps, out / f"seed{seed}" / "policy", pcfg, rr.weights)
     train_s = time.perf_counter() - t0
     log(f"seed {seed}: policy trained in {train_s:.0f} s")
 

@@ -53,16 +53,21 @@ class PolicyTrainConfig(BaseModel):
     wandb: bool = True
 
 
-def bc_pairs(env: AgentEnv, steps: list[Step]) -> list[tuple[str, str, float]]:
-    """(prompt, target completion, its mean reward) per distinct prompt."""
-    groups: dict[str, list[Step]] = {}
+def bc_pairs(
+    env: AgentEnv, steps: list[Step], prior: dict[str, float] | None = None
+) -> list[tuple[str, str, float]]:
+    """(prompt, target completion, its mean reward) per distinct prompt. Targets are searched
+    over every episode with the same task and usable tools (prompts also differ by history
+    size), so each rests on more episodes; ``prior`` guards the search (``best_action``)."""
+    pooled: dict[tuple, list[Step]] = {}
+    prompts: dict[str, tuple] = {}
     for s in steps:
-        groups.setdefault(s.prompt, []).append(s)
-    out = []
-    for prompt, group in sorted(groups.items()):
-        a, r = best_action(env, group)
-        out.append((prompt, render_action(a.calls, a.weights), r))
-    return out
+        key = (s.ep.task, tuple(s.usable))
+        pooled.setdefault(key, []).append(s)
+        prompts[s.prompt] = key
+    targets = {k: best_action(env, g, prior) for k, g in pooled.items()}
+    return [(p, render_action(targets[k][0].calls, targets[k][0].weights), targets[k][1])
+            for p, k in sorted(prompts.items())]  # fmt: skip
 
 
 def behaviour_clone(net, tok, pairs: list[tuple[str, str, float]], cfg: PolicyTrainConfig, log):
@@ -217,8 +222,15 @@ def policy_worker(config: dict) -> None:
     ray.train.report({"done": 1})
 
 
-def train_policy(env: AgentEnv, steps: list[Step], out: str | Path, cfg: PolicyTrainConfig) -> dict:
-    """Run the warm start and GRPO on Ray Train; returns a summary (BC targets, timings)."""
+def train_policy(
+    env: AgentEnv,
+    steps: list[Step],
+    out: str | Path,
+    cfg: PolicyTrainConfig,
+    prior: dict[str, float] | None = None,
+) -> dict:
+    """Run the warm start and GRPO on Ray Train; returns a summary (BC targets, timings).
+    ``prior``: RuleRouter-Fuse's weights, the fallback of the warm start's target search."""
     from ray.train import RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -232,7 +244,7 @@ def train_policy(env: AgentEnv, steps: list[Step], out: str | Path, cfg: PolicyT
 
     cfg = cfg.model_copy(update={"model": materialise(cfg.model)})
     t0 = time.perf_counter()
-    pairs = bc_pairs(env, steps)
+    pairs = bc_pairs(env, steps, prior)
     search_s = time.perf_counter() - t0
     use_gpu, scaling, share = worker_scaling(cfg.workers, cfg.use_gpu)
     threads = cfg.threads or int(share)
