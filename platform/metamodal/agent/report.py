@@ -167,7 +167,8 @@ def write_report(out: Path, dataset: str, cfg, seeds: list[dict], timing: dict) 
     }
     rep["usage"] = {s["seed"]: s["usage"] for s in seeds}
     rep["selected"] = {
-        s["seed"]: {"lambda": s["lambda"], "clarify_weight": s["clarify_weight"],
+        s["seed"]: {"lambda": s["lambda"], "lambda_fixed": s.get("lambda_fixed"),
+                    "bc_agreement": s.get("bc_agreement"), "clarify_weight": s["clarify_weight"],
                     "rulerouter": s["rulerouter"], "distinct_prompts": s["distinct_prompts"],
                     "tool_model": s.get("tool_model")}
         for s in seeds

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metamodal.agent.actions import parse
 from metamodal.agent.baselines import BaselineScorer
 from metamodal.agent.config import MMAConfig
 from metamodal.agent.env import AgentEnv, Step
@@ -94,6 +95,14 @@ def episodes_for(
 def mma_scores(env: AgentEnv, steps: list[Step], completions: list[str], lam: float):
     actions = [env.parse(s, c) for s, c in zip(steps, completions, strict=True)]
     return [env.scores(s, a, lam) for s, a in zip(steps, actions, strict=True)], actions
+
+
+def same_action(env: AgentEnv, a: str, b: str) -> bool:
+    tools = list(env.tools)
+    x, y = parse(a, tools, tools), parse(b, tools, tools)
+    return x.calls == y.calls and all(
+        abs(x.weights.get(t, 0) - y.weights.get(t, 0)) < 0.051 for t in x.calls
+    )
 
 
 def choose_lambda(env: AgentEnv, steps: list[Step], completions: list[str]) -> float:
@@ -196,6 +205,20 @@ def run_seed(
     policy = Policy(net, tok, cfg.policy.max_new_tokens)
     sel_completions = policy.complete([s.prompt for s in sel_steps])
     lam = choose_lambda(env, sel_steps, sel_completions)
+    # a fixed pool is the retriever's own top-K, where its order is worth more than against a
+    # target-positive pool's hard negatives: λ for fixed pools is chosen on validation fixed
+    # pools (the select users'), for MMA and RuleRouter-Fuse alike
+    sel_fixed = [env.observe(e) for u in sorted(select_u)[: cfg.select_episodes]
+                 if (e := b.fixed(int(u), "valid", full)) is not None]  # fmt: skip
+    lam_fixed = choose_lambda(env, sel_fixed, policy.complete([s.prompt for s in sel_fixed]))
+    rr_fixed = RuleRouter(dict(rr.weights), rr.lam)
+    rr_fixed.lam = max(LAMBDA_GRID, key=lambda x: RuleRouter(rr.weights, x).mean_ndcg(
+        [(s.ep, s.results, s.first) for s in sel_fixed]))  # fmt: skip
+    log(f"seed {seed}: λ target-positive {lam}, fixed pools {lam_fixed} (RuleRouter-Fuse "
+        f"{rr.lam}, {rr_fixed.lam})")  # fmt: skip
+    targets = summary.get("bc_pairs", [])  # does greedy decoding reproduce the warm start?
+    said = policy.complete([p for p, _, _ in targets])
+    agree = [same_action(env, c, t) for (_, t, _), c in zip(targets, said, strict=True)]
     w_clar = max(
         (0.5, 1.0, 2.0),
         key=lambda w: np.mean([pool_ndcg(x, s.ep) for x, s in zip(
@@ -215,12 +238,14 @@ def run_seed(
     per_episode: dict[str, dict[str, list[float]]] = {}
     usage: dict[str, dict[str, float]] = {}
     for cond, steps in conditions.items():
+        fixed_pool = cond == "fixed_pool"
+        lam_c, rr_c = (lam_fixed, rr_fixed) if fixed_pool else (lam, rr)
         comp = policy.complete([s.prompt for s in steps])
-        scores, actions = mma_scores(env, steps, comp, lam)
+        scores, actions = mma_scores(env, steps, comp, lam_c)
         res = {"mma_auto": [pool_ndcg(x, s.ep) for x, s in zip(scores, steps, strict=True)]}
-        inter = interactive_scores(env, clarify, steps, comp, lam, w_clar)
+        inter = interactive_scores(env, clarify, steps, comp, lam_c, w_clar)
         res["mma_interactive"] = [pool_ndcg(x, s.ep) for x, s in zip(inter, steps, strict=True)]
-        res["rulerouter_fuse"] = [pool_ndcg(rr.scores(s.ep, s.results, s.first), s.ep)
+        res["rulerouter_fuse"] = [pool_ndcg(rr_c.scores(s.ep, s.results, s.first), s.ep)
                                   for s in steps]  # fmt: skip
         for name, sc in scorers.items():
             res[name] = [pool_ndcg(sc.scores(s.ep), s.ep) for s in steps]
@@ -237,8 +262,10 @@ def run_seed(
         "per_episode": per_episode,
         "usage": usage,
         "lambda": lam,
+        "lambda_fixed": lam_fixed,
         "clarify_weight": w_clar,
-        "rulerouter": {"weights": rr.weights, "lambda": rr.lam},
+        "rulerouter": {"weights": rr.weights, "lambda": rr.lam, "lambda_fixed": rr_fixed.lam},
+        "bc_agreement": float(np.mean(agree)) if agree else None,
         "tool_model": tool_model,
         "policy": summary,
         "policy_seconds": train_s,

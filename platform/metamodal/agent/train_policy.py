@@ -35,7 +35,7 @@ class PolicyTrainConfig(BaseModel):
     model: str = "smollm2-135m-instruct"
     lora_r: int = 16
     lora_layers: int = 8
-    bc_epochs: int = 8
+    bc_epochs: int = 16
     bc_lr: float = 2e-3
     bc_batch: int = 8
     grpo_steps: int = 30
@@ -271,6 +271,7 @@ def train_policy(
     trainer.fit()
     return {
         "bc_targets": len(pairs),
+        "bc_pairs": pairs,
         "bc_mean_reward": float(np.mean([r for _, _, r in pairs])) if pairs else None,
         "bc_search_seconds": search_s,
         "seconds": time.perf_counter() - t0,

@@ -54,8 +54,10 @@ class RerankerCore:
                 extra["fusion"] = model_tool(BaselineScorer(trun, groups))
         self.env = AgentEnv(self.store, tools_for(self.store, extra=extra))
         if self.kind in ("mma", "rulerouter"):
-            self.rr = RuleRouter(res["rulerouter"]["weights"], res["rulerouter"]["lambda"])
-            self.env.lam = float(res["lambda"])
+            # a served pool is the retriever's top-K: the λ chosen on validation fixed pools
+            rr_cfg = res["rulerouter"]
+            self.rr = RuleRouter(rr_cfg["weights"], rr_cfg.get("lambda_fixed", rr_cfg["lambda"]))
+            self.env.lam = float(res.get("lambda_fixed", res["lambda"]))
             if self.kind == "mma":
                 self.policy = load_policy(cfg.mma_dir, cfg.mma_seed, res["policy"])
         elif self.kind == "model":
