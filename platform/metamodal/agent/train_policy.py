@@ -147,7 +147,12 @@ def policy_worker(config: dict) -> None:
     if use_gpu:
         net = net.to(ray.train.torch.get_device())
     if rank == 0:
+        # the other ranks wait in the broadcast below: on CPU rank 0 borrows their threads
+        if not use_gpu and cfg.threads:
+            torch.set_num_threads(cfg.threads * config["world"])
         behaviour_clone(net, tok, config["bc_pairs"], cfg, log)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
     if config["world"] > 1:  # the other replicas take rank 0's warm-started adapter
         import torch.distributed as dist
 
