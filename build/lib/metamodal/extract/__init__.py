@@ -1,1 +1,0 @@
-"""Embedding extraction: encoders, Ray Data stages, the sharded resumable job."""

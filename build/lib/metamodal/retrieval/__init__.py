@@ -1,1 +1,0 @@
-"""First-stage retrieval: faiss indexes over model item vectors or content features."""

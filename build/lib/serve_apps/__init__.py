@@ -1,2 +1,0 @@
-"""Ray Serve import paths (``serve run serve_apps.recommender:app``); the code is in
-``metamodal.serving``."""
