@@ -51,21 +51,23 @@ def queries(cfg, n: int, seed: int = 0) -> list[dict]:
     return [{"user_id": str(u), "k": 10} for u in rng.choice(users, n)]
 
 
-def fire(url: str, body: dict) -> tuple[bool, float]:
+def fire(url: str, body: dict) -> tuple[bool, float, str]:
+    """(ok, ms, what went wrong: an HTTP status or an exception's name)."""
     t = time.perf_counter()
     try:
-        ok = requests.post(url, json=body, timeout=30).status_code == 200
-    except requests.RequestException:
-        ok = False
-    return ok, 1e3 * (time.perf_counter() - t)
+        code = requests.post(url, json=body, timeout=30).status_code
+        ok, why = code == 200, str(code)
+    except requests.RequestException as e:
+        ok, why = False, type(e).__name__
+    return ok, 1e3 * (time.perf_counter() - t), why
 
 
 def load_level(url: str, bodies: list[dict], clients: int, max_s: float) -> dict:
     lat, errors, done = [], 0, 0
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        for ok, ms in pool.map(lambda b: fire(url, b) if time.perf_counter() - t0 < max_s
-                               else (None, 0.0), bodies):  # fmt: skip
+        for ok, ms, _ in pool.map(lambda b: fire(url, b) if time.perf_counter() - t0 < max_s
+                                  else (None, 0.0, ""), bodies):  # fmt: skip
             if ok is None:
                 continue
             done += 1
@@ -135,18 +137,26 @@ def fault_run(cfg, url: str, bodies: list[dict], seconds: float, app: str) -> di
     t_kill = time.perf_counter()
     ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
     healthy_at = None
-    while time.perf_counter() - t_kill < max(60.0, seconds):
-        time.sleep(0.2)
-        if running_replicas(app, "Reranker") >= 2 and time.perf_counter() - t_kill > 0.5:
+    while time.perf_counter() - t_kill < max(60.0, seconds):  # whole: two running, new one in
+        time.sleep(0.1)
+        names = {a["name"] for a in replica_actors(app, "Reranker")}
+        if (
+            victim["name"] not in names
+            and len(names) >= 2
+            and running_replicas(app, "Reranker") >= 2
+        ):
             healthy_at = time.perf_counter()
             break
     time.sleep(max(0.0, seconds - (time.perf_counter() - t_kill)))
     stop.set()
     for t in threads:
         t.join()
-    after = [r for r in results if r[0] >= t_kill]
+    why: dict[str, int] = {}
+    for r in results:
+        if not r[1]:
+            why[r[3]] = why.get(r[3], 0) + 1
     return {"killed": victim["name"], "requests": len(results), "failed": sum(not r[1] for r in results),
-            "failed_after_kill": sum(not r[1] for r in after),
+            "failures_by_cause": why,
             "recovery_seconds": None if healthy_at is None else healthy_at - t_kill,
             "clients": 5}  # fmt: skip
 

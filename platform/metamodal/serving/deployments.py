@@ -79,6 +79,17 @@ class Reranker:
         return {"reranker": self.core.name, "sources": self.core.sources}
 
 
+async def _call(method, *args):
+    """One retry when the replica serving the call dies mid-request (a crash, a preemption, a
+    scale-down): the handle routes the retry to a live replica. Calls are reads: safe to repeat."""
+    from ray.exceptions import RayActorError
+
+    try:
+        return await method.remote(*args)
+    except RayActorError:
+        return await method.remote(*args)
+
+
 def _fail(res) -> None:
     if isinstance(res, dict) and "status" in res:
         raise HTTPException(status_code=res["status"], detail=res["detail"])
@@ -106,12 +117,12 @@ class Ingress:
     async def recommend(self, req: RecommendRequest) -> RecommendResponse:
         t0 = time.perf_counter()
         kind = req.query_kind
-        got = await self.retriever.retrieve.remote(kind, getattr(req, kind), self.k_pool)
+        got = await _call(self.retriever.retrieve, kind, getattr(req, kind), self.k_pool)
         _fail(got)
         t1 = time.perf_counter()
         timings = {"retrieve": 1e3 * (t1 - t0)}
         if req.rerank and len(got.pool):
-            rr = await self.reranker.rerank.remote((got, req.modalities))
+            rr = await _call(self.reranker.rerank, (got, req.modalities))
             timings["rerank"] = 1e3 * (time.perf_counter() - t1)
             order, scores, name = rr.order, rr.scores, (await self._name())
             used, tools = rr.used, rr.tools

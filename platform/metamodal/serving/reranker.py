@@ -65,7 +65,7 @@ class RerankerCore:
 
             mrun = load_run(cfg.model_run, ds=run.ds)
             self.scorer = BaselineScorer(mrun, {n: self.store.group_of(n) for n in mrun.modalities})
-        self.name = {"model": f"model:{load_run_name(cfg)}"}.get(self.kind, self.kind)
+        self.name = f"model:{load_run_name(cfg)}" if self.kind == "model" else self.kind
 
     def available(self, modalities: list[str] | None) -> tuple[str, ...]:
         return tuple(s for s in self.sources if modalities is None or s in modalities)
