@@ -57,7 +57,11 @@ def head_node(tmp_path: Path):
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_ray_job_submit_runs_a_training_stage(head_node, small_shop: Path, tmp_path: Path) -> None:
+def test_job_submit_then_serve_deploy_on_a_started_head(
+    head_node, small_shop: Path, tmp_path: Path
+) -> None:
+    """A training stage as a Ray job, then `serve deploy` of the recommender app over its
+    checkpoint (the installed `serve_apps` import path, as `serve_apps/config.yaml` uses)."""
     address, env = head_node
     out = tmp_path / "bpr"
     cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
@@ -72,3 +76,27 @@ def test_ray_job_submit_runs_a_training_stage(head_node, small_shop: Path, tmp_p
     assert "succeeded" in r.stdout
     res = json.loads((out / "results.json").read_text())
     assert res["model"] == "bpr" and res["epochs"] == 2 and 0 <= res["test"]["recall@20"] <= 1
+
+    port = free_port()
+    cfg = {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": "127.0.0.1", "port": port},
+        "applications": [{
+            "name": "recommender", "route_prefix": "/",
+            "import_path": "serve_apps.recommender:app_builder",
+            "args": {"retriever_run": str(out), "reranker": "model", "model_run": str(out),
+                     "pool_size": 20},
+        }],
+    }  # fmt: skip
+    (tmp_path / "serve.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+    d = subprocess.run([str(Path(sys.executable).parent / "serve"), "deploy", str(tmp_path / "serve.yaml"),
+                        "--address", address], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert d.returncode == 0, (d.stdout + d.stderr)[-3000:]
+    wait_for(f"http://127.0.0.1:{port}/healthz", 180)
+    user = (small_shop / "interactions.csv").read_text().splitlines()[1]
+    body = json.dumps({"user_id": user.split(",")[0], "k": 5}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/recommend", data=body,
+                                 headers={"content-type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=60) as r:
+        got = json.loads(r.read())
+    assert len(got["items"]) == 5 and got["reranker"] == "model:bpr"
