@@ -113,8 +113,11 @@ def run_tune(
     cpus = float(ray.cluster_resources().get("CPU", 1))
     concurrent = concurrent or max(1, int(cpus))
     per_trial = max(0.5, round(cpus / concurrent - 0.1, 2))  # the trial's own actor takes 0.1
+    # trials run in their own working directories: paths in overrides must not be relative
+    fixed = [f"data.features={Path(o.partition('=')[2]).resolve()}"
+             if o.startswith("data.features=") else o for o in overrides or []]  # fmt: skip
     base = [
-        *(overrides or []),
+        *fixed,
         f"train.epochs={spec.max_epochs}",
         f"train.patience={spec.max_epochs}",  # ASHA decides when a trial stops
         "train.retrieval_check=false",
