@@ -112,7 +112,9 @@ def run_tune(
     worker_scaling(1, None)  # starts Ray the way training does
     cpus = float(ray.cluster_resources().get("CPU", 1))
     concurrent = concurrent or max(1, int(cpus))
-    per_trial = max(0.5, round(cpus / concurrent - 0.1, 2))  # the trial's own actor takes 0.1
+    # the trial's own actor takes 0.05; half a CPU stays free for Ray's own actors (a sweep
+    # whose trials claim every CPU can wait forever for its first worker group)
+    per_trial = max(0.25, round((cpus - 0.5) / concurrent - 0.05, 2))
     # trials run in their own working directories: paths in overrides must not be relative
     fixed = [f"data.features={Path(o.partition('=')[2]).resolve()}"
              if o.startswith("data.features=") else o for o in overrides or []]  # fmt: skip
@@ -132,7 +134,7 @@ def run_tune(
         callbacks.append(WandbLoggerCallback(project="metamodal-tune", mode=os.environ["WANDB_MODE"],
                                              dir=str(out)))  # fmt: skip
     tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": 0.1}),
+        tune.with_resources(trainable, {"cpu": 0.05}),
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
             metric=spec.metric,

@@ -49,7 +49,7 @@ def quick(cfg: MMAConfig) -> MMAConfig:
             "test_episodes": 40,
             "fixed_users": 80,
             "bc_steps": 150,
-            "policy": cfg.policy.model_copy(update={"grpo_steps": 3, "bc_epochs": 8}),
+            "policy": cfg.policy.model_copy(update={"grpo_steps": 3, "bc_epochs": 4}),
         }
     )
 
