@@ -18,7 +18,7 @@ def main() -> None:
     p.add_argument("--items", type=int, default=SynthConfig.n_items)
     p.add_argument("--users", type=int, default=SynthConfig.n_users)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stop-after", type=int, default=10, help="6: end after extraction")
+    p.add_argument("--stop-after", type=int, default=11, help="6: end after extraction")
     a = p.parse_args()
     run_demo(a.out, SynthConfig(n_items=a.items, n_users=a.users, seed=a.seed), a.stop_after)
 

@@ -90,7 +90,7 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
         timeout=600,
     )
     assert r.returncode == 0, r.stderr
-    assert "[6/10]" in r.stdout and "demo wall time" in r.stdout
+    assert "[6/11]" in r.stdout and "demo wall time" in r.stdout
     align = json.loads((tmp_path / "demo" / "align" / "align_report.json").read_text())
     assert align["pairs"]["pairs"] > 0 and (tmp_path / "demo" / "align" / "aligned.pt").is_file()
     manifest = json.loads((tmp_path / "demo" / "embeddings" / "manifest.json").read_text())

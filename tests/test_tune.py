@@ -29,11 +29,6 @@ def test_shipped_spaces_parse(tmp_path: Path) -> None:
         load_spec(bad)
 
 
-@pytest.mark.skip(
-    reason="known hang: after other Ray Train runs in the session (and on a 2-CPU Ray) the "
-    "trials' Train worker groups never start (WorkerGroupStartupTimeoutError); passes alone — "
-    "open in issue 6"
-)
 def test_tune_run_on_a_tiny_space(small_shop: Path, ray_session, tmp_path: Path) -> None:
     from metamodal.train.config import load_config
     from metamodal.tuning import run_tune
@@ -44,9 +39,17 @@ def test_tune_run_on_a_tiny_space(small_shop: Path, ray_session, tmp_path: Path)
         "space:\n  train.lr: {choice: [0.001, 0.01, 0.05]}\n"
         "  params.embedding_dim: {choice: [16, 32]}\n"
     )
+    from ray.util.placement_group import placement_group_table
+
+    def reserved() -> set[str]:
+        return {k for k, v in placement_group_table().items() if v["state"] != "REMOVED"}
+
+    before = reserved()
     out = tmp_path / "tune"
     summary = run_tune(space, small_shop, out, ["train.batch_size=512"], wandb=False)
     assert summary["trials"] == 3 and summary["failed"] == 0
+    # ASHA-stopped trials' Train placement groups are released (else the next sweep hangs)
+    assert reserved() <= before
     rows = (out / "trials.csv").read_text().strip().splitlines()
     assert len(rows) == 4 and "valid_recall@20" in rows[0]
     best = yaml.safe_load((out / "best.yaml").read_text())

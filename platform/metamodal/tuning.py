@@ -102,6 +102,7 @@ def run_tune(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from metamodal.train.placement import stop_orphan_cleaners
     from metamodal.train.runner import worker_scaling
 
     spec = load_spec(space_file)
@@ -126,7 +127,7 @@ def run_tune(
     ]
     trainable = tune.with_parameters(_trial, model=spec.model, dataset=str(Path(dataset).resolve()),
                                      overrides=base, cpus=per_trial)  # fmt: skip
-    callbacks = []
+    callbacks = [_release_callback()]
     if wandb:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -155,8 +156,28 @@ def run_tune(
             verbose=1,
         ),  # fmt: skip
     )
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        stop_orphan_cleaners()
     return write_results(grid, spec, out)
+
+
+def _release_callback():
+    from ray import tune
+
+    from metamodal.train.placement import release_worker_group
+
+    class ReleaseWorkerGroups(tune.Callback):
+        """Frees a stopped trial's Train placement group (see ``train/placement.py``)."""
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            release_worker_group(Path(trial.local_path) / "run")
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            release_worker_group(Path(trial.local_path) / "run")
+
+    return ReleaseWorkerGroups()
 
 
 def write_results(grid, spec: TuneSpec, out: Path) -> dict:

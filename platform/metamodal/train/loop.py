@@ -45,11 +45,14 @@ def train_loop(config: dict) -> None:
     from metamodal.eval.protocol import evaluate_split
     from metamodal.models import ZOO
     from metamodal.train.data import attach_features, build_model_data, content_modalities
+    from metamodal.train.placement import note_worker_group
     from metamodal.train.sampler import TripleSampler
 
     quiet_ray_train_logs()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if rank == 0:  # a sweep's driver releases it if Tune kills this run (train/placement.py)
+        note_worker_group(config["out"])
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()

@@ -1,6 +1,6 @@
 """The demo path on the embedded default catalog: generate → inspect → split with missingness →
 reference baselines → CLIP alignment on Ray Train → Ray Data extraction (MiniLM, the aligned
-image tower) → the retriever and fusion models on Ray Train → MMA
+image tower) → the retriever and fusion models on Ray Train → a short Ray Tune sweep → MMA
 (warm start + GRPO, ``--quick``, one seed) → evaluation with content masked at serving time →
 the Serve app answering a few requests over HTTP on 127.0.0.1."""
 
@@ -22,13 +22,13 @@ DEMO_MISSING = MissingSpec(
 )
 
 
-def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int = 10) -> dict:
+def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int = 11) -> dict:
     """The steps in order; ``stop_after=6`` ends after extraction (the test suite's budget)."""
     synth = synth or SynthConfig()
     out = Path(out)
     t0 = time.perf_counter()
     catalog = out / "catalog"
-    steps = 10
+    steps = 11
 
     def step(k: int, what: str) -> None:
         print(f"[{k}/{steps}] {what}  (+{time.perf_counter() - t0:.1f} s)", flush=True)
@@ -81,23 +81,24 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int 
     from metamodal.agent.run import train_zoo
 
     zoo = train_zoo(str(catalog), mma_dir, mcfg)
-    # A Tune sweep is not a demo step yet: on a 2-CPU Ray its trials' Train worker groups never
-    # started (tests/test_tune.py runs on 4 logical CPUs). Next to fix: see the open issue.
-    step(8, "MMA: warm start + GRPO on Ray Train (quick preset, 1 seed), RuleRouter-Fuse, checks")
+    step(8, "a short Ray Tune sweep (ASHA) over late fusion's learning rate and layers")
+    res["tune"] = demo_tune(catalog, out)
+    step(9, "MMA: warm start + GRPO on Ray Train (quick preset, 1 seed), RuleRouter-Fuse, checks")
     from metamodal.agent.run import run_mma
 
     rep = run_mma(str(catalog), mma_dir, mcfg)
-    step(9, "evaluating the zoo runs with content masked at serving time")
+    step(10, "evaluating the zoo runs with content masked at serving time")
     from metamodal.eval.runs import evaluate_runs
 
     evaluate_runs([r.out for r in zoo.values()], out / "evaluation")
-    step(10, "serving retriever + MMA reranker with Ray Serve; a few requests on 127.0.0.1")
+    step(11, "serving retriever + MMA reranker with Ray Serve; a few requests on 127.0.0.1")
     res["serve"] = demo_serve(mma_dir, catalog)
     res["mma"] = {k: rep[k] for k in ("ooma", "fixed_pool", "strongest_baseline")}
     wall = time.perf_counter() - t0
     print("\n" + (mma_dir / "report.md").read_text())
     print(
         f"MMA report: {mma_dir / 'report.md'} (+ report.json, ooma.png, fixed_pool.png)"
+        f"\nTune: {out / 'tune' / 'trials.md'}, best {out / 'tune' / 'best.yaml'}, {out / 'tune' / 'curves.png'}"
         f"\nmasked evaluation: {out / 'evaluation' / 'evaluation.md'}, evaluation.png"
         f"\nbaselines: {out / 'baselines' / 'results.md'}\nplot:   {out / 'baselines' / 'results.png'}"
         f"\nalign:  {out / 'align' / 'align_report.json'} (image->text R@10 "
@@ -106,6 +107,19 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int 
     )
     print(f"demo wall time: {wall:.1f} s")
     return {**res, "wall_seconds": wall}
+
+
+def demo_tune(catalog: Path, out: Path) -> dict:
+    from metamodal.tuning import run_tune
+
+    space = out / "tune_space.yaml"
+    space.parent.mkdir(parents=True, exist_ok=True)
+    space.write_text(
+        "model: late_fusion\nnum_samples: 4\nmax_epochs: 6\ngrace_period: 2\n"
+        "reduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.0005, 0.01]}\n"
+        "  params.n_layers: {choice: [1, 2]}\n"
+    )
+    return run_tune(space, catalog, out / "tune", [f"data.features={out / 'embeddings'}"])
 
 
 def demo_serve(mma_dir: Path, catalog: Path) -> list[dict]:

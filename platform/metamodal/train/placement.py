@@ -1,0 +1,69 @@
+"""Releasing the placement groups that Ray Train leaves behind when a Tune trial is stopped.
+
+A Tune trial that wraps a Train V2 run is killed when ASHA (or ``max_t``) stops it; the Train
+controller dies with it, but the workers' placement group is scoped to the job driver and stays
+reserved (ray-project/ray#54305). Ray's own cleaner actor needs the state API, i.e. the
+dashboard; without it (local runs, CI) the reservations pile up until the next trial's worker
+group never fits — a sweep that hangs. So rank 0 of every training notes its placement group in
+the run directory, and the sweep's driver removes it once the trial is over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+NOTE = ".worker_group_pg"
+
+
+def note_worker_group(out: str | Path) -> None:
+    """Called by rank 0 inside the training loop."""
+    from ray.util import get_current_placement_group
+
+    pg = get_current_placement_group()
+    if pg is not None:
+        (Path(out) / NOTE).write_text(pg.id.hex())
+
+
+def release_worker_group(out: str | Path) -> bool:
+    """Remove the placement group noted in ``out`` if it is still there; True if it was."""
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import (
+        PlacementGroup,
+        placement_group_table,
+        remove_placement_group,
+    )
+
+    note = Path(out) / NOTE
+    if not note.is_file():
+        return False
+    pg_hex = note.read_text().strip()
+    note.unlink(missing_ok=True)
+    state = placement_group_table().get(pg_hex, {}).get("state")
+    if state in (None, "REMOVED"):
+        return False
+    remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex))))
+    return True
+
+
+def stop_orphan_cleaners() -> int:
+    """Ray Train starts one detached ``PlacementGroupCleaner`` per run; without the state API a
+    killed run's cleaner polls forever. Ends this job's cleaners on this node (call once the
+    job's runs are over); returns how many."""
+    import os
+    import signal
+
+    import ray
+    import ray._private.state as state
+
+    job = ray.get_runtime_context().get_job_id()
+    node = ray.get_runtime_context().get_node_id()
+    stopped = 0
+    for a in state.actors().values():
+        if (a.get("ActorClassName", "").endswith("PlacementGroupCleaner") and a.get("State") == "ALIVE"
+                and a.get("JobID") == job and a.get("Address", {}).get("NodeID") == node and a.get("Pid")):  # fmt: skip
+            try:
+                os.kill(int(a["Pid"]), signal.SIGTERM)
+                stopped += 1
+            except OSError:  # already gone
+                pass
+    return stopped
