@@ -80,9 +80,11 @@ def _trial(config: dict, *, model: str, dataset: str, overrides: list[str], cpus
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from metamodal.train.placement import note_owner
     from metamodal.train.runner import run_training
 
     out = Path(ray.tune.get_context().get_trial_dir()) / "run"
+    note_owner(out)
     trial = [f"{k}={v}" for k, v in config.items()]
     run_training(model, dataset, out, [*overrides, *trial], overwrite=True,
                  callbacks=[TuneReportCallback()], cpus_per_worker=cpus, test_eval=False)  # fmt: skip
@@ -164,18 +166,36 @@ def run_tune(
 
 
 def _release_callback():
+    import time
+
     from ray import tune
 
-    from metamodal.train.placement import release_worker_group
+    from metamodal.train.placement import owner_dead, release_worker_group
 
     class ReleaseWorkerGroups(tune.Callback):
-        """Frees a stopped trial's Train placement group (see ``train/placement.py``)."""
+        """Frees an ended trial's Train placement group once its actor is dead
+        (``train/placement.py``)."""
+
+        def __init__(self) -> None:
+            self.pending: list[Path] = []
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-            release_worker_group(Path(trial.local_path) / "run")
+            self.pending.append(Path(trial.local_path) / "run")
 
-        def on_trial_error(self, iteration, trials, trial, **info) -> None:
-            release_worker_group(Path(trial.local_path) / "run")
+        on_trial_error = on_trial_complete
+
+        def on_step_begin(self, iteration, trials, **info) -> None:
+            for run in [r for r in self.pending if owner_dead(r)]:
+                release_worker_group(run)
+                self.pending.remove(run)
+
+        def on_experiment_end(self, trials, **info) -> None:
+            end = time.monotonic() + 30
+            while self.pending and time.monotonic() < end:
+                self.on_step_begin(0, trials)
+                time.sleep(0.5)
+            for run in self.pending:
+                release_worker_group(run)
 
     return ReleaseWorkerGroups()
 

@@ -13,6 +13,27 @@ from __future__ import annotations
 from pathlib import Path
 
 NOTE = ".worker_group_pg"
+OWNER = ".trial_actor"
+
+
+def note_owner(out: str | Path) -> None:
+    """Called by the Tune trial before it starts the training."""
+    import ray
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / OWNER).write_text(ray.get_runtime_context().get_actor_id() or "")
+
+
+def owner_dead(out: str | Path) -> bool:
+    """Whether the actor noted by ``note_owner`` is gone (GCS, no dashboard needed)."""
+    import ray._private.state as state
+
+    note = Path(out) / OWNER
+    actor = note.read_text().strip() if note.is_file() else ""
+    if not actor:
+        return True
+    info = state.actors(actor_id=actor)
+    return not info or info.get("State") == "DEAD"
 
 
 def note_worker_group(out: str | Path) -> None:
