@@ -104,7 +104,7 @@ def run_tune(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from metamodal.train.placement import stop_orphan_cleaners
+    from metamodal.train.placement import release_new, reserved_by_this_job, stop_orphan_cleaners
     from metamodal.train.runner import worker_scaling
 
     spec = load_spec(space_file)
@@ -126,6 +126,7 @@ def run_tune(
         f"train.epochs={spec.max_epochs}",
         f"train.patience={spec.max_epochs}",  # ASHA decides when a trial stops
         "train.retrieval_check=false",
+        "train.max_failures=0",  # Tune retries trials; a retrying controller outlives its trial
     ]
     trainable = tune.with_parameters(_trial, model=spec.model, dataset=str(Path(dataset).resolve()),
                                      overrides=base, cpus=per_trial)  # fmt: skip
@@ -155,13 +156,17 @@ def run_tune(
             name=f"tune-{spec.model}",
             storage_path=str(out / "ray_results"),
             callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=1),
             verbose=1,
         ),  # fmt: skip
     )
+    before = reserved_by_this_job()
     try:
         grid = tuner.fit()
     finally:
         stop_orphan_cleaners()
+        if n := release_new(before):
+            print(f"tune: released {n} placement group(s) left by stopped trials", flush=True)
     return write_results(grid, spec, out)
 
 

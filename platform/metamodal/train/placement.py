@@ -88,3 +88,25 @@ def stop_orphan_cleaners() -> int:
             except OSError:  # already gone
                 pass
     return stopped
+
+
+def reserved_by_this_job() -> set[str]:
+    """Ids of this job's placement groups that still hold (or wait for) resources. A placement
+    group id ends with its creator's job id."""
+    import ray
+    from ray.util.placement_group import placement_group_table
+
+    job = ray.get_runtime_context().get_job_id()
+    return {pg for pg, v in placement_group_table().items() if pg.endswith(job) and v["state"] != "REMOVED"}  # fmt: skip
+
+
+def release_new(before: set[str]) -> int:
+    """Remove this job's placement groups that appeared since ``before`` — at the end of a sweep
+    all of them are leftovers of killed trials (a dying controller can start one more group)."""
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    left = reserved_by_this_job() - before
+    for pg in left:
+        remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg))))
+    return len(left)
