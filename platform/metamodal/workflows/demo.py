@@ -57,7 +57,7 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int 
     align = run_align(
         catalog,
         out / "align",
-        AlignConfig(co_weight=0.5, seed=synth.seed),
+        AlignConfig(co_weight=0.5, seed=synth.seed, epochs=6),  # 12 by default; the 10-min budget
         interactions_idx=train_idx,
     )
     step(6, "extracting item embeddings with Ray Data (MiniLM text, aligned image tower)")
@@ -75,7 +75,9 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int 
     mma_dir = out / "mma"
     from metamodal.agent.config import load_mma_config
 
-    mcfg = load_mma_config([f"zoo_overrides=[data.features={out / 'embeddings'}]"], True, 1)
+    mcfg = load_mma_config(  # the quick preset, one warm-start epoch less: the 10-min budget
+        [f"zoo_overrides=[data.features={out / 'embeddings'}]", "policy.bc_epochs=3"], True, 1
+    )
     step(7, f"training the retriever and fusion models on Ray Train ({mcfg.retriever}, "
          + ", ".join(mcfg.baselines) + ")")  # fmt: skip
     from metamodal.agent.run import train_zoo
@@ -115,7 +117,7 @@ def demo_tune(catalog: Path, out: Path) -> dict:
     space = out / "tune_space.yaml"
     space.parent.mkdir(parents=True, exist_ok=True)
     space.write_text(
-        "model: late_fusion\nnum_samples: 4\nmax_epochs: 6\ngrace_period: 2\n"
+        "model: late_fusion\nnum_samples: 4\nmax_epochs: 4\ngrace_period: 1\n"
         "reduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.0005, 0.01]}\n"
         "  params.n_layers: {choice: [1, 2]}\n"
     )
