@@ -5,7 +5,10 @@ controller dies with it, but the workers' placement group is scoped to the job d
 reserved (ray-project/ray#54305). Ray's own cleaner actor needs the state API, i.e. the
 dashboard; without it (local runs, CI) the reservations pile up until the next trial's worker
 group never fits — a sweep that hangs. So rank 0 of every training notes its placement group in
-the run directory, and the sweep's driver removes it once the trial is over.
+the run directory, the trial notes its own actor, and the sweep's driver removes the group once
+that actor is dead — not before: a controller still shutting down takes the removal for a worker
+failure and starts a new group. Trials also train with ``max_failures=0`` (Tune retries them),
+and at the end of a sweep whatever this job still holds from it is released.
 """
 
 from __future__ import annotations
