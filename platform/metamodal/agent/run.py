@@ -279,7 +279,9 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig) -> dict:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
+    conf, wanted = out / "config.json", json.loads(json.dumps(cfg.model_dump()))
+    same = conf.is_file() and json.loads(conf.read_text()) == wanted
+    conf.write_text(json.dumps(wanted, indent=2))
     t0 = time.perf_counter()
     runs = train_zoo(dataset, out, cfg)
     zoo_s = time.perf_counter() - t0
@@ -287,9 +289,16 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig) -> dict:
     retriever = Retriever(run)
     store = EvidenceStore.build(run.ds, graph_items=retriever.items)
     log(f"evidence sources: {store.sources()}; tools: {list(tools_for(store))}")
-    seeds = []
+    seeds, reused = [], []
     for seed in range(cfg.seeds):
+        done = out / f"seed{seed}" / "result.json"
+        if same and done.is_file():  # an interrupted run resumes at its first unfinished seed
+            log(f"seed {seed}: reusing {done} (same configuration)")
+            seeds.append(json.loads(done.read_text()))
+            reused.append(seed)
+            continue
         seeds.append(run_seed(seed, cfg, runs, store, retriever, out))
-        (out / f"seed{seed}" / "result.json").write_text(json.dumps(seeds[-1], default=float))
+        done.write_text(json.dumps(seeds[-1], default=float))
     wall = time.perf_counter() - t0
-    return write_report(out, dataset, cfg, seeds, {"zoo_seconds": zoo_s, "wall_seconds": wall})
+    timing = {"zoo_seconds": zoo_s, "wall_seconds": wall, "reused_seeds": reused}
+    return write_report(out, dataset, cfg, seeds, timing)

@@ -50,12 +50,7 @@ def note_worker_group(out: str | Path) -> None:
 
 def release_worker_group(out: str | Path) -> bool:
     """Remove the placement group noted in ``out`` if it is still there; True if it was."""
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import (
-        PlacementGroup,
-        placement_group_table,
-        remove_placement_group,
-    )
+    from ray.util.placement_group import placement_group_table
 
     note = Path(out) / NOTE
     if not note.is_file():
@@ -65,8 +60,15 @@ def release_worker_group(out: str | Path) -> bool:
     state = placement_group_table().get(pg_hex, {}).get("state")
     if state in (None, "REMOVED"):
         return False
-    remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex))))
+    _remove(pg_hex)
     return True
+
+
+def _remove(pg_hex: str) -> None:
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex))))
 
 
 def stop_orphan_cleaners() -> int:
@@ -106,10 +108,7 @@ def reserved_by_this_job() -> set[str]:
 def release_new(before: set[str]) -> int:
     """Remove this job's placement groups that appeared since ``before`` — at the end of a sweep
     all of them are leftovers of killed trials (a dying controller can start one more group)."""
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
-
     left = reserved_by_this_job() - before
     for pg in left:
-        remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg))))
+        _remove(pg)
     return len(left)
