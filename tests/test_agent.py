@@ -3,6 +3,7 @@ RuleRouter-Fuse — on the generated shop with feature modalities added in the t
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -371,3 +372,18 @@ def test_guarded_targets_fall_back_to_the_prior_unless_the_search_holds_out(worl
     assert r == pytest.approx(mean_r(a, steps))
     assert any((c.calls, c.weights) == (searched.calls, searched.weights)
                for c in candidate_actions(usable, env.max_calls))  # fmt: skip
+
+
+def test_a_seed_reuses_only_a_policy_whose_adapter_is_there(tmp_path: Path) -> None:
+    from metamodal.agent.run import trained_policy
+
+    seed = tmp_path / "seed0"
+    (seed / "policy").mkdir(parents=True)
+    assert trained_policy(seed) is None
+    summary = {"adapter": str(seed / "policy" / "adapter"), "seconds": 12.0}
+    (seed / "result.json").write_text(json.dumps({"policy": summary}))
+    assert trained_policy(seed) is None  # recorded, but its adapter is gone
+    (seed / "policy" / "adapter").mkdir()
+    assert trained_policy(seed) == summary  # a run from before summary.json
+    (seed / "policy" / "summary.json").write_text(json.dumps({**summary, "seconds": 3.0}))
+    assert trained_policy(seed)["seconds"] == 3.0

@@ -102,3 +102,14 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
         and res["missing"]["present"]["text"] < res["dataset"]["modalities"]["text"]
     )
     assert "cold_users" in res["models"]["popularity"]["slices"]
+
+
+def test_mma_reevaluate_refuses_a_run_made_with_another_configuration(
+    small_shop: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "mma"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"seeds": 7}))
+    r = cli("mma", "run", "--dataset", str(small_shop), "--out", str(out), "--reevaluate")
+    assert r.returncode == 2 and "--reevaluate needs" in r.stderr and "config.json" in r.stderr
+    assert json.loads((out / "config.json").read_text()) == {"seeds": 7}  # left as it was

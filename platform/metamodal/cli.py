@@ -301,8 +301,13 @@ def mma_run(
         list[str] | None,
         typer.Option("--set", help="override key.path=value, e.g. policy.grpo_steps=10"),
     ] = None,
+    reevaluate: Annotated[
+        bool,
+        typer.Option(help="keep OUT's trained policies (same configuration), evaluate again"),
+    ] = False,
 ) -> None:
-    """Train (or reuse) the zoo, train MMA per seed, and write the four evidence checks."""
+    """Train (or reuse) the zoo, train MMA per seed, and write the four evidence checks. Run
+    again with the same configuration, it resumes at the first unfinished seed."""
     from pydantic import ValidationError
 
     from metamodal.agent.config import load_mma_config
@@ -314,7 +319,11 @@ def mma_run(
     except (ValidationError, ConfigError) as e:
         print(f"error: mma configuration: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
-    run_mma(str(dataset), out, cfg)
+    try:
+        run_mma(str(dataset), out, cfg, reevaluate=reevaluate)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

@@ -131,6 +131,8 @@ def markdown(rep: dict, title: str) -> str:
             if t.get("reused_seeds")
             else ""
         )
+        if t.get("reevaluated"):
+            reused += "; re-evaluated with the policies trained earlier (their seconds above)"
         lines.append(
             f"- wall time {t['wall_seconds'] / 60:.1f} min (zoo {t['zoo_seconds'] / 60:.1f} min, "
             "policy training per seed "
@@ -183,7 +185,8 @@ def write_report(out: Path, dataset: str, cfg, seeds: list[dict], timing: dict) 
         s["seed"]: {"lambda": s["lambda"], "lambda_fixed": s.get("lambda_fixed"),
                     "bc_agreement": s.get("bc_agreement"), "clarify_weight": s["clarify_weight"],
                     "rulerouter": s["rulerouter"], "distinct_prompts": s["distinct_prompts"],
-                    "tool_model": s.get("tool_model")}
+                    "tool_model": s.get("tool_model"),
+                    "tool_model_fixed": s.get("tool_model_fixed")}
         for s in seeds
     }  # fmt: skip
     rep["config"] = cfg.model_dump()

@@ -29,6 +29,7 @@ from metamodal.agent.sampler import BalancedSampler
 from metamodal.agent.tools import Tool, clarify_tool, model_tool, tools_for
 from metamodal.data.missing import ooma_patterns
 from metamodal.train.artifacts import TrainedRun, load_run
+from metamodal.train.config import ConfigError
 
 
 def log(msg: str) -> None:
@@ -155,9 +156,11 @@ def run_seed(
     store: EvidenceStore,
     retriever: Retriever,
     out: Path,
+    reuse_policy: bool = False,
 ) -> dict:
     """One seed: episodes, RuleRouter-Fuse, policy training, and every method's per-episode
-    NDCG@10 on the OOMA conditions and the fixed pools."""
+    NDCG@10 on the OOMA conditions and the fixed pools. ``reuse_policy``: a policy this seed
+    already trained under the same configuration is loaded instead of trained again."""
     from metamodal.agent.policy import Policy, load_model, load_tokenizer
     from metamodal.agent.train_policy import train_policy
 
@@ -193,10 +196,16 @@ def run_seed(
     n_grpo = cfg.policy.grpo_steps * cfg.policy.prompts_per_step
     fit_steps = [env.observe(ep) for _, ep in sampler.batch(max(cfg.bc_steps, n_grpo))]
     pcfg = cfg.policy.model_copy(update={"seed": seed})
-    t0 = time.perf_counter()
-    summary = train_policy(env, fit_steps, out / f"seed{seed}" / "policy", pcfg, rr.weights)
-    train_s = time.perf_counter() - t0
-    log(f"seed {seed}: policy trained in {train_s:.0f} s")
+    summary = trained_policy(out / f"seed{seed}") if reuse_policy else None
+    if summary is not None:
+        train_s = float(summary["seconds"])
+        log(f"seed {seed}: reusing the policy trained in {train_s:.0f} s ({summary['adapter']})")
+    else:
+        t0 = time.perf_counter()
+        summary = train_policy(env, fit_steps, out / f"seed{seed}" / "policy", pcfg, rr.weights)
+        train_s = time.perf_counter() - t0
+        (out / f"seed{seed}" / "policy" / "summary.json").write_text(json.dumps(summary))
+        log(f"seed {seed}: policy trained in {train_s:.0f} s")
 
     from peft import PeftModel
 
@@ -206,11 +215,18 @@ def run_seed(
     sel_completions = policy.complete([s.prompt for s in sel_steps])
     lam = choose_lambda(env, sel_steps, sel_completions)
     # a fixed pool is the retriever's own top-K, where its order is worth more than against a
-    # target-positive pool's hard negatives: λ for fixed pools is chosen on validation fixed
-    # pools (the select users'), for MMA and RuleRouter-Fuse alike
-    sel_fixed = [env.observe(e) for u in sorted(select_u)[: cfg.select_episodes]
-                 if (e := b.fixed(int(u), "valid", full)) is not None]  # fmt: skip
-    lam_fixed = choose_lambda(env, sel_fixed, policy.complete([s.prompt for s in sel_fixed]))
+    # target-positive pool's hard negatives, and where another zoo model may rank best: the
+    # fusion tool's model and λ for fixed pools are chosen on validation fixed pools (the
+    # select users'), for MMA and RuleRouter-Fuse alike
+    sel_fixed_eps = [e for u in sorted(select_u)[: cfg.select_episodes]
+                     if (e := b.fixed(int(u), "valid", full)) is not None]  # fmt: skip
+    tool_model_fixed = choose_tool_model(cfg.tool_model, scorers, sel_fixed_eps)
+    env_fixed = env
+    if tool_model_fixed != tool_model:
+        env_fixed = AgentEnv(store, tools_for(store, extra={"fusion": model_tool(
+            scorers[tool_model_fixed])}), env.lam)  # fmt: skip
+    sel_fixed = [env_fixed.observe(e) for e in sel_fixed_eps]
+    lam_fixed = choose_lambda(env_fixed, sel_fixed, policy.complete([s.prompt for s in sel_fixed]))
     rr_fixed = RuleRouter(dict(rr.weights), rr.lam)
     rr_fixed.lam = max(LAMBDA_GRID, key=lambda x: RuleRouter(rr.weights, x).mean_ndcg(
         [(s.ep, s.results, s.first) for s in sel_fixed]))  # fmt: skip
@@ -233,17 +249,17 @@ def run_seed(
     users = np.unique(ds.interactions.user[split.test])
     users = np.random.default_rng(seed).permutation(users)[: cfg.fixed_users]
     fixed = [e for u in sorted(users) if (e := b.fixed(int(u), "test", full)) is not None]
-    conditions["fixed_pool"] = [env.observe(ep) for ep in fixed]
+    conditions["fixed_pool"] = [env_fixed.observe(ep) for ep in fixed]
 
     per_episode: dict[str, dict[str, list[float]]] = {}
     usage: dict[str, dict[str, float]] = {}
     for cond, steps in conditions.items():
         fixed_pool = cond == "fixed_pool"
-        lam_c, rr_c = (lam_fixed, rr_fixed) if fixed_pool else (lam, rr)
+        env_c, lam_c, rr_c = (env_fixed, lam_fixed, rr_fixed) if fixed_pool else (env, lam, rr)
         comp = policy.complete([s.prompt for s in steps])
-        scores, actions = mma_scores(env, steps, comp, lam_c)
+        scores, actions = mma_scores(env_c, steps, comp, lam_c)
         res = {"mma_auto": [pool_ndcg(x, s.ep) for x, s in zip(scores, steps, strict=True)]}
-        inter = interactive_scores(env, clarify, steps, comp, lam_c, w_clar)
+        inter = interactive_scores(env_c, clarify, steps, comp, lam_c, w_clar)
         res["mma_interactive"] = [pool_ndcg(x, s.ep) for x, s in zip(inter, steps, strict=True)]
         res["rulerouter_fuse"] = [pool_ndcg(rr_c.scores(s.ep, s.results, s.first), s.ep)
                                   for s in steps]  # fmt: skip
@@ -267,6 +283,7 @@ def run_seed(
         "rulerouter": {"weights": rr.weights, "lambda": rr.lam, "lambda_fixed": rr_fixed.lam},
         "bc_agreement": float(np.mean(agree)) if agree else None,
         "tool_model": tool_model,
+        "tool_model_fixed": tool_model_fixed,
         "policy": summary,
         "policy_seconds": train_s,
         "distinct_prompts": len(policy.cache),
@@ -274,13 +291,32 @@ def run_seed(
     }
 
 
-def run_mma(dataset: str, out: str | Path, cfg: MMAConfig) -> dict:
+def trained_policy(seed_dir: Path) -> dict | None:
+    """The summary of a policy this seed directory already holds (written after training; runs
+    from before ``summary.json`` keep it in ``result.json``), or None if it holds none."""
+    for f, key in (
+        (seed_dir / "policy" / "summary.json", None),
+        (seed_dir / "result.json", "policy"),
+    ):
+        if f.is_file():
+            summary = json.loads(f.read_text())
+            summary = summary.get(key) if key else summary
+            if summary and Path(summary["adapter"]).is_dir():
+                return summary
+    return None
+
+
+def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = False) -> dict:
+    """``reevaluate``: with the same configuration, keep the trained policies and evaluate every
+    seed again (after a change to evaluation or selection); otherwise finished seeds are kept."""
     from metamodal.agent.report import write_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     conf, wanted = out / "config.json", json.loads(json.dumps(cfg.model_dump()))
     same = conf.is_file() and json.loads(conf.read_text()) == wanted
+    if reevaluate and not same:
+        raise ConfigError(f"--reevaluate needs {conf} to hold this same configuration")
     conf.write_text(json.dumps(wanted, indent=2))
     t0 = time.perf_counter()
     runs = train_zoo(dataset, out, cfg)
@@ -292,13 +328,14 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig) -> dict:
     seeds, reused = [], []
     for seed in range(cfg.seeds):
         done = out / f"seed{seed}" / "result.json"
-        if same and done.is_file():  # an interrupted run resumes at its first unfinished seed
+        if same and done.is_file() and not reevaluate:  # resume at the first unfinished seed
             log(f"seed {seed}: reusing {done} (same configuration)")
             seeds.append(json.loads(done.read_text()))
             reused.append(seed)
             continue
-        seeds.append(run_seed(seed, cfg, runs, store, retriever, out))
+        seeds.append(run_seed(seed, cfg, runs, store, retriever, out, reuse_policy=same))
         done.write_text(json.dumps(seeds[-1], default=float))
     wall = time.perf_counter() - t0
-    timing = {"zoo_seconds": zoo_s, "wall_seconds": wall, "reused_seeds": reused}
+    timing = {"zoo_seconds": zoo_s, "wall_seconds": wall, "reused_seeds": reused,
+              "reevaluated": reevaluate}  # fmt: skip
     return write_report(out, dataset, cfg, seeds, timing)
