@@ -48,13 +48,14 @@ class RerankerCore:
             from metamodal.agent.rulerouter import RuleRouter
             from metamodal.agent.tools import model_tool
 
-            if tm := res.get("tool_model"):  # the fusion tool the policy was trained with
+            # a served pool is the retriever's top-K: the fusion tool's model and λ chosen on
+            # validation fixed pools (runs from before tool_model_fixed: the trained one)
+            if tm := res.get("tool_model_fixed", res.get("tool_model")):
                 trun = load_run(Path(cfg.mma_dir) / "zoo" / tm, ds=run.ds)
                 groups = {n: self.store.group_of(n) for n in trun.modalities}
                 extra["fusion"] = model_tool(BaselineScorer(trun, groups))
         self.env = AgentEnv(self.store, tools_for(self.store, extra=extra))
         if self.kind in ("mma", "rulerouter"):
-            # a served pool is the retriever's top-K: the λ chosen on validation fixed pools
             rr_cfg = res["rulerouter"]
             self.rr = RuleRouter(rr_cfg["weights"], rr_cfg.get("lambda_fixed", rr_cfg["lambda"]))
             self.env.lam = float(res.get("lambda_fixed", res["lambda"]))
