@@ -124,21 +124,15 @@ def markdown(rep: dict, title: str) -> str:
         f"- router control: MMA-Auto {rc['mma_auto']:.4f} vs RuleRouter-Fuse "
         f"{rc['rulerouter_fuse']:.4f}"
     )
-    t = rep.get("timing")
-    if t:
-        reused = (
-            f"; seeds {t['reused_seeds']} reused from an earlier run"
-            if t.get("reused_seeds")
-            else ""
-        )
+    if t := rep.get("timing"):
+        per_seed = ", ".join(f"{p:.0f} s" for p in t["policy_seconds"])
+        line = (f"- wall time {t['wall_seconds'] / 60:.1f} min (zoo {t['zoo_seconds'] / 60:.1f} "
+                f"min, policy training per seed {per_seed})")  # fmt: skip
+        if t.get("reused_seeds"):
+            line += f"; seeds {t['reused_seeds']} reused from an earlier run"
         if t.get("reevaluated"):
-            reused += "; re-evaluated with the policies trained earlier (their seconds above)"
-        lines.append(
-            f"- wall time {t['wall_seconds'] / 60:.1f} min (zoo {t['zoo_seconds'] / 60:.1f} min, "
-            "policy training per seed "
-            + ", ".join(f"{p:.0f} s" for p in t["policy_seconds"])
-            + f"){reused}"
-        )
+            line += "; re-evaluated with the policies trained earlier (their seconds above)"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 

@@ -129,6 +129,14 @@ def interactive_scores(
     return out
 
 
+def agent_env(
+    store: EvidenceStore, scorers: dict[str, BaselineScorer], tool_model: str | None
+) -> AgentEnv:
+    """The tool registry, with ``tool_model``'s masked scores as the ``fusion`` tool if any."""
+    extra = {"fusion": model_tool(scorers[tool_model])} if tool_model else {}
+    return AgentEnv(store, tools_for(store, extra=extra))
+
+
 def choose_tool_model(
     choice: str | None, scorers: dict[str, BaselineScorer], eps: list[Episode]
 ) -> str | None:
@@ -183,12 +191,10 @@ def run_seed(
     sel_sampler = BalancedSampler(select, sources, seed)  # four whole cycles of the buckets
     sel_eps = [ep for _, ep in sel_sampler.batch(4 * len(sel_sampler.buckets))]
     tool_model = choose_tool_model(cfg.tool_model, scorers, sel_eps)
-    extra = {"fusion": model_tool(scorers[tool_model])} if tool_model else {}
-    tools = tools_for(store, extra=extra)
-    env = AgentEnv(store, tools)
+    env = agent_env(store, scorers, tool_model)
     clarify = clarify_tool(store)
     sel_steps = [env.observe(ep) for ep in sel_eps]
-    rr = RuleRouter.fit([(s.ep, s.results, s.first) for s in sel_steps], list(tools))
+    rr = RuleRouter.fit([(s.ep, s.results, s.first) for s in sel_steps], list(env.tools))
     env.lam = rr.lam
     log(f"seed {seed}: RuleRouter-Fuse weights {rr.weights}, λ {rr.lam}")
 
@@ -204,7 +210,6 @@ def run_seed(
         t0 = time.perf_counter()
         summary = train_policy(env, fit_steps, out / f"seed{seed}" / "policy", pcfg, rr.weights)
         train_s = time.perf_counter() - t0
-        (out / f"seed{seed}" / "policy" / "summary.json").write_text(json.dumps(summary))
         log(f"seed {seed}: policy trained in {train_s:.0f} s")
 
     from peft import PeftModel
@@ -221,10 +226,9 @@ def run_seed(
     sel_fixed_eps = [e for u in sorted(select_u)[: cfg.select_episodes]
                      if (e := b.fixed(int(u), "valid", full)) is not None]  # fmt: skip
     tool_model_fixed = choose_tool_model(cfg.tool_model, scorers, sel_fixed_eps)
-    env_fixed = env
-    if tool_model_fixed != tool_model:
-        env_fixed = AgentEnv(store, tools_for(store, extra={"fusion": model_tool(
-            scorers[tool_model_fixed])}), env.lam)  # fmt: skip
+    env_fixed = (
+        env if tool_model_fixed == tool_model else agent_env(store, scorers, tool_model_fixed)
+    )
     sel_fixed = [env_fixed.observe(e) for e in sel_fixed_eps]
     lam_fixed = choose_lambda(env_fixed, sel_fixed, policy.complete([s.prompt for s in sel_fixed]))
     rr_fixed = RuleRouter(dict(rr.weights), rr.lam)

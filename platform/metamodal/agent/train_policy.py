@@ -274,7 +274,7 @@ def train_policy(
         ),
     )
     trainer.fit()
-    return {
+    summary = {
         "bc_targets": len(pairs),
         "bc_pairs": pairs,
         "bc_mean_reward": float(np.mean([r for _, _, r in pairs])) if pairs else None,
@@ -283,3 +283,5 @@ def train_policy(
         "adapter": str(out / "adapter"),
         "base_model": cfg.model,
     }
+    (out / "summary.json").write_text(json.dumps(summary, default=float))  # what ``mma run`` reuses
+    return summary
