@@ -38,13 +38,14 @@ def world(small_shop: Path):
     m = ds.matrix(miss.train_indices(ds, split)).toarray()
     u, s, vt = np.linalg.svd(m, full_matrices=False)
     users, items = u[:, :8] * s[:8], vt[:8].T
+    store = EvidenceStore.build(ds, graph_items=items)
     builder = EpisodeBuilder(
         ds, split,
         user_scores=lambda uid: users[uid] @ items.T,
         history_scores=lambda hist: items[hist].mean(0) @ items.T if len(hist) else np.zeros(ds.n_items),
         miss=miss, cfg=PoolConfig(pool_size=12, fixed_k=20),
+        content_scores=store.catalogue_scores,
     )  # fmt: skip
-    store = EvidenceStore.build(ds, graph_items=items)
     return ds, split, miss, builder, store
 
 
@@ -63,10 +64,33 @@ def test_target_positive_episodes_hold_the_target_and_only_true_negatives(world)
             assert not negatives & b.seen[ep.user]
             if task == "cold_user":
                 assert len(ep.history) <= 2
+            # coldness says nothing about which candidate is the target
             if task == "cold_item":
-                assert miss.cold_items[ep.targets[0]] and ep.cold.sum() >= 2  # not only the target
+                assert miss.cold_items[ep.targets[0]] and ep.cold.all()
             else:
-                assert not miss.cold_items[ep.targets[0]]
+                assert not miss.cold_items[ep.targets[0]] and not ep.cold.any()
+
+
+def test_hard_negatives_come_from_the_surviving_evidence(world) -> None:
+    """Under only-text the hard negatives are the history's text neighbours, not the
+    retriever's top ranks (which made graph evidence anti-informative); the same episode under
+    the same pattern is the same pool, under another pattern a different one."""
+    ds, _, _, b, store = world
+    ep = b.target_positive_part("test", "warm_user", FULL, limit=1, seed=4)[0]
+    only_text = b.under(ep, ("text",))
+    assert only_text.available == ("text",) and only_text.targets[0] == ep.targets[0]
+    np.testing.assert_array_equal(b.under(ep, ("text",)).pool, only_text.pool)
+    text_rank = store.catalogue_scores("text", ep.history)
+    graph_rank = b.user_scores(ep.user)
+    n_hard = round(b.cfg.hard_share * (b.cfg.pool_size - 1))
+    negs = set(only_text.pool.tolist()) - {int(ep.targets[0])}
+    allowed = np.ones(ds.n_items, bool)
+    allowed[list(b.seen[ep.user])] = False
+    allowed[b.cold_items] = False
+    top_text = [i for i in np.argsort(-text_rank, kind="stable") if allowed[i]][:n_hard]
+    top_graph = [i for i in np.argsort(-graph_rank, kind="stable") if allowed[i]][:n_hard]
+    assert set(top_text) <= negs
+    assert not set(top_graph) <= set(b.under(ep, ("text",)).pool.tolist())
 
 
 def test_fixed_pools_are_the_retrievers_top_k_and_may_miss_the_target(world) -> None:
@@ -175,7 +199,7 @@ def test_balanced_sampler_draws_every_bucket_evenly(world) -> None:
            ("warm_user", "cold_user", "cold_item")}  # fmt: skip
     sources = store.sources()
     assert sources == ["graph", "text", "image"]
-    s = BalancedSampler(eps, sources, seed=0)
+    s = BalancedSampler(eps, sources, seed=0, under=b.under)
     assert len(s.buckets) == 7 * 3
     first = Counter(k for k, _ in s.batch(30))
     assert max(first.values()) - min(first.values()) <= 1 and len(first) == 21

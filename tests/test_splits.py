@@ -98,3 +98,14 @@ def test_save_load_roundtrip_and_fingerprint(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="made for other data"):
         Split.load(tmp_path, toy([12, 11, 10], seed=9))
+
+
+def test_per_user_time_split_keeps_each_users_latest_for_test() -> None:
+    ds = toy([30, 20, 3, 1])
+    sp = make_split(ds, "user_time")
+    ts, u = ds.interactions.timestamp, ds.interactions.user
+    for user, (n_tr, n_va, n_te) in enumerate([(24, 3, 3), (16, 2, 2), (1, 1, 1)]):
+        tr, va, te = (ts[p][u[p] == user] for p in (sp.train, sp.valid, sp.test))
+        assert (len(tr), len(va), len(te)) == (n_tr, n_va, n_te)
+        assert tr.max() < va.min() and va.max() < te.min()  # strictly by time, per user
+    assert (u[sp.train] == 3).sum() == 1 and (u[sp.test] == 3).sum() == 0  # nothing to hold out

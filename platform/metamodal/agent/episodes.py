@@ -10,11 +10,17 @@ unobserved nothing collaborative (co-interactions, retriever scores) may be used
 
 Tasks: ``warm_user`` (the full training history), ``cold_user`` (only ``cold_history`` items of
 it, and no user embedding: the first stage scores with the mean of those items' vectors) and
-``cold_item`` (the target is an item whose training interactions the retriever never saw; the
-pool carries other cold items too, so coldness does not point at the target).
+``cold_item`` (the target is an item whose training interactions the retriever never saw; every
+negative of its pool is cold too, so coldness says nothing about which candidate is the target).
 
-Pools: ``target_positive`` (the target, hard negatives from the retriever's top ranks and random
-ones) and ``fixed`` (the retriever's top-K over the whole catalogue; the targets — every held-out
+Pools: ``target_positive`` — the target plus negatives drawn from the *surviving* evidence, as
+the MMA paper does: hard ones are the nearest neighbours of the history in each observed source
+(the retriever's scores for ``graph``, profile cosine for a content group), mixed with
+popularity-sampled and uniform ones. Drawing them from the retriever's own top ranks alone made
+collaborative evidence anti-informative inside the pool (every method scored below a random
+order on only-graph). The pool therefore depends on the availability pattern:
+``EpisodeBuilder.under`` redraws it for another pattern, with the same target and history.
+``fixed`` (the retriever's top-K over the whole catalogue; the targets — every held-out
 item of the user — may be absent, and then the episode scores zero, as in full ranking).
 """
 
@@ -52,6 +58,7 @@ class Episode:
     available: tuple[str, ...]  # observed evidence sources
     task: str
     pool_kind: str
+    key: int = 0  # seeds the pool's draw, so the same episode under a pattern is the same pool
 
     @property
     def labels(self) -> np.ndarray:
@@ -62,14 +69,16 @@ class Episode:
 
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # history item indices -> scores [n_items]
+# (content group, history item indices) -> scores [n_items] (−inf: cannot score), or None
+ContentScoreFn = Callable[[str, np.ndarray], "np.ndarray | None"]
 
 
 @dataclass
 class PoolConfig:
     pool_size: int = 20  # target-positive pools
     fixed_k: int = 50  # fixed pools: the retriever's top-K
-    hard_share: float = 0.5  # of a target-positive pool's negatives, from the retriever's top
-    cold_share: float = 0.15  # of a cold-item pool's negatives, other cold items
+    hard_share: float = 0.5  # of a target-positive pool's negatives: the surviving evidence's
+    popular_share: float = 0.25  # nearest neighbours; popularity-sampled; the rest uniform
     cold_history: int = 2  # items a cold user keeps
     seed: int = 0
 
@@ -89,9 +98,11 @@ class EpisodeBuilder:
         history_scores: ScoreFn,
         miss: Missingness | None = None,
         cfg: PoolConfig | None = None,
+        content_scores: ContentScoreFn | None = None,
     ) -> None:
         self.ds, self.split, self.cfg = ds, split, cfg or PoolConfig()
         self.user_scores, self.history_scores = user_scores, history_scores
+        self.content_scores = content_scores
         self.cold_items = miss.cold_items if miss is not None else np.zeros(ds.n_items, bool)
         inter = ds.interactions
         self.seen: dict[int, set[int]] = {}
@@ -101,6 +112,9 @@ class EpisodeBuilder:
         for u, i in zip(inter.user[split.train], inter.item[split.train], strict=True):
             self.train_items.setdefault(int(u), []).append(int(i))  # type: ignore[arg-type]
         self.train_items = {u: np.array(sorted(v)) for u, v in self.train_items.items()}
+        counts = np.bincount(inter.item[split.train], minlength=ds.n_items).astype(np.float64)
+        counts[self.cold_items] = 0.0  # the retriever never saw those interactions
+        self.popularity = counts
 
     def _history(self, user: int, task: str, rng: np.random.Generator) -> np.ndarray:
         hist = self.train_items.get(user, np.zeros(0, np.int64))
@@ -112,33 +126,82 @@ class EpisodeBuilder:
         s = self.history_scores(hist) if task == "cold_user" else self.user_scores(user)
         return np.asarray(s, dtype=np.float64)
 
+    def _hard(self, source: str, user: int, task: str, hist: np.ndarray) -> np.ndarray | None:
+        """All items' scores under one observed source (higher: nearer the history)."""
+        if source == GRAPH:
+            return self._scores(user, task, hist)
+        if self.content_scores is None or not len(hist):
+            return None
+        return self.content_scores(source, hist)
+
+    def _negatives(
+        self, user: int, task: str, hist: np.ndarray, banned: np.ndarray,
+        available: tuple[str, ...], rng: np.random.Generator,
+    ) -> list[int]:  # fmt: skip
+        """Hard negatives round-robin over the observed sources' neighbour lists, then
+        popularity-sampled ones, then uniform ones; a cold target's negatives all cold."""
+        c, n_neg = self.cfg, self.cfg.pool_size - 1
+        banned = banned | (~self.cold_items if task == "cold_item" else self.cold_items)
+        ranked = []
+        for src in available:
+            s = self._hard(src, user, task, hist)
+            if s is not None:
+                ranked.append(np.argsort(-np.where(banned, -np.inf, s), kind="stable").tolist())
+        picks: list[int] = []
+        n_hard = round(c.hard_share * n_neg) if ranked else 0
+        pos = [0] * len(ranked)
+        while len(picks) < n_hard and any(p < len(r) for p, r in zip(pos, ranked, strict=True)):
+            for j, r in enumerate(ranked):
+                while pos[j] < len(r) and banned[r[pos[j]]]:
+                    pos[j] += 1
+                if pos[j] < len(r) and len(picks) < n_hard:
+                    picks.append(r[pos[j]])
+                    banned[r[pos[j]]] = True
+        free = np.flatnonzero(~banned)
+        w = self.popularity[free]
+        n_pop = min(round(c.popular_share * n_neg), int((w > 0).sum()))
+        if n_pop:
+            got = rng.choice(free, n_pop, replace=False, p=w / w.sum()).tolist()
+            picks += got
+            banned[got] = True
+        free = np.flatnonzero(~banned)
+        n_rest = min(n_neg - len(picks), len(free))
+        picks += rng.choice(free, n_rest, replace=False).tolist() if n_rest else []
+        return picks
+
     def target_positive(
-        self, user: int, target: int, task: str, available: tuple[str, ...], rng
+        self, user: int, target: int, task: str, available: tuple[str, ...], rng, key: int = 0
     ) -> Episode:
-        c = self.cfg
+        """``rng`` draws the cold user's history; the pool's draw is seeded by ``key`` and the
+        pattern, so ``under`` rebuilds the same pool for the same pattern."""
         hist = self._history(user, task, rng)
+        return self._build(user, target, task, hist, tuple(available), key)
+
+    def _build(
+        self, user: int, target: int, task: str, hist: np.ndarray, available: tuple, key: int
+    ) -> Episode:
         scores = self._scores(user, task, hist)
         banned = np.zeros(self.ds.n_items, bool)
         banned[list(self.seen.get(user, ()))] = True
         banned[target] = True
-        n_neg = c.pool_size - 1
-        picks: list[int] = []
-        if task == "cold_item":
-            cold = np.flatnonzero(self.cold_items & ~banned)
-            k = min(len(cold), max(1, round(c.cold_share * n_neg)))
-            picks += rng.choice(cold, k, replace=False).tolist() if k else []
-            banned[picks] = True
-        n_hard = round(c.hard_share * (n_neg - len(picks)))
-        order = np.argsort(-np.where(banned, -np.inf, scores), kind="stable")
-        picks += order[:n_hard].tolist()
-        banned[picks] = True
-        free = np.flatnonzero(~banned)
-        picks += rng.choice(free, n_neg - len(picks), replace=False).tolist()
+        code = sum(1 << i for i, g in enumerate(sorted(self._sources())) if g in available)
+        rng = np.random.default_rng([self.cfg.seed, key, code])
+        picks = self._negatives(user, task, hist, banned, available, rng)
         pool = rng.permutation(np.array([target, *picks], dtype=np.int64))
         return Episode(
             user, hist, pool, np.array([target]), scores[pool], self.cold_items[pool],
-            tuple(available), task, "target_positive",
+            tuple(available), task, "target_positive", key,
         )  # fmt: skip
+
+    def _sources(self) -> list[str]:
+        return [GRAPH, *sorted({m.kind for m in self.ds.modalities.values()})]
+
+    def under(self, ep: Episode, available: tuple[str, ...]) -> Episode:
+        """The same decision under another availability pattern: a target-positive pool is
+        redrawn from what that pattern observes; a fixed pool stays the retriever's top-K."""
+        if ep.pool_kind != "target_positive":
+            return ep.with_available(available)
+        return self._build(ep.user, int(ep.targets[0]), ep.task, ep.history, available, ep.key)
 
     def fixed(self, user: int, part: str, available: tuple[str, ...]) -> Episode | None:
         """The retriever's top-K for a warm user, with every held-out item of ``part`` a target;
@@ -172,7 +235,9 @@ class EpisodeBuilder:
         if limit is not None and len(idx) > limit:
             idx = np.sort(rng.choice(idx, limit, replace=False))
         return [
-            self.target_positive(int(inter.user[i]), int(inter.item[i]), task, available, rng)
+            self.target_positive(
+                int(inter.user[i]), int(inter.item[i]), task, available, rng, key=int(i)
+            )
             for i in idx
         ]
 

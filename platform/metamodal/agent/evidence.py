@@ -155,6 +155,27 @@ class EvidenceStore:
     def view(self, ep: Episode) -> Evidence:
         return Evidence(self, ep)
 
+    def catalogue_scores(self, group: str, history: np.ndarray) -> np.ndarray | None:
+        """Every item's cosine with the history's profile in ``group`` (averaged over its
+        feature modalities; −inf where an item lacks them): the surviving evidence's nearest
+        neighbours, from which target-positive pools draw hard negatives. None when the group
+        has no features or no history item has them."""
+        per = []
+        for name in self.groups.get(group, []):
+            x, present = self.features[name]
+            h = history[present[history]]
+            if not len(h):
+                continue
+            prof = x[h].mean(0)
+            s = (x @ (prof / max(float(np.linalg.norm(prof)), 1e-12))).astype(np.float64)
+            s[~present] = np.nan
+            per.append(s)
+        if not per:
+            return None
+        with np.errstate(all="ignore"):
+            s = np.nanmean(np.stack(per), 0) if len(per) > 1 else per[0]
+        return np.where(np.isnan(s), -np.inf, s)
+
 
 class Evidence:
     def __init__(self, store: EvidenceStore, ep: Episode) -> None:

@@ -8,6 +8,8 @@ counts differ by at most one, and over any run of whole cycles they are exactly 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from metamodal.agent.episodes import Episode
@@ -21,12 +23,20 @@ def make_buckets(sources: list[str], tasks: list[str]) -> list[Bucket]:
 
 
 class BalancedSampler:
-    def __init__(self, episodes: dict[str, list[Episode]], sources: list[str], seed: int = 0):
-        """``episodes``: task -> base episodes (their availability is replaced per bucket)."""
+    def __init__(
+        self,
+        episodes: dict[str, list[Episode]],
+        sources: list[str],
+        seed: int = 0,
+        under: Callable[[Episode, tuple[str, ...]], Episode] | None = None,
+    ):
+        """``episodes``: task -> base episodes, put under each bucket's pattern by ``under``
+        (``EpisodeBuilder.under``: a target-positive pool is redrawn from what it observes)."""
         empty = [t for t, eps in episodes.items() if not eps]
         if empty:
             raise ValueError(f"no episodes for task(s) {empty}: cannot balance over them")
         self.episodes = episodes
+        self.under = under or (lambda ep, pattern: ep.with_available(pattern))
         self.buckets = make_buckets(sources, list(episodes))
         self.rng = np.random.default_rng(seed)
         self._order: list[int] = []
@@ -42,5 +52,5 @@ class BalancedSampler:
             pattern, task = self._next_bucket()
             pool = self.episodes[task]
             ep = pool[int(self.rng.integers(len(pool)))]
-            out.append(((pattern, task), ep.with_available(pattern)))
+            out.append(((pattern, task), self.under(ep, pattern)))
         return out

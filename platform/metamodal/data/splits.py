@@ -5,6 +5,8 @@ Methods:
   gets one valid and one test item (the rest train);
 - ``loo``: leave-last-out by time — each user's last interaction is test, the one before valid;
 - ``time``: global-time — the earliest 80% of all interactions train, the next 10% valid;
+- ``user_time``: per-user chronological 8:1:1 (the MMA paper's protocol) — each user's earliest
+  80% train, the next 10% valid, the latest test (at least one of each once a user has three);
 - ``given``: the split the source fixed (MMRec ``x_label``, LATTICE files, a ``split`` column).
 In every method, valid/test interactions of users absent from train are dropped (counted in
 ``dropped``): a full-ranking evaluation has nothing to rank them by.
@@ -21,7 +23,7 @@ import scipy.sparse as sp
 
 from metamodal.data.dataset import SPLIT_NAMES, Dataset
 
-METHODS = ("mmrec", "loo", "time", "given")
+METHODS = ("mmrec", "loo", "time", "user_time", "given")
 
 
 @dataclass
@@ -150,6 +152,22 @@ def split_global_time(
     return _finish(ds, "time", seed, [order[:a], order[a:b], order[b:]])
 
 
+def split_user_time(
+    ds: Dataset, seed: int = 0, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> Split:
+    ts = _timestamps(ds, "user_time")
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for idx in _by_user(ds.interactions.user):
+        idx = idx[np.lexsort((idx, ts[idx]))]  # by time, ties by row: deterministic
+        n = len(idx)
+        n_test = max(1 if n >= 2 else 0, int(round(n * ratios[2])))
+        n_valid = max(1 if n >= 3 else 0, int(round(n * ratios[1])))
+        parts[0].append(idx[: n - n_test - n_valid])
+        parts[1].append(idx[n - n_test - n_valid : n - n_test])
+        parts[2].append(idx[n - n_test :])
+    return _finish(ds, "user_time", seed, [np.concatenate(p) for p in parts])
+
+
 def split_given(ds: Dataset, seed: int = 0) -> Split:
     label = ds.interactions.label
     if label is None:
@@ -166,6 +184,7 @@ def make_split(ds: Dataset, method: str | None = None, seed: int = 0) -> Split:
         "mmrec": split_mmrec,
         "loo": split_leave_last_out,
         "time": split_global_time,
+        "user_time": split_user_time,
         "given": split_given,
     }
     if method not in fns:

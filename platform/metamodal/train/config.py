@@ -37,7 +37,7 @@ class TrainSection(Strict):
 
 
 class SplitSection(Strict):
-    method: Literal["mmrec", "loo", "time", "given"] | None = None
+    method: Literal["mmrec", "loo", "time", "user_time", "given"] | None = None
     seed: int = 0
 
 
