@@ -41,3 +41,59 @@ def ray_session():
     )
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def world(small_shop: Path):
+    """The shop plus a text and an image feature modality (category signal + noise), a split,
+    10% cold items, and an item-vector 'retriever' (truncated SVD of the training matrix)."""
+    import numpy as np
+
+    from metamodal.agent.episodes import EpisodeBuilder, PoolConfig
+    from metamodal.agent.evidence import EvidenceStore
+    from metamodal.data import FeatureModality, load_dataset
+    from metamodal.data.missing import MissingSpec, make_missingness
+    from metamodal.data.splits import make_split
+
+    ds = load_dataset(small_shop)
+    rng = np.random.default_rng(0)
+    cats = ds.item_meta["category"].astype("category").cat.codes.to_numpy()
+    onehot = np.eye(cats.max() + 1)[cats]
+    for name, kind, src in (("text_vec", "text", "text"), ("image_vec", "image", "image")):
+        x = np.hstack([onehot, 0.3 * rng.normal(size=(ds.n_items, 6))]).astype(np.float32)
+        ds.modalities[name] = FeatureModality(name, kind, ds.modalities[src].present.copy(), x)
+    split = make_split(ds, None, 0)
+    miss = make_missingness(ds, split, MissingSpec(cold_item_frac=0.1, seed=0))
+    m = ds.matrix(miss.train_indices(ds, split)).toarray()
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    users, items = u[:, :8] * s[:8], vt[:8].T
+    store = EvidenceStore.build(ds, graph_items=items)
+    builder = EpisodeBuilder(
+        ds, split,
+        user_scores=lambda uid: users[uid] @ items.T,
+        history_scores=lambda hist: items[hist].mean(0) @ items.T if len(hist) else np.zeros(ds.n_items),
+        miss=miss, cfg=PoolConfig(pool_size=12, fixed_k=20),
+        content_scores=store.catalogue_scores,
+    )  # fmt: skip
+    return ds, split, miss, builder, store
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init 2-layer Llama with SmolLM2's tokenizer (weights are random: this checks
+    the machinery, not the policy)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from metamodal.agent.policy import load_tokenizer
+
+    d = tmp_path_factory.mktemp("tiny_llm")
+    tok = load_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d

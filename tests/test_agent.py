@@ -11,43 +11,12 @@ import numpy as np
 import pytest
 
 from metamodal.agent.actions import Action, parse, render_action, render_prompt, reward
-from metamodal.agent.episodes import EpisodeBuilder, PoolConfig, pool_ndcg
+from metamodal.agent.episodes import pool_ndcg
 from metamodal.agent.evidence import EvidenceStore, MaskedModality
 from metamodal.agent.fusion import fuse
 from metamodal.agent.rulerouter import RuleRouter
 from metamodal.agent.sampler import BalancedSampler
 from metamodal.agent.tools import run_tools, tools_for
-from metamodal.data import FeatureModality, load_dataset
-from metamodal.data.missing import MissingSpec, make_missingness
-from metamodal.data.splits import make_split
-
-
-@pytest.fixture(scope="module")
-def world(small_shop: Path):
-    """The shop plus a text and an image feature modality (category signal + noise), a split,
-    10% cold items, and an item-vector 'retriever' (truncated SVD of the training matrix)."""
-    ds = load_dataset(small_shop)
-    rng = np.random.default_rng(0)
-    cats = ds.item_meta["category"].astype("category").cat.codes.to_numpy()
-    onehot = np.eye(cats.max() + 1)[cats]
-    for name, kind, src in (("text_vec", "text", "text"), ("image_vec", "image", "image")):
-        x = np.hstack([onehot, 0.3 * rng.normal(size=(ds.n_items, 6))]).astype(np.float32)
-        ds.modalities[name] = FeatureModality(name, kind, ds.modalities[src].present.copy(), x)
-    split = make_split(ds, None, 0)
-    miss = make_missingness(ds, split, MissingSpec(cold_item_frac=0.1, seed=0))
-    m = ds.matrix(miss.train_indices(ds, split)).toarray()
-    u, s, vt = np.linalg.svd(m, full_matrices=False)
-    users, items = u[:, :8] * s[:8], vt[:8].T
-    store = EvidenceStore.build(ds, graph_items=items)
-    builder = EpisodeBuilder(
-        ds, split,
-        user_scores=lambda uid: users[uid] @ items.T,
-        history_scores=lambda hist: items[hist].mean(0) @ items.T if len(hist) else np.zeros(ds.n_items),
-        miss=miss, cfg=PoolConfig(pool_size=12, fixed_k=20),
-        content_scores=store.catalogue_scores,
-    )  # fmt: skip
-    return ds, split, miss, builder, store
-
 
 FULL = ("graph", "text", "image")
 
@@ -227,51 +196,6 @@ def test_fusion_drops_first_stage_without_graph_and_rulerouter_fits_on_validatio
     base = RuleRouter({t: 1.0 for t in tools}, 0.5).mean_ndcg(observed)
     assert rr.mean_ndcg(observed) >= base
     assert 0.0 <= rr.lam <= 1.0 and set(rr.weights) == set(tools)
-
-
-@pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-init 2-layer Llama with SmolLM2's tokenizer (weights are random: this checks
-    the machinery, not the policy)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from metamodal.agent.policy import load_tokenizer
-
-    d = tmp_path_factory.mktemp("tiny_llm")
-    tok = load_tokenizer()
-    cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
-
-
-def test_grpo_steps_of_a_tiny_policy_inside_ray_train(world, tiny_llm, ray_session, tmp_path):
-    import json
-
-    from metamodal.agent.env import AgentEnv
-    from metamodal.agent.train_policy import PolicyTrainConfig, train_policy
-
-    _, _, _, b, store = world
-    env = AgentEnv(store, tools_for(store), lam=0.5)
-    eps = {t: b.target_positive_part("valid", t, FULL, limit=6, seed=0) for t in
-           ("warm_user", "cold_user", "cold_item")}  # fmt: skip
-    steps = [env.observe(ep) for _, ep in BalancedSampler(eps, store.sources()).batch(24)]
-    cfg = PolicyTrainConfig(
-        model=str(tiny_llm), grpo_steps=2, bc_epochs=1, workers=2, max_new_tokens=12,
-        prompts_per_step=2, num_generations=2, wandb=False, lora_r=4,
-    )  # fmt: skip
-    summary = train_policy(env, steps, tmp_path, cfg)
-    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
-    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert any(r["stage"] == "bc" for r in rows)
-    grpo = [r for r in rows if r["stage"] == "grpo" and "reward" in r]
-    assert len(grpo) == 2 and all(np.isfinite(r["reward"]) for r in grpo)
-    assert summary["bc_targets"] >= 5
 
 
 def test_baselines_see_only_the_observed_modalities(world) -> None:

@@ -297,6 +297,10 @@ def mma_run(
     out: Annotated[Path, typer.Option(help="run directory (report.json, report.md, plots)")],
     quick: Annotated[bool, typer.Option(help="the demo's budget: short runs, few steps")] = False,
     seeds: Annotated[int | None, typer.Option(help="policy seeds (default 3)")] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="mmrec (per-user random 8:1:1) or time (per-user chronological)"),
+    ] = None,
     set: Annotated[
         list[str] | None,
         typer.Option("--set", help="override key.path=value, e.g. policy.grpo_steps=10"),
@@ -315,7 +319,8 @@ def mma_run(
     from metamodal.train.config import ConfigError
 
     try:
-        cfg = load_mma_config(set, quick, seeds)
+        extra = [f"split={'user_time' if split == 'time' else split}"] if split else []
+        cfg = load_mma_config([*(set or []), *extra], quick, seeds)
     except (ValidationError, ConfigError) as e:
         print(f"error: mma configuration: {e}", file=sys.stderr)
         raise typer.Exit(2) from None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from metamodal.agent.train_policy import PolicyTrainConfig
+from metamodal.agent.menu_policy import MenuPolicyConfig
 
 BASELINES = (
     "late_fusion",
@@ -29,27 +31,37 @@ class MMAConfig(BaseModel):
     pool_size: int = 20
     fixed_k: int = 50
     cold_history: int = 2
-    fit_episodes: int = 200  # per task, from the validation users the policy trains on
-    select_episodes: int = 100  # per task, from the other validation users (λ, RuleRouter)
+    fit_episodes: int = 1000  # per task, fit validation users (each crossed with all patterns)
+    fit_fixed_users: int = 600
+    select_episodes: int = 300  # per task, select users: ≥ 500 rows per bucket once crossed
+    select_fixed_users: int = 600
     test_episodes: int = 200  # per task
     fixed_users: int = 400
-    bc_steps: int = 600  # balanced draws whose prompts the warm start learns
+    split: Literal["mmrec", "user_time"] = "mmrec"  # or "user_time": per-user chronological 80/10/10 (the MMA paper)
+    fusion_tools: int = 2  # zoo models offered to the routes as tools
+    menu_size: int = 8  # routes per bucket (+ RuleRouter-Fuse's)
+    llm_rows: int = 120  # training rows per bucket for the LLM router
+    tau: float = 0.05  # soft-target temperature (NDCG units)
+    shrink: float = 20.0  # empirical-Bayes shrinkage of a row's rewards to its bucket's mean
+    llm_ablations: list[str] = ["bc_only", "shuffled", "bucket_prompt"]
     seeds: int = Field(3, ge=1)
-    policy: PolicyTrainConfig = PolicyTrainConfig()
+    policy: MenuPolicyConfig = MenuPolicyConfig()
 
 
 def quick(cfg: MMAConfig) -> MMAConfig:
-    """Minutes, not an hour: short zoo runs, fewer episodes, a few GRPO steps."""
+    """Minutes, not an hour: short zoo runs, fewer episodes and router rows."""
     return cfg.model_copy(
         update={
             "zoo_overrides": ["train.epochs=15", *cfg.zoo_overrides],
             "baselines": ["late_fusion", "margo", "impute_mean"],
-            "fit_episodes": 40,
-            "select_episodes": 30,
-            "test_episodes": 40,
-            "fixed_users": 80,
-            "bc_steps": 150,
-            "policy": cfg.policy.model_copy(update={"grpo_steps": 3, "bc_epochs": 4}),
+            "fit_episodes": 150,
+            "fit_fixed_users": 100,
+            "select_episodes": 80,
+            "select_fixed_users": 100,
+            "test_episodes": 60,
+            "fixed_users": 100,
+            "llm_rows": 40,
+            "llm_ablations": ["bc_only", "shuffled"],
         }
     )
 

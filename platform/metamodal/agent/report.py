@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-AGENT_METHODS = ("mma_auto", "rulerouter_fuse", "mma_interactive")
+AGENT_METHODS = ("mma_auto", "rulerouter_fuse", "learned_gate", "mma_interactive")
+# routers and ablations: reported, never a baseline
+CONTROLS = ("best_fixed_route", "learned_gate_shuffled", "mma_bc_only", "mma_shuffled_stats",
+            "mma_bucket_prompt", "oracle_route", "random_order")  # fmt: skip
 TARGETS = {"ooma": 4.0, "fixed_pool": 12.7}  # the MMA paper's gains over the strongest baseline
 
 
@@ -33,9 +36,25 @@ def _paired(a: np.ndarray, b: np.ndarray) -> dict:
     }
 
 
+def _validation(seeds: list[dict], check: str, method: str) -> float:
+    """A method's mean NDCG@10 on the select episodes (OOMA: over its conditions)."""
+    vals = []
+    for s in seeds:
+        v = s.get("validation", {})
+        conds = [c for c in v if (c.startswith("ooma:") if check == "ooma" else c == check)]
+        vals += [v[c][method] for c in conds if method in v[c]]
+    return float(np.mean(vals)) if vals else -np.inf
+
+
+def _pooled(seeds: list[dict], method: str, check: str) -> np.ndarray:
+    if check == "ooma":
+        return np.concatenate([_ooma_episode_means(s, method) for s in seeds])
+    return np.concatenate([s["per_episode"]["fixed_pool"][method] for s in seeds])
+
+
 def summarise(seeds: list[dict]) -> dict:
     methods = list(next(iter(seeds[0]["per_episode"].values())))
-    baselines = [m for m in methods if m not in AGENT_METHODS]
+    baselines = [m for m in methods if m not in AGENT_METHODS + CONTROLS]
     sources = [c.split(":", 1)[1] for c in seeds[0]["per_episode"] if c.startswith("ooma:")]
     ooma, fixed = {}, {}
     for m in methods:
@@ -52,7 +71,11 @@ def summarise(seeds: list[dict]) -> dict:
         }
         fp = [float(np.mean(s["per_episode"]["fixed_pool"][m])) for s in seeds]
         fixed[m] = {"ndcg@10": float(np.mean(fp)), "std": float(np.std(fp))}
-    strongest = {
+    strongest = {  # chosen on validation (select users' episodes), never on test
+        "ooma": max(baselines, key=lambda m: _validation(seeds, "ooma", m)),
+        "fixed_pool": max(baselines, key=lambda m: _validation(seeds, "fixed_pool", m)),
+    }
+    best_on_test = {
         "ooma": max(baselines, key=lambda m: ooma[m]["ndcg@10"]),
         "fixed_pool": max(baselines, key=lambda m: fixed[m]["ndcg@10"]),
     }
@@ -74,13 +97,20 @@ def summarise(seeds: list[dict]) -> dict:
                 a = np.concatenate([s["per_episode"]["fixed_pool"][m] for s in seeds])
                 b = np.concatenate([s["per_episode"]["fixed_pool"][base] for s in seeds])
             tests[check][f"{m}_vs_{base}"] = _paired(np.asarray(a), np.asarray(b))
-    a = np.concatenate([_ooma_episode_means(s, "mma_auto") for s in seeds])
-    r = np.concatenate([_ooma_episode_means(s, "rulerouter_fuse") for s in seeds])
-    tests["router_control"] = {"mma_auto_vs_rulerouter_fuse": _paired(a, r)}
+    tests["router_control"] = {}
+    for other in ("rulerouter_fuse", "learned_gate", "best_fixed_route", "mma_shuffled_stats",
+                  "mma_bucket_prompt", "mma_bc_only"):  # fmt: skip
+        if other in methods:
+            tests["router_control"][f"mma_auto_vs_{other}"] = {
+                "ooma": _paired(_pooled(seeds, "mma_auto", "ooma"), _pooled(seeds, other, "ooma")),
+                "fixed_pool": _paired(_pooled(seeds, "mma_auto", "fixed_pool"),
+                                      _pooled(seeds, other, "fixed_pool")),
+            }  # fmt: skip
     return {
         "ooma": ooma,
         "fixed_pool": fixed,
         "strongest_baseline": strongest,
+        "strongest_baseline_on_test": best_on_test,
         "gain_pct_over_strongest": gains,
         "significance": tests,
         "targets_pct": TARGETS,
@@ -91,6 +121,8 @@ def summarise(seeds: list[dict]) -> dict:
             "mma_auto": ooma["mma_auto"]["ndcg@10"],
             "rulerouter_fuse": ooma["rulerouter_fuse"]["ndcg@10"],
             "rulerouter_below_mma": ooma["rulerouter_fuse"]["ndcg@10"]
+            < ooma["mma_auto"]["ndcg@10"],
+            "learned_gate_below_mma": ooma["learned_gate"]["ndcg@10"]
             < ooma["mma_auto"]["ndcg@10"],
         },
     }
@@ -108,9 +140,10 @@ def markdown(rep: dict, title: str) -> str:
         cells.append(f"{f['ndcg@10']:.4f} ± {f['std']:.4f}")
         name = f"{m} (upper bound: reads held-out evidence)" if m == "mma_interactive" else m
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    sb = rep["strongest_baseline"]
-    lines += ["", f"Strongest non-interactive baseline: OOMA `{sb['ooma']}`, fixed pool "
-              f"`{sb['fixed_pool']}`.", ""]  # fmt: skip
+    sb, st = rep["strongest_baseline"], rep["strongest_baseline_on_test"]
+    lines += ["", f"Strongest non-interactive baseline, chosen on validation: OOMA `{sb['ooma']}`, "
+              f"fixed pool `{sb['fixed_pool']}` (best on test: `{st['ooma']}`, "
+              f"`{st['fixed_pool']}`).", ""]  # fmt: skip
     for check in ("ooma", "fixed_pool"):
         g = rep["gain_pct_over_strongest"][check]
         sig = rep["significance"][check]
@@ -119,11 +152,10 @@ def markdown(rep: dict, title: str) -> str:
             key = next(k for k in sig if k.startswith(f"{m}_vs_"))
             parts.append(f"{m} {v:+.1f}% (Wilcoxon p={sig[key]['wilcoxon_p']:.3g})")
         lines.append(f"- {check}: " + "; ".join(parts) + f" — paper's bar +{TARGETS[check]}%")
-    rc = rep["router_control"]
-    lines.append(
-        f"- router control: MMA-Auto {rc['mma_auto']:.4f} vs RuleRouter-Fuse "
-        f"{rc['rulerouter_fuse']:.4f}"
-    )
+    for name, t in rep["significance"]["router_control"].items():
+        lines.append(f"- {name}: OOMA {t['ooma']['mean_diff']:+.4f} (p={t['ooma']['wilcoxon_p']:.3g})"
+                     f", fixed pool {t['fixed_pool']['mean_diff']:+.4f} "
+                     f"(p={t['fixed_pool']['wilcoxon_p']:.3g})")  # fmt: skip
     if t := rep.get("timing"):
         per_seed = ", ".join(f"{p:.0f} s" for p in t["policy_seconds"])
         line = (f"- wall time {t['wall_seconds'] / 60:.1f} min (zoo {t['zoo_seconds'] / 60:.1f} "
@@ -174,17 +206,15 @@ def write_report(out: Path, dataset: str, cfg, seeds: list[dict], timing: dict) 
         **timing,
         "policy_seconds": [s["policy_seconds"] for s in seeds],
     }
-    rep["usage"] = {s["seed"]: s["usage"] for s in seeds}
     rep["selected"] = {
-        s["seed"]: {"lambda": s["lambda"], "lambda_fixed": s.get("lambda_fixed"),
-                    "bc_agreement": s.get("bc_agreement"), "clarify_weight": s["clarify_weight"],
-                    "rulerouter": s["rulerouter"], "distinct_prompts": s["distinct_prompts"],
-                    "tool_model": s.get("tool_model"),
-                    "tool_model_fixed": s.get("tool_model_fixed")}
+        s["seed"]: {"fusion_tools": s["fusion_tools"], "rulerouter": s["rulerouter"],
+                    "menus": s["menus"], "gate": s["gate"], "clarify_weight": s["clarify_weight"],
+                    "example_prompts": s["example_prompts"]}
         for s in seeds
     }  # fmt: skip
     rep["config"] = cfg.model_dump()
-    (out / "report.json").write_text(json.dumps(rep, indent=2))
+    (out / "report.json.tmp").write_text(json.dumps(rep, indent=2, default=float))
+    (out / "report.json.tmp").replace(out / "report.json")
     md = markdown(rep, f"MMA on {Path(str(dataset)).name} ({len(seeds)} seeds)")
     (out / "report.md").write_text(md)
     rep["plots"] = plots(rep, out)

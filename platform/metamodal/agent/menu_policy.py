@@ -1,0 +1,291 @@
+"""MMA's router: the LLM reads an episode's evidence statistics and picks a route letter; π(a|x)
+is read from its next-token logits over the menu's letters in one forward pass (LlamaRec's
+verbalizer), so there is no malformed completion and no sampling.
+
+Only the top ``train_layers`` decoder layers carry LoRA weights; the frozen layers below run
+once per prompt and their output is cached, so every training epoch costs a forward and
+backward through the top layers only. Training (on Ray Train, DeepSpeed ZeRO-2: the CPU
+accelerator over gloo here, GPUs when present) has two stages over the full-information
+reward table: a warm start on soft targets (cross-entropy to q), then the exact expected-reward
+policy gradient over the whole menu with a KL to the warm start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+
+LETTERS = "ABCDEFGHIJKLMNOP"
+ANSWER = "\nroute:"
+
+
+class MenuPolicyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "smollm2-135m-instruct"
+    train_layers: int = 4  # top decoder layers with LoRA; the rest are cached
+    lora_r: int = 16
+    bc_epochs: int = 2
+    bc_lr: float = 3e-4
+    rl_epochs: int = 2
+    rl_lr: float = 1e-4
+    beta: float = 0.05  # KL(π ‖ π_warm-start) in the RL stage
+    batch: int = 16
+    workers: int = 2
+    use_gpu: bool | None = None
+    zero_stage: int = 2
+    seed: int = 0
+
+
+def letter_ids(tok, n: int) -> list[int]:
+    ids = [tok(" " + c, add_special_tokens=False).input_ids for c in LETTERS[:n]]
+    if any(len(i) != 1 for i in ids):
+        raise ValueError(f"the tokenizer splits a route letter: {ids}")
+    return [i[0] for i in ids]
+
+
+def _parts(net):
+    """(embeddings, decoder layers, final norm, rotary, lm_head) of a (LoRA-wrapped) causal LM."""
+    base = net.get_base_model() if hasattr(net, "get_base_model") else net
+    m = base.model
+    return m.embed_tokens, m.layers, m.norm, m.rotary_emb, base.lm_head
+
+
+def _mask(lengths: torch.Tensor, t: int, dtype) -> torch.Tensor:
+    """Causal + key-padding additive mask [b, 1, t, t] for right-padded rows."""
+    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    keys = torch.arange(t)[None, :] < lengths[:, None]
+    ok = causal[None] & keys[:, None, :]
+    return torch.zeros(ok.shape, dtype=dtype).masked_fill(~ok, torch.finfo(dtype).min)[:, None]
+
+
+def _run(net, h: torch.Tensor, lengths: torch.Tensor, layers) -> torch.Tensor:
+    _, _, _, rotary, _ = _parts(net)
+    pos = torch.arange(h.shape[1], device=h.device)[None].expand(h.shape[0], -1)
+    mask = _mask(lengths.cpu(), h.shape[1], h.dtype).to(h.device)
+    pe = rotary(h, position_ids=pos)
+    for layer in layers:
+        h = layer(h, attention_mask=mask, position_embeddings=pe, position_ids=pos)
+        h = h[0] if isinstance(h, tuple) else h
+    return h
+
+
+class MenuNet:
+    """The LM split at ``cut``: frozen layers below (their output cached per prompt), LoRA
+    layers above, and the letters' rows of the LM head as the verbalizer."""
+
+    def __init__(self, net, tok, train_layers: int, n_letters: int = len(LETTERS)) -> None:
+        self.net, self.tok = net, tok
+        self.cut = max(0, len(_parts(net)[1]) - train_layers)
+        self.letters = letter_ids(tok, n_letters)
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str], batch: int = 32) -> list[torch.Tensor]:
+        embed, layers, _, _, _ = _parts(self.net)
+        dev = embed.weight.device
+        out: list[torch.Tensor] = []
+        for s in range(0, len(prompts), batch):
+            chunk = prompts[s : s + batch]
+            ids = [self.tok(p + ANSWER, add_special_tokens=False).input_ids for p in chunk]
+            lengths = torch.tensor([len(i) for i in ids])
+            x = torch.full((len(ids), int(lengths.max())), self.tok.pad_token_id)
+            for r, i in enumerate(ids):
+                x[r, : len(i)] = torch.tensor(i)
+            h = _run(self.net, embed(x.to(dev)), lengths, layers[: self.cut])
+            out += [h[r, : lengths[r]].cpu() for r in range(len(ids))]
+        return out
+
+    def logits(self, states: list[torch.Tensor], sizes: torch.Tensor) -> torch.Tensor:
+        """Menu logits [b, letters] (letters past a row's menu size masked)."""
+        _, layers, norm, _, lm_head = _parts(self.net)
+        dev = lm_head.weight.device
+        lengths = torch.tensor([len(s) for s in states])
+        h = torch.zeros(len(states), int(lengths.max()), states[0].shape[-1], device=dev)
+        for r, st in enumerate(states):
+            h[r, : len(st)] = st.to(dev)
+        h = _run(self.net, h, lengths, layers[self.cut :])
+        last = norm(h[torch.arange(len(states), device=dev), lengths.to(dev) - 1])
+        out = last @ lm_head.weight[self.letters].T
+        keep = torch.arange(out.shape[1], device=dev)[None] < sizes[:, None].to(dev)
+        return out.masked_fill(~keep, -1e9)
+
+    @torch.no_grad()
+    def probs(self, prompts: list[str], sizes: list[int], batch: int = 32) -> np.ndarray:
+        self.net.eval()
+        out = []
+        for s in range(0, len(prompts), batch):
+            st = self.encode(prompts[s : s + batch], batch)
+            lg = self.logits(st, torch.tensor(sizes[s : s + batch]))
+            out.append(torch.softmax(lg.float(), -1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.letters)))
+
+
+def _build(cfg: MenuPolicyConfig, n_letters: int) -> MenuNet:
+    from metamodal.agent.policy import PolicySpec, load_model, load_tokenizer, with_lora
+
+    tok = load_tokenizer(cfg.model)
+    net = with_lora(
+        load_model(cfg.model),
+        PolicySpec(model=cfg.model, lora_r=cfg.lora_r, lora_layers=cfg.train_layers),
+    )
+    return MenuNet(net, tok, cfg.train_layers, n_letters)
+
+
+def _engine(mn: MenuNet, cfg: MenuPolicyConfig, lr: float, world: int, use_gpu: bool):
+    """DeepSpeed ZeRO over the LoRA weights when there is more than one worker or a GPU (a
+    plain torch AdamW: DeepSpeed's own JIT-compiles for a minute on CPU); else the optimiser."""
+    params = [p for p in mn.net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr)
+    if world == 1 and not use_gpu:
+        return None, opt
+    import deepspeed
+
+    ds_cfg = {
+        "train_micro_batch_size_per_gpu": cfg.batch,
+        "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "bf16": {"enabled": bool(use_gpu and torch.cuda.is_bf16_supported())},
+    }
+    engine, opt, _, _ = deepspeed.initialize(model=mn.net, optimizer=opt, config=ds_cfg)
+    return engine, opt
+
+
+def _epochs(mn, cfg, rows, states, stage: str, epochs: int, lr: float, ctx, log) -> None:
+    """One training stage over this rank's rows: ``bc`` (cross-entropy to q) or ``rl``
+    (expected reward over the menu + β·KL to the warm start)."""
+    from metamodal.agent.menus import expected_reward_loss
+
+    engine, opt = _engine(mn, cfg, lr, ctx["world"], ctx["use_gpu"])
+    rng = np.random.default_rng([cfg.seed, ctx["rank"], len(stage)])
+    sizes, q, r, ref = (torch.tensor(rows[k]) for k in ("sizes", "q", "rewards", "ref"))
+    r = r * rows["reward_scale"]
+    mn.net.train()
+    step = 0
+    for epoch in range(epochs):
+        order = rng.permutation(len(states))
+        for s in range(0, len(order) - cfg.batch + 1 if len(order) >= cfg.batch else 1, cfg.batch):
+            b = order[s : s + cfg.batch]
+            lg = mn.logits([states[i] for i in b], sizes[b]).float()
+            if stage == "bc":
+                loss = -(q[b] * torch.log_softmax(lg, -1)).sum(-1).mean()
+            else:
+                loss = expected_reward_loss(lg, r[b], ref[b], cfg.beta)
+            if engine is not None:
+                engine.backward(loss)
+                engine.step()
+            else:
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            step += 1
+            log({"stage": stage, "epoch": epoch, "step": step, "loss": float(loss.detach())})
+
+
+def policy_worker(config: dict) -> None:
+    """One Ray Train worker: cache its shard's trunk states, warm start, RL, rank 0 saves."""
+    import ray.train
+
+    from metamodal.train.loop import quiet_ray_train_logs
+
+    os.environ.update(config["env_vars"])  # before DeepSpeed is imported
+    quiet_ray_train_logs()
+    cfg = MenuPolicyConfig(**config["cfg"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    use_gpu = torch.cuda.is_available() and cfg.use_gpu is not False
+    if config.get("threads"):
+        torch.set_num_threads(config["threads"])
+    torch.manual_seed(cfg.seed)
+    out = Path(config["out"])
+    rows = config["rows"]
+    n_letters = rows["q"].shape[1]
+    mn = _build(cfg, n_letters)
+    if use_gpu:
+        mn.net.to(ray.train.torch.get_device())
+    shard = np.arange(rank, len(rows["prompts"]), world)
+    mine = {k: (v[shard] if isinstance(v, np.ndarray) else v) for k, v in rows.items()}
+    t0 = time.perf_counter()
+    states = mn.encode([rows["prompts"][i] for i in shard])
+    cache_s = time.perf_counter() - t0
+    ctx_d = {"rank": rank, "world": world, "use_gpu": use_gpu}
+
+    def log(row: dict) -> None:
+        if rank == 0:
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    log({"stage": "cache", "rows": len(shard), "seconds": cache_s})
+    _epochs(mn, cfg, mine, states, "bc", cfg.bc_epochs, cfg.bc_lr, ctx_d, log)
+    if rank == 0:  # the warm start alone: the BC-only ablation
+        (mn.net.module if hasattr(mn.net, "module") else mn.net).save_pretrained(out / "adapter_bc")
+    if cfg.rl_epochs:
+        mn.net.eval()
+        with torch.no_grad():  # the warm start's π: the RL stage's KL reference
+            ref = [torch.softmax(mn.logits(states[s : s + 64], torch.tensor(mine["sizes"][s : s + 64])).float(), -1)
+                   for s in range(0, len(states), 64)]  # fmt: skip
+        mine["ref"] = torch.cat(ref).numpy()
+        _epochs(mn, cfg, mine, states, "rl", cfg.rl_epochs, cfg.rl_lr, ctx_d, log)
+    if rank == 0:
+        net = mn.net.module if hasattr(mn.net, "module") else mn.net
+        net.save_pretrained(out / "adapter")
+        log({"stage": "done", "seconds": time.perf_counter() - t0})
+    ray.train.report({"done": 1})
+
+
+def train_menu_policy(
+    prompts: list[str], rewards: np.ndarray, sizes: np.ndarray, q: np.ndarray,
+    out: str | Path, cfg: MenuPolicyConfig,
+) -> dict:  # fmt: skip
+    """Train on Ray Train; ``rewards``/``q`` [n, letters] (zeros past each row's menu size)."""
+    from ray.train import RunConfig
+    from ray.train.torch import TorchTrainer
+
+    from metamodal.agent.policy import materialise
+    from metamodal.train.runner import worker_scaling
+
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    cfg = cfg.model_copy(update={"model": materialise(cfg.model)})
+    use_gpu, scaling, share = worker_scaling(cfg.workers, cfg.use_gpu)
+    spread = float(np.std(rewards[rewards > 0])) if (rewards > 0).any() else 1.0
+    rows = {"prompts": list(prompts), "rewards": rewards.astype(np.float32),
+            "sizes": np.asarray(sizes, np.int64), "q": q.astype(np.float32),
+            "ref": q.astype(np.float32), "reward_scale": 1.0 / max(spread, 1e-3)}  # fmt: skip
+    env_vars = {} if use_gpu else {"DS_ACCELERATOR": "cpu"}
+    t0 = time.perf_counter()
+    TorchTrainer(
+        policy_worker,
+        train_loop_config={"cfg": cfg.model_copy(update={"use_gpu": use_gpu}).model_dump(),
+                           "rows": rows, "out": str(out), "env_vars": env_vars,
+                           "threads": int(share)},  # fmt: skip
+        scaling_config=scaling,
+        run_config=RunConfig(name=f"mma-router-seed{cfg.seed}", storage_path=str(out / "ray_results")),
+    ).fit()
+    summary = {"rows": len(prompts), "seconds": time.perf_counter() - t0,
+               "adapter": str(out / "adapter"), "base_model": cfg.model,
+               "train_layers": cfg.train_layers, "letters": int(q.shape[1])}  # fmt: skip
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary))
+    tmp.replace(out / "summary.json")
+    return summary
+
+
+def load_menu_policy(summary: dict, adapter: str | Path | None = None) -> MenuNet:
+    from peft import PeftModel
+
+    from metamodal.agent.policy import load_model, load_tokenizer
+
+    tok = load_tokenizer(summary["base_model"])
+    net = PeftModel.from_pretrained(
+        load_model(summary["base_model"]), str(adapter or summary["adapter"])
+    )
+    net.eval()
+    return MenuNet(net, tok, summary["train_layers"], summary["letters"])

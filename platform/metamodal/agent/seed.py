@@ -1,0 +1,279 @@
+"""One seed of ``metamodal mma run``: episodes → observed rows → menus and the full-information
+reward table → the routers (RuleRouter-Fuse per bucket, the best fixed route, the learned gate,
+MMA's LLM router and its ablations) → every method's per-episode NDCG@10 on the test rows.
+
+Data roles, nothing tuned on test: *fit* validation users' episodes build the statistics'
+deciles and the menus and train the gate and the LLM; *select* validation users' episodes fit
+RuleRouter-Fuse, choose the best fixed route, the gate's L2, the clarification weight and (in
+the report) the strongest baseline; test episodes are only scored.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from metamodal.agent.config import MMAConfig
+from metamodal.agent.env import AgentEnv
+from metamodal.agent.episodes import TASKS, Episode, EpisodeBuilder, PoolConfig, pool_ndcg
+from metamodal.agent.evidence import EvidenceStore
+from metamodal.agent.menus import build_menu, fit_gate, fit_rule_route, soft_targets
+from metamodal.agent.routes import candidate_routes, make_batch, reward_table
+from metamodal.agent.rows import Rows, observe_rows, render_rows, score_rows, shuffled_within
+from metamodal.agent.stats import StatsCodec
+from metamodal.agent.tools import model_tool, tools_for
+from metamodal.data.missing import availability_patterns, ooma_patterns
+
+
+def log(msg: str) -> None:
+    print(f"[mma] {msg}", flush=True)
+
+
+def split_users(users: np.ndarray, seed: int) -> tuple[set[int], set[int]]:
+    perm = np.random.default_rng(seed).permutation(np.unique(users))
+    half = len(perm) // 2
+    return set(perm[:half].tolist()), set(perm[half:].tolist())
+
+
+def base_episodes(b: EpisodeBuilder, part: str, users, per_task: int, full, seed) -> list[Episode]:
+    out = []
+    for task in TASKS:
+        eps = b.target_positive_part(part, task, full, limit=None, seed=seed)
+        if users is not None:
+            eps = [e for e in eps if e.user in users]
+        keep = np.random.default_rng([seed, TASKS.index(task), 7]).permutation(len(eps))[:per_task]
+        out += [eps[i] for i in sorted(keep)]
+    return out
+
+
+def fixed_episodes(b: EpisodeBuilder, part: str, users, n: int, full, seed) -> list[Episode]:
+    users = np.random.default_rng([seed, 11]).permutation(sorted(users))[:n]
+    return [e for u in sorted(users.tolist()) if (e := b.fixed(int(u), part, full)) is not None]
+
+
+def episodes_of(b, part, users, per_task, n_fixed, patterns, full, seed) -> list[Episode]:
+    """Target-positive episodes crossed with ``patterns`` (each pool redrawn from what the
+    pattern observes), then the fixed pools."""
+    base = base_episodes(b, part, users, per_task, full, seed)
+    tp = [b.under(e, p) for p in patterns for e in base]
+    return tp + fixed_episodes(b, part, users, n_fixed, full, seed)
+
+
+def choose_tool_models(scorers, exclude: str, sel: list[Episode], n: int) -> list[str]:
+    """The ``n`` zoo models whose masked scores rank the select episodes best (target-positive
+    and fixed pools averaged), as the routes' fusion tools."""
+    cand = {k: v for k, v in scorers.items() if k != exclude}
+    tp = [e for e in sel if e.pool_kind == "target_positive"]
+    fx = [e for e in sel if e.pool_kind == "fixed"]
+    mean = {k: np.mean([np.mean([pool_ndcg(sc.scores(e), e) for e in g]) for g in (tp, fx) if g])
+            for k, sc in cand.items()}  # fmt: skip
+    best = sorted(mean, key=lambda k: -mean[k])[:n]
+    log("fusion tools: " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items()) + f" -> {best}")
+    return best
+
+
+def make_menus(fit: Rows, sel: Rows, tools: list[str], k: int) -> dict:
+    menus = {}
+    for key, br in fit.items():
+        usable = [t for t in tools if any(s.results[t].usable for s in br.steps if t in s.results)]
+        first = any(s.first is not None for s in br.steps)
+        cands = candidate_routes(usable, first)
+        r_fit = reward_table(make_batch(br.steps, tools), cands)
+        rr = fit_rule_route(make_batch(sel[key].steps, tools), usable)
+        menus[key] = build_menu(cands, r_fit, rr, k)
+    return menus
+
+
+def pick(rows: Rows, choice: dict) -> dict:
+    """Per bucket, the chosen route's reward per row (``choice``: key -> index or [n] array)."""
+    return {k: br.rewards[np.arange(len(br)), np.broadcast_to(choice[k], (len(br),))]
+            for k, br in rows.items()}  # fmt: skip
+
+
+def gate_choices(fit: Rows, sel: Rows, test: Rows, seed: int) -> tuple[dict, dict, dict]:
+    fx, fr = {k: v.x for k, v in fit.items()}, {k: v.rewards for k, v in fit.items()}
+    gate, l2s = fit_gate(fx, fr, {k: v.x for k, v in sel.items()}, {k: v.rewards for k, v in sel.items()})
+    chosen = {k: gate.choose(k, v.x) for k, v in test.items()}
+    sh_fit, sh_test = shuffled_within(fit, seed), shuffled_within(test, seed + 1)
+    from metamodal.agent.menus import LearnedGate
+
+    sh = LearnedGate(gate.l2).fit({k: v.x for k, v in sh_fit.items()}, fr)
+    shuffled = {k: sh.choose(k, v.x) for k, v in sh_test.items()}
+    sel_chosen = {k: gate.choose(k, v.x) for k, v in sel.items()}
+    return chosen, shuffled, {"l2_scores": l2s, "l2": gate.l2, "select": sel_chosen}
+
+
+def llm_rows(fit: Rows, menus: dict, cfg: MMAConfig, seed: int, prompt_kind: str):
+    """A per-bucket subsample of the fit rows with their soft targets (computed on all of the
+    bucket's fit rows) and rewards, padded to the longest menu."""
+    n_letters = max(len(m.routes) for m in menus.values())
+    prompts, rewards, sizes, q = [], [], [], []
+    rng = np.random.default_rng([seed, 3])
+    for br in fit.values():
+        qs = soft_targets(br.rewards, cfg.tau, cfg.shrink)
+        keep = np.sort(rng.permutation(len(br))[: cfg.llm_rows])
+        src = br.prompts if prompt_kind != "bucket" else br.bucket_prompts
+        for i in keep:
+            prompts.append(src[i])
+            pad = n_letters - br.rewards.shape[1]
+            rewards.append(np.pad(br.rewards[i], (0, pad)))
+            q.append(np.pad(qs[i], (0, pad)))
+            sizes.append(br.rewards.shape[1])
+    return prompts, np.stack(rewards), np.array(sizes), np.stack(q)
+
+
+def train_llm(fit, menus, cfg, seed, out: Path, prompt_kind: str, reuse: bool) -> dict:
+    import json
+
+    from metamodal.agent.menu_policy import train_menu_policy
+
+    d = out / f"router_{prompt_kind}"
+    if reuse and (d / "summary.json").is_file() and (d / "adapter").is_dir():
+        log(f"seed {seed}: reusing the {prompt_kind} router in {d}")
+        return json.loads((d / "summary.json").read_text())
+    p, r, s, q = llm_rows(fit, menus, cfg, seed, prompt_kind)
+    log(f"seed {seed}: training the {prompt_kind} router on {len(p)} rows")
+    pcfg = cfg.policy.model_copy(update={"seed": seed})
+    return train_menu_policy(p, r, s, q, d, pcfg)
+
+
+def llm_choices(summary: dict, rows: Rows, prompt_kind: str, adapter: str | None = None) -> dict:
+    from metamodal.agent.menu_policy import load_menu_policy
+
+    mn = load_menu_policy(summary, adapter)
+    out = {}
+    for k, br in rows.items():
+        prompts = br.prompts if prompt_kind != "bucket" else br.bucket_prompts
+        probs = mn.probs(prompts, [br.rewards.shape[1]] * len(br))
+        out[k] = probs.argmax(1)
+    return out
+
+
+def interactive_ndcg(store, rows: Rows, menus, choice: dict, w: float) -> dict:
+    """MMA-Interactive: MMA-Auto's route plus the clarification tool (held-out evidence)."""
+    from metamodal.agent.fusion import fuse
+    from metamodal.agent.tools import clarify_tool
+
+    clar = clarify_tool(store)
+    out = {}
+    for k, br in rows.items():
+        vals = []
+        for i, s in enumerate(br.steps):
+            route = menus[k].routes[int(choice[k][i])]
+            res = {**s.results, "clarify": clar(store.view(s.ep))}
+            x = fuse(res, {**route.as_dict, "clarify": w}, s.first, route.lam, len(s.ep.pool))
+            vals.append(pool_ndcg(x, s.ep))
+        out[k] = np.array(vals)
+    return out
+
+
+def random_ndcg(rows: Rows, seed: int) -> dict:
+    rng = np.random.default_rng([seed, 99])
+    return {k: np.array([pool_ndcg(rng.random(len(s.ep.pool)), s.ep) for s in br.steps])
+            for k, br in rows.items()}  # fmt: skip
+
+
+def zoo_ndcg(scorers, rows: Rows) -> dict[str, dict]:
+    return {n: {k: np.array([pool_ndcg(sc.scores(s.ep), s.ep) for s in br.steps])
+                for k, br in rows.items()} for n, sc in scorers.items()}  # fmt: skip
+
+
+def method_rewards(store, scorers, fit, sel, test, menus, cfg, seed, out, reuse) -> tuple:
+    """Per method, per bucket, the per-row NDCG@10 on select and on test."""
+    res_t, res_s, info = {}, {}, {}
+    rr = {k: m.rr for k, m in menus.items()}
+    res_t["rulerouter_fuse"], res_s["rulerouter_fuse"] = pick(test, rr), pick(sel, rr)
+    fixed = {k: int(sel[k].rewards.mean(0).argmax()) for k in menus}
+    res_t["best_fixed_route"], res_s["best_fixed_route"] = pick(test, fixed), pick(sel, fixed)
+    res_t["oracle_route"] = {k: br.rewards.max(1) for k, br in test.items()}
+    g, g_sh, info["gate"] = gate_choices(fit, sel, test, seed)
+    res_t["learned_gate"], res_t["learned_gate_shuffled"] = pick(test, g), pick(test, g_sh)
+    res_s["learned_gate"] = pick(sel, info["gate"].pop("select"))
+    t0 = time.perf_counter()
+    summary = train_llm(fit, menus, cfg, seed, out, "stats", reuse)
+    info["policy"] = summary
+    mma_t, mma_s = llm_choices(summary, test, "stats"), llm_choices(summary, sel, "stats")
+    res_t["mma_auto"], res_s["mma_auto"] = pick(test, mma_t), pick(sel, mma_s)
+    if "bc_only" in cfg.llm_ablations:
+        bc = llm_choices(summary, test, "stats", str(Path(summary["adapter"]).with_name("adapter_bc")))
+        res_t["mma_bc_only"] = pick(test, bc)
+    if "shuffled" in cfg.llm_ablations:
+        sh = llm_choices(summary, shuffled_within(test, seed + 1), "stats")
+        res_t["mma_shuffled_stats"] = pick(test, sh)
+    if "bucket_prompt" in cfg.llm_ablations:
+        bsum = train_llm(fit, menus, cfg, seed, out, "bucket", reuse)
+        res_t["mma_bucket_prompt"] = pick(test, llm_choices(bsum, test, "bucket"))
+    info["policy_seconds"] = time.perf_counter() - t0
+    w = max((0.5, 1.0, 2.0), key=lambda w: np.mean(np.concatenate(list(
+        interactive_ndcg(store, sel, menus, mma_s, w).values()))))  # fmt: skip
+    info["clarify_weight"] = w
+    res_t["mma_interactive"] = interactive_ndcg(store, test, menus, mma_t, w)
+    res_t["random_order"], res_s["random_order"] = random_ndcg(test, seed), random_ndcg(sel, seed)
+    for name, d in zoo_ndcg(scorers, test).items():
+        res_t[name] = d
+    for name, d in zoo_ndcg(scorers, sel).items():
+        res_s[name] = d
+    return res_t, res_s, info
+
+
+def conditions(res: dict, sources: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Bucket-keyed results → the report's conditions: ``ooma:<src>`` and ``fixed_pool``."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for (src,) in ooma_patterns(sources):
+        out[f"ooma:{src}"] = {m: v[("target_positive", (src,))].tolist() for m, v in res.items()
+                              if ("target_positive", (src,)) in v}  # fmt: skip
+    full = ("fixed", tuple(sources))
+    out["fixed_pool"] = {m: v[full].tolist() for m, v in res.items() if full in v}
+    return out
+
+
+def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retriever, out: Path,
+             reuse_policy: bool = False) -> dict:  # fmt: skip
+    from metamodal.agent.baselines import BaselineScorer
+
+    t_seed = time.perf_counter()
+    run = runs[cfg.retriever]
+    ds, split = run.ds, run.split
+    sources, full = store.sources(), tuple(store.sources())
+    pool_cfg = PoolConfig(cfg.pool_size, cfg.fixed_k, cold_history=cfg.cold_history, seed=seed)
+    b = EpisodeBuilder(ds, split, retriever.user_scores, retriever.history_scores, run.miss,
+                       pool_cfg, content_scores=store.catalogue_scores)  # fmt: skip
+    fit_u, sel_u = split_users(ds.interactions.user[split.valid], seed)
+    test_u = set(np.unique(ds.interactions.user[split.test]).tolist())
+    patterns = availability_patterns(sources)
+    fit_e = episodes_of(b, "valid", fit_u, cfg.fit_episodes, cfg.fit_fixed_users, patterns, full, seed)
+    sel_e = episodes_of(b, "valid", sel_u, cfg.select_episodes, cfg.select_fixed_users, patterns, full, seed)
+    test_e = episodes_of(b, "test", test_u, cfg.test_episodes, cfg.fixed_users, ooma_patterns(sources), full, seed)
+    scorers = {n: BaselineScorer(r, {m: store.group_of(m) for m in r.modalities}) for n, r in runs.items()}
+    models = choose_tool_models(scorers, cfg.retriever, sel_e, cfg.fusion_tools)
+    env = AgentEnv(store, tools_for(store, extra={m: model_tool(scorers[m], m) for m in models}))
+    tools = list(env.tools)
+    fit, sel, test = (observe_rows(env, e) for e in (fit_e, sel_e, test_e))
+    log(f"seed {seed}: rows fit {sum(map(len, fit.values()))}, select "
+        f"{sum(map(len, sel.values()))}, test {sum(map(len, test.values()))} "
+        f"({time.perf_counter() - t_seed:.0f} s)")  # fmt: skip
+    codec = StatsCodec(tools).fit([st for br in fit.values() for st in br.stats])
+    for rows in (fit, sel, test):
+        render_rows(rows, codec)
+    menus = make_menus(fit, sel, tools, cfg.menu_size)
+    for rows in (fit, sel, test):
+        score_rows({k: v for k, v in rows.items()}, menus, tools)
+    res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, cfg, seed,
+                                        out / f"seed{seed}", reuse_policy)  # fmt: skip
+    per_episode = conditions(res_t, sources)
+    validation = {c: {m: float(np.mean(v)) for m, v in d.items()}
+                  for c, d in conditions(res_s, sources).items()}  # fmt: skip
+    for c, d in per_episode.items():
+        log(f"seed {seed}: {c}: " + ", ".join(f"{m} {np.mean(v):.4f}" for m, v in d.items()))
+    return {
+        "seed": seed, "per_episode": per_episode, "validation": validation,
+        "fusion_tools": models, "tools": tools,
+        "menus": {f"{k[0]}:{'+'.join(k[1])}": [r.label() for r in m.routes] for k, m in menus.items()},
+        "rulerouter": {f"{k[0]}:{'+'.join(k[1])}": m.routes[m.rr].label() for k, m in menus.items()},
+        "example_prompts": [br.prompts[0] for br in list(test.values())[:3]],
+        "policy": info["policy"], "policy_seconds": info["policy_seconds"],
+        "gate": info["gate"], "clarify_weight": info["clarify_weight"],
+        "seconds": time.perf_counter() - t_seed,
+    }

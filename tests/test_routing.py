@@ -1,0 +1,130 @@
+"""MMA's per-episode routing: statistics that never read a masked modality, the full-information
+reward table, menus, the learned gate, and the LLM router's one-pass menu read-out trained on
+Ray Train (a random-init tiny LM: this checks the machinery, not the policy)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from metamodal.agent.env import AgentEnv
+from metamodal.agent.episodes import pool_ndcg
+from metamodal.agent.evidence import EvidenceStore
+from metamodal.agent.menus import LearnedGate, build_menu, fit_rule_route, soft_targets
+from metamodal.agent.routes import Route, candidate_routes, make_batch, reward_table
+from metamodal.agent.rows import observe_rows, render_rows
+from metamodal.agent.stats import StatsCodec, episode_stats
+from metamodal.agent.tools import run_tools, tools_for
+
+FULL = ("graph", "text", "image")
+
+
+def _noisy(store: EvidenceStore, ep, pattern) -> EvidenceStore:
+    rng = np.random.default_rng(5)
+    view = store.view(ep)
+    return EvidenceStore(
+        dict(store.groups),
+        {n: (rng.normal(size=x.shape).astype(np.float32), m)
+         if view.group_of(n) not in pattern else (x, m) for n, (x, m) in store.features.items()},
+        {g: ([["zzz"]] * len(k) if g not in pattern else k) for g, k in store.keywords.items()},
+        rng.normal(size=store.graph_items.shape) if "graph" not in pattern else store.graph_items,
+        store.aligned,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("pattern", [("graph",), ("text",), ("image",), ("text", "image")])
+def test_statistics_and_prompt_never_read_a_masked_modality(world, pattern) -> None:
+    """Masked sources replaced by noise: every statistic and the rendered prompt are the same,
+    and no statistic names a masked tool."""
+    _, _, _, b, store = world
+    ep = b.under(b.target_positive_part("test", "warm_user", FULL, limit=1, seed=1)[0], pattern)
+    noisy = _noisy(store, ep, pattern)
+    stats = []
+    for st in (store, noisy):
+        res = run_tools(st, tools_for(st), ep)
+        first = st.view(ep).first_stage() if "graph" in pattern else None
+        stats.append(episode_stats(st.view(ep), res, first))
+    assert stats[0] == stats[1]
+    masked = {"graph", "text", "image", "keyword"} - set(pattern) - ({"keyword"} if "text" in pattern else set())
+    assert not any(k.split(".")[0] in masked or k.split(".")[-1] in masked for k in stats[0])
+    codec = StatsCodec(list(tools_for(store))).fit(stats)
+    assert codec.render(stats[0], ep.task, len(ep.pool)) == codec.render(stats[1], ep.task, len(ep.pool))
+
+
+def test_reward_table_equals_fusing_each_route_directly(world) -> None:
+    _, _, _, b, store = world
+    env = AgentEnv(store, tools_for(store))
+    eps = [b.under(e, p) for e in b.target_positive_part("valid", "warm_user", FULL, limit=8, seed=0)
+           for p in (FULL, ("text",), ("graph", "image"))]  # fmt: skip
+    steps = [env.observe(e) for e in eps]
+    tools = list(env.tools)
+    routes = [*candidate_routes(tools, True)[:40], Route.of({}, 0.0)]
+    table = reward_table(make_batch(steps, tools), routes)
+    direct = np.array([[pool_ndcg(r.scores(s.results, s.first, len(s.ep.pool)), s.ep) for r in routes]
+                       for s in steps])  # fmt: skip
+    np.testing.assert_allclose(table, direct, atol=1e-12)
+
+
+def test_rows_cover_fixed_pools_as_their_own_bucket_and_menus_hold_the_rule(world) -> None:
+    ds, split, _, b, store = world
+    env = AgentEnv(store, tools_for(store))
+    users = np.unique(ds.interactions.user[split.valid])[:30]
+    base = b.target_positive_part("valid", "warm_user", FULL, limit=30, seed=0)
+    eps = [b.under(e, p) for p in (FULL, ("text",)) for e in base]
+    eps += [e for u in users if (e := b.fixed(int(u), "valid", FULL)) is not None]
+    rows = observe_rows(env, eps)
+    assert ("fixed", FULL) in rows and ("target_positive", ("text",)) in rows
+    assert all(s.ep.pool_kind == "fixed" for s in rows[("fixed", FULL)].steps)
+    tools = list(env.tools)
+    codec = StatsCodec(tools).fit([st for br in rows.values() for st in br.stats])
+    render_rows(rows, codec)
+    fixed = rows[("fixed", FULL)]
+    assert fixed.prompts[0].startswith("fixed20 warm")
+    assert len(set(fixed.prompts)) > 1  # per-episode statistics: not one prompt per bucket
+    cands = candidate_routes(tools, True)
+    r = reward_table(make_batch(fixed.steps, tools), cands)
+    rr = fit_rule_route(make_batch(fixed.steps, tools), tools)
+    menu = build_menu(cands, r, rr, 5)
+    assert menu.routes[menu.rr] == rr and 5 <= len(menu.routes) <= 6
+    q = soft_targets(r, 0.05, 20.0)
+    np.testing.assert_allclose(q.sum(1), 1.0)
+
+
+def test_learned_gate_finds_a_planted_switch_and_loses_it_when_shuffled() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4))
+    r = np.where(x[:, :1] > 0, [[1.0, 0.0]], [[0.0, 1.0]]) + 0.1 * rng.normal(size=(600, 2))
+    key = ("target_positive", ("text",))
+    gate = LearnedGate(1e-3).fit({key: x[:400]}, {key: r[:400]})
+    got = r[400:][np.arange(200), gate.choose(key, x[400:])].mean()
+    assert got > 0.9
+    shuffled = LearnedGate(1e-3).fit({key: x[:400][rng.permutation(400)]}, {key: r[:400]})
+    assert r[400:][np.arange(200), shuffled.choose(key, x[400:])].mean() < 0.7
+
+
+def test_menu_router_reads_letters_and_trains_on_ray_train(world, tiny_llm, ray_session, tmp_path):
+    """One forward pass gives π over each row's menu (zero past its size); the warm start and
+    the RL stage run on two Ray Train workers under DeepSpeed and write adapters and metrics."""
+    from metamodal.agent.menu_policy import MenuPolicyConfig, load_menu_policy, train_menu_policy
+
+    rng = np.random.default_rng(0)
+    prompts = [f"tp20 warm h{i % 10} x0\ntext {i % 7}{i % 3}12" for i in range(24)]
+    sizes = np.array([3 + i % 3 for i in range(24)])
+    rewards = rng.random((24, 6)) * (np.arange(6)[None] < sizes[:, None])
+    q = soft_targets(rewards, 0.05, 0.0) * (np.arange(6)[None] < sizes[:, None])
+    q /= q.sum(1, keepdims=True)
+    cfg = MenuPolicyConfig(model=str(tiny_llm), train_layers=1, lora_r=4, batch=4, workers=2,
+                           bc_epochs=1, rl_epochs=1)  # fmt: skip
+    summary = train_menu_policy(prompts, rewards, sizes, q, tmp_path, cfg)
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "adapter_bc" / "adapter_config.json").is_file()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"cache", "bc", "rl", "done"} <= {r["stage"] for r in rows}
+    assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+    mn = load_menu_policy(summary)
+    p = mn.probs(prompts, sizes.tolist())
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    assert (p[np.arange(6)[None] >= sizes[:, None]] < 1e-6).all()
+    np.testing.assert_allclose(mn.probs(prompts[:3], sizes[:3].tolist()), p[:3], atol=1e-5)
