@@ -2,7 +2,7 @@
 seed, and evaluate the four evidence checks — the same path as ``metamodal mma run``.
 
 python jobs/train_policy.py --dataset ../shared/data/lfm2k --out runs/mma [--quick] \
-    [--set policy.grpo_steps=60 --set policy.workers=4]
+    [--set policy.rl_epochs=3 --set policy.workers=4]
 ray job submit --working-dir . -- python jobs/train_policy.py --dataset DATA --out OUT
 """
 

@@ -303,7 +303,7 @@ def mma_run(
     ] = None,
     set: Annotated[
         list[str] | None,
-        typer.Option("--set", help="override key.path=value, e.g. policy.grpo_steps=10"),
+        typer.Option("--set", help="override key.path=value, e.g. policy.rl_epochs=3"),
     ] = None,
     reevaluate: Annotated[
         bool,

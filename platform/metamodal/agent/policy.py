@@ -113,34 +113,3 @@ def with_lora(net, spec: PolicySpec):
 
 def prompt_text(tok, prompt: str) -> str:
     return tok.apply_chat_template(chat(prompt), tokenize=False, add_generation_prompt=True)
-
-
-class Policy:
-    """Generation with a cache: greedy decoding is a function of the prompt, and prompts carry
-    only an episode's evidence profile, so evaluation decodes each distinct prompt once."""
-
-    def __init__(self, net, tok, max_new_tokens: int = 48, batch_size: int = 16) -> None:
-        self.net, self.tok = net, tok
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        self.cache: dict[str, str] = {}
-
-    @torch.no_grad()
-    def complete(self, prompts: list[str]) -> list[str]:
-        todo = sorted({p for p in prompts if p not in self.cache})
-        self.net.eval()
-        for s in range(0, len(todo), self.batch_size):
-            chunk = todo[s : s + self.batch_size]
-            enc = self.tok(
-                [prompt_text(self.tok, p) for p in chunk], return_tensors="pt", padding=True
-            ).to(self.net.device)
-            out = self.net.generate(
-                **enc,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                pad_token_id=self.tok.pad_token_id,
-            )
-            texts = self.tok.batch_decode(
-                out[:, enc.input_ids.shape[1] :], skip_special_tokens=True
-            )
-            self.cache.update(zip(chunk, texts, strict=True))
-        return [self.cache[p] for p in prompts]

@@ -262,6 +262,9 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
         score_rows({k: v for k, v in rows.items()}, menus, tools)
     res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, cfg, seed,
                                         out / f"seed{seed}", reuse_policy)  # fmt: skip
+    from metamodal.agent.routed import save_router
+
+    save_router(out / f"seed{seed}" / "router.json", tools, models, codec, menus, info["policy"])
     per_episode = conditions(res_t, sources)
     validation = {c: {m: float(np.mean(v)) for m, v in d.items()}
                   for c, d in conditions(res_s, sources).items()}  # fmt: skip

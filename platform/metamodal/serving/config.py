@@ -50,21 +50,3 @@ class ServeConfig(BaseModel):
             raise FileNotFoundError(f"{cfg_file}: not a `metamodal mma run` output")
         retriever = json.loads(cfg_file.read_text())["retriever"]
         return cls(retriever_run=str(d / "zoo" / retriever), mma_dir=str(d), **kw)
-
-
-def mma_seed_result(mma_dir: str | Path, seed: int) -> dict:
-    f = Path(mma_dir) / f"seed{seed}" / "result.json"
-    if not f.is_file():
-        raise FileNotFoundError(f"{f}: seed {seed} of this MMA run has not finished")
-    return json.loads(f.read_text())
-
-
-def adapter_path(mma_dir: str | Path, seed: int, recorded: str) -> Path:
-    """The seed's LoRA adapter; the recorded path may be relative to where the run started."""
-    p = Path(recorded)
-    if p.is_dir():
-        return p.resolve()
-    local = Path(mma_dir) / f"seed{seed}" / "policy" / "adapter"
-    if local.is_dir():
-        return local
-    raise FileNotFoundError(f"no policy adapter at {recorded} or {local}")

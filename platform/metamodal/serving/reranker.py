@@ -2,9 +2,9 @@
 only the evidence sources the caller says it has) and ordered by MMA's policy, RuleRouter-Fuse,
 or a trained fusion model.
 
-Requests arrive in batches (``@serve.batch`` in the deployment): MMA decodes each distinct prompt
-of a batch once, and greedy decoding is cached by prompt — prompts carry only an evidence
-profile, so a warm replica rarely decodes at all.
+Requests arrive in batches (``@serve.batch`` in the deployment): MMA's router reads a whole
+batch's prompts in one forward pass. MMA and RuleRouter-Fuse come from the run's
+``seedN/router.json`` (``metamodal.agent.routed``), the same router ``mma run`` evaluated.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from metamodal.agent.episodes import Episode
-from metamodal.serving.config import ServeConfig, adapter_path, mma_seed_result
+from metamodal.serving.config import ServeConfig
 from metamodal.serving.retriever import Retrieved
 from metamodal.train.artifacts import load_run
 
@@ -30,9 +30,7 @@ class Reranked:
 
 class RerankerCore:
     def __init__(self, cfg: ServeConfig) -> None:
-        from metamodal.agent.env import AgentEnv
         from metamodal.agent.evidence import EvidenceStore
-        from metamodal.agent.tools import tools_for
 
         self.cfg, self.kind = cfg, cfg.reranker
         run = load_run(cfg.retriever_run)
@@ -40,27 +38,9 @@ class RerankerCore:
         items = net.vectors()[1].detach().numpy().astype(np.float64)
         self.store = EvidenceStore.build(run.ds, graph_items=items)
         self.sources = self.store.sources()
-        self.policy = self.rr = self.scorer = None
-        extra = {}
+        self.routed = self.scorer = None
         if self.kind in ("mma", "rulerouter"):
-            res = mma_seed_result(cfg.mma_dir, cfg.mma_seed)
-            from metamodal.agent.baselines import BaselineScorer
-            from metamodal.agent.rulerouter import RuleRouter
-            from metamodal.agent.tools import model_tool
-
-            # a served pool is the retriever's top-K: the fusion tool's model and λ chosen on
-            # validation fixed pools (runs from before tool_model_fixed: the trained one)
-            if tm := res.get("tool_model_fixed", res.get("tool_model")):
-                trun = load_run(Path(cfg.mma_dir) / "zoo" / tm, ds=run.ds)
-                groups = {n: self.store.group_of(n) for n in trun.modalities}
-                extra["fusion"] = model_tool(BaselineScorer(trun, groups))
-        self.env = AgentEnv(self.store, tools_for(self.store, extra=extra))
-        if self.kind in ("mma", "rulerouter"):
-            rr_cfg = res["rulerouter"]
-            self.rr = RuleRouter(rr_cfg["weights"], rr_cfg.get("lambda_fixed", rr_cfg["lambda"]))
-            self.env.lam = float(res.get("lambda_fixed", res["lambda"]))
-            if self.kind == "mma":
-                self.policy = load_policy(cfg.mma_dir, cfg.mma_seed, res["policy"])
+            self.routed = load_routed(cfg, run, self.store, self.kind)
         elif self.kind == "model":
             from metamodal.agent.baselines import BaselineScorer
 
@@ -95,30 +75,34 @@ class RerankerCore:
                 s = self.scorer.scores(e)
                 out.append(Reranked(np.argsort(-s, kind="stable"), s, list(e.available), []))
             return out
-        steps = [self.env.observe(e) for e in eps]
-        if self.policy is not None:
-            actions = [self.env.parse(s, c)
-                       for s, c in zip(steps, self.policy.complete([s.prompt for s in steps]),
-                                       strict=True)]  # fmt: skip
-            scored = [(self.env.scores(s, a), a.calls) for s, a in zip(steps, actions, strict=True)]
-        else:
-            scored = [(self.rr.scores(s.ep, s.results, s.first), s.usable) for s in steps]
-        return [Reranked(np.argsort(-x, kind="stable"), x, list(s.ep.available), calls)
-                for (x, calls), s in zip(scored, steps, strict=True)]  # fmt: skip
+        ranked = self.routed.rank(eps)
+        return [Reranked(np.argsort(-x, kind="stable"), x, list(e.available),
+                         [t for t, _ in route.weights])
+                for (x, route), e in zip(ranked, eps, strict=True)]  # fmt: skip
+
+
+def load_routed(cfg: ServeConfig, run, store, kind: str):
+    """The seed's router exactly as ``mma run`` measured it (``seedN/router.json``)."""
+    import json
+
+    from metamodal.agent.baselines import BaselineScorer
+    from metamodal.agent.env import AgentEnv
+    from metamodal.agent.routed import RoutedReranker
+    from metamodal.agent.tools import model_tool, tools_for
+
+    seed_dir = Path(cfg.mma_dir) / f"seed{cfg.mma_seed}"
+    f = seed_dir / "router.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: no trained router (run `metamodal mma run` first)")
+    state = json.loads(f.read_text())
+    extra = {}
+    for m in state["fusion_tools"]:
+        trun = load_run(Path(cfg.mma_dir) / "zoo" / m, ds=run.ds)
+        extra[m] = model_tool(BaselineScorer(trun, {n: store.group_of(n) for n in trun.modalities}), m)
+    return RoutedReranker(state, AgentEnv(store, tools_for(store, extra=extra)), kind, seed_dir)
 
 
 def load_run_name(cfg: ServeConfig) -> str:
     import json
 
     return json.loads((Path(cfg.model_run) / "config.json").read_text())["model"]
-
-
-def load_policy(mma_dir: str, seed: int, summary: dict):
-    from peft import PeftModel
-
-    from metamodal.agent.policy import Policy, load_model, load_tokenizer
-
-    tok = load_tokenizer(summary["base_model"])
-    adapter = adapter_path(mma_dir, seed, summary["adapter"])
-    net = PeftModel.from_pretrained(load_model(summary["base_model"]), str(adapter))
-    return Policy(net, tok)
