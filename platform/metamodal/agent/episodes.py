@@ -115,6 +115,8 @@ class EpisodeBuilder:
         counts = np.bincount(inter.item[split.train], minlength=ds.n_items).astype(np.float64)
         counts[self.cold_items] = 0.0  # the retriever never saw those interactions
         self.popularity = counts
+        # a pattern's code seeds its pool draw: one bit per evidence source
+        self.sources = sorted([GRAPH, *{m.kind for m in ds.modalities.values()}])
 
     def _history(self, user: int, task: str, rng: np.random.Generator) -> np.ndarray:
         hist = self.train_items.get(user, np.zeros(0, np.int64))
@@ -184,7 +186,7 @@ class EpisodeBuilder:
         banned = np.zeros(self.ds.n_items, bool)
         banned[list(self.seen.get(user, ()))] = True
         banned[target] = True
-        code = sum(1 << i for i, g in enumerate(sorted(self._sources())) if g in available)
+        code = sum(1 << i for i, g in enumerate(self.sources) if g in available)
         rng = np.random.default_rng([self.cfg.seed, key, code])
         picks = self._negatives(user, task, hist, banned, available, rng)
         pool = rng.permutation(np.array([target, *picks], dtype=np.int64))
@@ -192,9 +194,6 @@ class EpisodeBuilder:
             user, hist, pool, np.array([target]), scores[pool], self.cold_items[pool],
             tuple(available), task, "target_positive", key,
         )  # fmt: skip
-
-    def _sources(self) -> list[str]:
-        return [GRAPH, *sorted({m.kind for m in self.ds.modalities.values()})]
 
     def under(self, ep: Episode, available: tuple[str, ...]) -> Episode:
         """The same decision under another availability pattern: a target-positive pool is

@@ -47,7 +47,7 @@ class RoutedReranker:
             raise ValueError(f"{seed_dir / 'router.json'}: router version {state.get('version')}, "
                              f"expected {VERSION}")  # fmt: skip
         self.env, self.kind = env, kind
-        self.codec = StatsCodec([t for t in state["tools"]])
+        self.codec = StatsCodec(state["tools"])
         self.codec.edges = {n: np.asarray(e) for n, e in state["codec"].items()}
         self.menus = {
             k: Menu([Route(tuple((t, float(w)) for t, w in ws), float(lam)) for ws, lam in m["routes"]],

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from metamodal.agent.actions import history_bucket
 from metamodal.agent.env import AgentEnv, Step
 from metamodal.agent.episodes import Episode
 from metamodal.agent.menus import Bucket, Menu
@@ -44,10 +45,6 @@ def observe_rows(env: AgentEnv, episodes: list[Episode]) -> Rows:
         r.steps.append(step)
         r.stats.append(episode_stats(env.store.view(ep), step.results, step.first))
     return rows
-
-
-def history_bucket(n: int) -> str:
-    return "none" if n == 0 else "h1-2" if n <= 2 else "h3-10" if n <= 10 else "h10+"
 
 
 def render_rows(rows: Rows, codec: StatsCodec) -> None:

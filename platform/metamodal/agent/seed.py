@@ -19,7 +19,7 @@ from metamodal.agent.config import MMAConfig
 from metamodal.agent.env import AgentEnv
 from metamodal.agent.episodes import TASKS, Episode, EpisodeBuilder, PoolConfig, pool_ndcg
 from metamodal.agent.evidence import EvidenceStore
-from metamodal.agent.menus import build_menu, fit_gate, fit_rule_route, soft_targets
+from metamodal.agent.menus import LearnedGate, build_menu, fit_gate, fit_rule_route, soft_targets
 from metamodal.agent.routes import candidate_routes, make_batch, reward_table
 from metamodal.agent.rows import Rows, observe_rows, render_rows, score_rows, shuffled_within
 from metamodal.agent.stats import StatsCodec
@@ -97,8 +97,6 @@ def gate_choices(fit: Rows, sel: Rows, test: Rows, seed: int) -> tuple[dict, dic
     gate, l2s = fit_gate(fx, fr, {k: v.x for k, v in sel.items()}, {k: v.rewards for k, v in sel.items()})
     chosen = {k: gate.choose(k, v.x) for k, v in test.items()}
     sh_fit, sh_test = shuffled_within(fit, seed), shuffled_within(test, seed + 1)
-    from metamodal.agent.menus import LearnedGate
-
     sh = LearnedGate(gate.l2).fit({k: v.x for k, v in sh_fit.items()}, fr)
     shuffled = {k: sh.choose(k, v.x) for k, v in sh_test.items()}
     sel_chosen = {k: gate.choose(k, v.x) for k, v in sel.items()}
@@ -259,7 +257,7 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
         render_rows(rows, codec)
     menus = make_menus(fit, sel, tools, cfg.menu_size)
     for rows in (fit, sel, test):
-        score_rows({k: v for k, v in rows.items()}, menus, tools)
+        score_rows(rows, menus, tools)
     res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, cfg, seed,
                                         out / f"seed{seed}", reuse_policy)  # fmt: skip
     from metamodal.agent.routed import save_router
