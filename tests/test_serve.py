@@ -1,6 +1,8 @@
 """The Serve app over real HTTP on 127.0.0.1: a retriever trained by the zoo, a fusion-model
 reranker, cold start by text (MiniLM) and image (random-init CLIP: structure, not quality), and
-bad requests answered 4xx while the replicas stay up."""
+bad requests answered 4xx while the replicas stay up; and a trained ``mma run`` served from its
+run directory, answering exactly the rankings the run measured (a random-init tiny LLM: the
+machinery, not the policy's quality)."""
 
 from __future__ import annotations
 
@@ -35,14 +37,39 @@ def trained(small_shop: Path, ray_session, tmp_path_factory) -> dict:
 
     d = tmp_path_factory.mktemp("serve")
     run_extraction(small_shop, d / "emb", ExtractConfig(encoders=[TEXT, IMAGE], actors=1))
-    common = ["train.epochs=4", f"data.features={d / 'emb'}", "missing.cold_item_frac=0.1"]
+    # trained where `mma run` keeps its zoo, with its overrides, so the MMA run reuses them
+    zoo = ["train.epochs=4", f"data.features={d / 'emb'}"]
+    common = ["missing.cold_item_frac=0.1", "split.method=mmrec", *zoo]
     for model in ("lightgcn", "late_fusion"):
-        run_training(model, small_shop, d / model, common, overwrite=True)
-    return {"retriever": d / "lightgcn", "model": d / "late_fusion", "shop": small_shop}
+        run_training(model, small_shop, d / "mma" / "zoo" / model, common, overwrite=True)
+    zoo_dir = d / "mma" / "zoo"
+    return {"retriever": zoo_dir / "lightgcn", "model": zoo_dir / "late_fusion",
+            "shop": small_shop, "mma": d / "mma", "zoo_overrides": zoo}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def server(trained: dict):
+def mma_run(trained: dict, tiny_llm: Path) -> Path:
+    """A one-seed ``mma run`` on the shop: small episode counts, the tiny LLM as router and as
+    the listwise ``llm_rank`` tool."""
+    from metamodal.agent.config import MMAConfig
+    from metamodal.agent.menu_policy import MenuPolicyConfig
+    from metamodal.agent.run import run_mma
+
+    policy = MenuPolicyConfig(model=str(tiny_llm), train_layers=1, lora_r=4, batch=8, workers=1,
+                              bc_epochs=1, rl_epochs=1)  # fmt: skip
+    cfg = MMAConfig(baselines=["late_fusion"], zoo_overrides=trained["zoo_overrides"],
+                    fit_episodes=20, fit_fixed_users=20, select_episodes=10,
+                    select_fixed_users=12, test_episodes=8, fixed_users=8, fusion_tools=1,
+                    llm_rows=8, llm_ablations=[], llm_rank="on", llm_rank_rows=24, seeds=1,
+                    policy=policy)  # fmt: skip
+    run_mma(str(trained["shop"]), trained["mma"], cfg)
+    return trained["mma"]
+
+
+@pytest.fixture(scope="module")
+def server(trained: dict, mma_run: Path):
+    """Two apps on one HTTP proxy: a fusion-model reranker at ``/`` and the MMA run's router
+    at ``/mma`` (the MMA run trains first: its Ray Train worker wants the whole cluster)."""
     from ray import serve
 
     from metamodal.serving.config import ServeConfig
@@ -51,9 +78,12 @@ def server(trained: dict):
     port = free_port()
     cfg = ServeConfig(retriever_run=str(trained["retriever"]), reranker="model",
                       model_run=str(trained["model"]), pool_size=30)  # fmt: skip
+    mma_cfg = ServeConfig.from_mma_dir(mma_run, reranker="mma", pool_size=50)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(cfg), name="rec", route_prefix="/")
+    serve.run(build_app(mma_cfg), name="mma", route_prefix="/mma")
     yield f"http://127.0.0.1:{port}"
+    serve.delete("mma")
     serve.delete("rec")
     serve.shutdown()
 
@@ -146,3 +176,19 @@ def test_bad_requests_get_a_clear_4xx_and_the_service_stays_up(server, body, cod
 def test_unknown_item_is_404(server: str) -> None:
     r = requests.get(server + "/items/no-such-item", timeout=30)
     assert r.status_code == 404 and "no-such-item" in r.text
+
+
+def test_served_mma_answers_exactly_what_the_run_measured(server: str, mma_run: Path) -> None:
+    """Each validation fixed pool of the run, requested over HTTP by its user: the served top 10
+    and the route's tools equal what ``mma run`` ranked (``seed0/rankings.json``)."""
+    measured = json.loads((mma_run / "seed0" / "rankings.json").read_text())
+    want = measured["mma"]["valid"]
+    assert len(want) >= 5 and {w["route"] for w in measured["rulerouter"]["valid"]}
+    health = requests.get(server + "/mma/healthz", timeout=60).json()
+    assert health["reranker"]["reranker"] == "mma"
+    for w in want:
+        r = post(server + "/mma", {"user_id": w["user"], "k": 10})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert [x["item_id"] for x in body["items"]] == w["items"], w["user"]
+        assert body["tools"] == w["tools"]

@@ -44,8 +44,20 @@ class MMAConfig(BaseModel):
     tau: float = 0.05  # soft-target temperature (NDCG units)
     shrink: float = 20.0  # empirical-Bayes shrinkage of a row's rewards to its bucket's mean
     llm_ablations: list[str] = ["bc_only", "shuffled", "bucket_prompt"]
+    # the listwise LLM tool: "auto" turns it on where the driver has a GPU (it reads every
+    # text-observed episode's candidates, too slow for the 2-core default)
+    llm_rank: Literal["auto", "on", "off"] = "auto"
+    llm_rank_rows: int = 600  # its training episodes (SFT + RL)
     seeds: int = Field(3, ge=1)
     policy: MenuPolicyConfig = MenuPolicyConfig()
+
+
+def wants_llm_rank(cfg: MMAConfig) -> bool:
+    if cfg.llm_rank != "auto":
+        return cfg.llm_rank == "on"
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def quick(cfg: MMAConfig) -> MMAConfig:

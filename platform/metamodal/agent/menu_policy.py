@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
-LETTERS = "ABCDEFGHIJKLMNOP"
+LETTERS = "ABCDEFGHIJKLMNOPQRST"  # a route menu, or a listwise window of candidates
 ANSWER = "\nroute:"
 
 
@@ -41,6 +41,7 @@ class MenuPolicyConfig(BaseModel):
     use_gpu: bool | None = None
     zero_stage: int = 2
     seed: int = 0
+    answer: str = ANSWER  # the cue the letter follows (``llm_rank`` uses its own)
 
 
 def letter_ids(tok, n: int) -> list[int]:
@@ -80,8 +81,9 @@ class MenuNet:
     """The LM split at ``cut``: frozen layers below (their output cached per prompt), LoRA
     layers above, and the letters' rows of the LM head as the verbalizer."""
 
-    def __init__(self, net, tok, train_layers: int, n_letters: int = len(LETTERS)) -> None:
-        self.net, self.tok = net, tok
+    def __init__(self, net, tok, train_layers: int, n_letters: int = len(LETTERS),
+                 answer: str = ANSWER) -> None:  # fmt: skip
+        self.net, self.tok, self.answer = net, tok, answer
         self.cut = max(0, len(_parts(net)[1]) - train_layers)
         self.letters = letter_ids(tok, n_letters)
 
@@ -92,7 +94,7 @@ class MenuNet:
         out: list[torch.Tensor] = []
         for s in range(0, len(prompts), batch):
             chunk = prompts[s : s + batch]
-            ids = [self.tok(p + ANSWER, add_special_tokens=False).input_ids for p in chunk]
+            ids = [self.tok(p + self.answer, add_special_tokens=False).input_ids for p in chunk]
             lengths = torch.tensor([len(i) for i in ids])
             x = torch.full((len(ids), int(lengths.max())), self.tok.pad_token_id)
             for r, i in enumerate(ids):
@@ -134,7 +136,7 @@ def _build(cfg: MenuPolicyConfig, n_letters: int) -> MenuNet:
         load_model(cfg.model),
         PolicySpec(model=cfg.model, lora_r=cfg.lora_r, lora_layers=cfg.train_layers),
     )
-    return MenuNet(net, tok, cfg.train_layers, n_letters)
+    return MenuNet(net, tok, cfg.train_layers, n_letters, cfg.answer)
 
 
 def _engine(mn: MenuNet, cfg: MenuPolicyConfig, lr: float, world: int, use_gpu: bool):
@@ -241,9 +243,10 @@ def policy_worker(config: dict) -> None:
 
 def train_menu_policy(
     prompts: list[str], rewards: np.ndarray, sizes: np.ndarray, q: np.ndarray,
-    out: str | Path, cfg: MenuPolicyConfig,
+    out: str | Path, cfg: MenuPolicyConfig, reward_scale: float | None = None,
 ) -> dict:  # fmt: skip
-    """Train on Ray Train; ``rewards``/``q`` [n, letters] (zeros past each row's menu size)."""
+    """Train on Ray Train; ``rewards``/``q`` [n, letters] (zeros past each row's menu size).
+    ``reward_scale`` multiplies the rewards in the RL stage (default: one over their spread)."""
     from ray.train import RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -255,10 +258,12 @@ def train_menu_policy(
     (out / "metrics.jsonl").unlink(missing_ok=True)
     cfg = cfg.model_copy(update={"model": materialise(cfg.model)})
     use_gpu, scaling, share = worker_scaling(cfg.workers, cfg.use_gpu)
-    spread = float(np.std(rewards[rewards > 0])) if (rewards > 0).any() else 1.0
+    if reward_scale is None:
+        spread = float(np.std(rewards[rewards > 0])) if (rewards > 0).any() else 1.0
+        reward_scale = 1.0 / max(spread, 1e-3)
     rows = {"prompts": list(prompts), "rewards": rewards.astype(np.float32),
             "sizes": np.asarray(sizes, np.int64), "q": q.astype(np.float32),
-            "ref": q.astype(np.float32), "reward_scale": 1.0 / max(spread, 1e-3)}  # fmt: skip
+            "ref": q.astype(np.float32), "reward_scale": reward_scale}  # fmt: skip
     env_vars = {} if use_gpu else {"DS_ACCELERATOR": "cpu"}
     t0 = time.perf_counter()
     TorchTrainer(
@@ -271,7 +276,8 @@ def train_menu_policy(
     ).fit()
     summary = {"rows": len(prompts), "seconds": time.perf_counter() - t0,
                "adapter": str(out / "adapter"), "base_model": cfg.model,
-               "train_layers": cfg.train_layers, "letters": int(q.shape[1])}  # fmt: skip
+               "train_layers": cfg.train_layers, "letters": int(q.shape[1]),
+               "answer": cfg.answer}  # fmt: skip
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary))
     tmp.replace(out / "summary.json")
@@ -288,4 +294,5 @@ def load_menu_policy(summary: dict, adapter: str | Path | None = None) -> MenuNe
         load_model(summary["base_model"]), str(adapter or summary["adapter"])
     )
     net.eval()
-    return MenuNet(net, tok, summary["train_layers"], summary["letters"])
+    return MenuNet(net, tok, summary["train_layers"], summary["letters"],
+                   summary.get("answer", ANSWER))  # fmt: skip

@@ -1,8 +1,8 @@
 """A trained seed's router as one reranker: the tools (with the chosen zoo models as fusion
 tools), the statistics' deciles, the route menus per bucket, RuleRouter-Fuse's route in each,
-and the LLM router's adapter — saved once as ``seedN/router.json`` and loaded by whatever
-reranks a pool (the Serve Reranker deployment), so what is served is the route choice that was
-measured.
+and the LLM router's adapter — saved once as ``seedN/router.json``. ``mma run`` evaluates
+MMA-Auto and RuleRouter-Fuse through this object, loaded back from that file, and the Serve
+Reranker deployment loads the same file: what is served is the route choice that was measured.
 """
 
 from __future__ import annotations
@@ -12,41 +12,57 @@ from pathlib import Path
 
 import numpy as np
 
-from metamodal.agent.env import AgentEnv
+from metamodal.agent.env import AgentEnv, Step
 from metamodal.agent.episodes import Episode
-from metamodal.agent.menus import Menu
+from metamodal.agent.menus import Bucket, Menu
 from metamodal.agent.routes import Route
 from metamodal.agent.stats import StatsCodec, episode_stats
 
 VERSION = 1
+KINDS = ("mma", "rulerouter")
 
 
-def _key(k: tuple[str, tuple[str, ...]]) -> str:
+def bucket_key(k: Bucket) -> str:
     return f"{k[0]}:{'+'.join(k[1])}"
 
 
 def save_router(path: Path, tools: list[str], fusion_tools: list[str], codec: StatsCodec,
-                menus: dict, policy: dict) -> None:  # fmt: skip
+                menus: dict, policy: dict, llm_rank: dict | None = None) -> None:  # fmt: skip
+    """``llm_rank``: the listwise tool's training summary when the run used it."""
     state = {
         "version": VERSION, "tools": tools, "fusion_tools": fusion_tools,
         "codec": {n: e.tolist() for n, e in codec.edges.items()},
-        "menus": {_key(k): {"routes": [[list(map(list, r.weights)), r.lam] for r in m.routes],
-                            "rr": m.rr} for k, m in menus.items()},
-        "policy": policy,
+        "menus": {bucket_key(k): {"routes": [[list(map(list, r.weights)), r.lam] for r in m.routes],
+                                  "rr": m.rr} for k, m in menus.items()},
+        "policy": policy, "llm_rank": llm_rank,
     }  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state))
     tmp.replace(path)
 
 
+def read_router(seed_dir: Path) -> dict:
+    f = seed_dir / "router.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: no trained router (run `metamodal mma run` first)")
+    state = json.loads(f.read_text())
+    if state.get("version") != VERSION:
+        raise ValueError(f"{f}: router version {state.get('version')}, expected {VERSION}")
+    return state
+
+
 class RoutedReranker:
-    """``kind``: ``mma`` (the LLM router's argmax over the bucket's menu) or ``rulerouter``."""
+    """``kind``: ``mma`` (the LLM router's argmax over the bucket's menu) or ``rulerouter``
+    (RuleRouter-Fuse's route of the bucket). ``env`` must hold the tools named in the state."""
 
     def __init__(self, state: dict, env: AgentEnv, kind: str, seed_dir: Path) -> None:
-        if state.get("version") != VERSION:
-            raise ValueError(f"{seed_dir / 'router.json'}: router version {state.get('version')}, "
-                             f"expected {VERSION}")  # fmt: skip
-        self.env, self.kind = env, kind
+        if kind not in KINDS:
+            raise ValueError(f"reranker kind {kind!r}: expected one of {KINDS}")
+        missing = [t for t in state["tools"] if t not in env.tools]
+        if missing:
+            raise ValueError(f"{seed_dir / 'router.json'}: tools {missing} are not in the env")
+        self.env, self.kind, self.policy = env, kind, state["policy"]
         self.codec = StatsCodec(state["tools"])
         self.codec.edges = {n: np.asarray(e) for n, e in state["codec"].items()}
         self.menus = {
@@ -58,28 +74,41 @@ class RoutedReranker:
         if kind == "mma":
             from metamodal.agent.menu_policy import load_menu_policy
 
-            pol = state["policy"]
             adapter = seed_dir / "router_stats" / "adapter"
-            self.net = load_menu_policy(pol, adapter if adapter.is_dir() else None)
+            self.net = load_menu_policy(state["policy"], adapter if adapter.is_dir() else None)
 
-    def menu(self, ep: Episode) -> Menu:
-        key = _key((ep.pool_kind, tuple(ep.available)))
-        if key not in self.menus:
-            raise KeyError(f"no route menu for {key}: the run never trained that bucket")
-        return self.menus[key]
+    @classmethod
+    def load(cls, seed_dir: Path, env: AgentEnv, kind: str) -> RoutedReranker:
+        return cls(read_router(seed_dir), env, kind, seed_dir)
+
+    def menu(self, key: Bucket) -> Menu:
+        k = bucket_key(key)
+        if k not in self.menus:
+            raise KeyError(f"no route menu for {k}: the run never trained that bucket")
+        return self.menus[k]
+
+    def prompt(self, step: Step) -> str:
+        st = episode_stats(self.env.store.view(step.ep), step.results, step.first)
+        return self.codec.render(st, step.ep.task, len(step.ep.pool))
+
+    def choose(self, key: Bucket, prompts: list[str]) -> np.ndarray:
+        """The route index per prompt of one bucket (the prompts ``prompt`` renders)."""
+        m = self.menu(key)
+        if self.net is None:
+            return np.full(len(prompts), m.rr, dtype=np.int64)
+        return self.net.probs(prompts, [len(m.routes)] * len(prompts)).argmax(1)
 
     def rank(self, episodes: list[Episode]) -> list[tuple[np.ndarray, Route]]:
+        """Per episode, the chosen route's score per pool position, and the route. Episodes
+        are grouped by bucket so the LLM reads each bucket's prompts in one batch."""
         steps = [self.env.observe(e) for e in episodes]
-        menus = [self.menu(e) for e in episodes]
-        if self.net is not None:
-            prompts = [self.codec.render(episode_stats(self.env.store.view(s.ep), s.results,
-                       s.first), s.ep.task, len(s.ep.pool)) for s in steps]  # fmt: skip
-            probs = self.net.probs(prompts, [len(m.routes) for m in menus])
-            picks = probs.argmax(1).tolist()
-        else:
-            picks = [m.rr for m in menus]
+        keys = [(e.pool_kind, tuple(e.available)) for e in episodes]
+        picks = np.zeros(len(steps), dtype=np.int64)
+        for key in dict.fromkeys(keys):
+            idx = [i for i, k in enumerate(keys) if k == key]
+            picks[idx] = self.choose(key, [self.prompt(steps[i]) for i in idx])
         out = []
-        for s, m, i in zip(steps, menus, picks, strict=True):
-            route = m.routes[i]
+        for s, key, i in zip(steps, keys, picks.tolist(), strict=True):
+            route = self.menu(key).routes[i]
             out.append((route.scores(s.results, s.first, len(s.ep.pool)), route))
         return out

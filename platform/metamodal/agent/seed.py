@@ -10,16 +10,20 @@ the report) the strongest baseline; test episodes are only scored.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from metamodal.agent.config import MMAConfig
+from metamodal.agent.config import MMAConfig, wants_llm_rank
 from metamodal.agent.env import AgentEnv
 from metamodal.agent.episodes import TASKS, Episode, EpisodeBuilder, PoolConfig, pool_ndcg
 from metamodal.agent.evidence import EvidenceStore
+from metamodal.agent.llm_rank import NAME as LLM_RANK
+from metamodal.agent.llm_rank import llm_rank_tool, train_llm_rank
 from metamodal.agent.menus import LearnedGate, build_menu, fit_gate, fit_rule_route, soft_targets
+from metamodal.agent.routed import KINDS, RoutedReranker, save_router
 from metamodal.agent.routes import candidate_routes, make_batch, reward_table
 from metamodal.agent.rows import Rows, observe_rows, render_rows, score_rows, shuffled_within
 from metamodal.agent.stats import StatsCodec
@@ -74,6 +78,21 @@ def choose_tool_models(scorers, exclude: str, sel: list[Episode], n: int) -> lis
     return best
 
 
+def seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse) -> tuple[AgentEnv, dict | None]:
+    """The seed's tools: the dataset's, the chosen zoo models, and ``llm_rank`` (trained on the
+    fit episodes) when wanted; the latter's training summary, or None."""
+    extra = {m: model_tool(scorers[m], m) for m in models}
+    summary = None
+    if wants_llm_rank(cfg):
+        t0 = time.perf_counter()
+        pcfg = cfg.policy.model_copy(update={"seed": seed})
+        ranker = train_llm_rank(store, fit_e, pcfg, seed_dir / "llm_rank", cfg.llm_rank_rows, reuse)
+        extra[LLM_RANK], summary = llm_rank_tool(ranker), ranker.summary
+        log(f"seed {seed}: llm_rank trained on {summary['rows']} episodes "
+            f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    return AgentEnv(store, tools_for(store, extra=extra)), summary
+
+
 def make_menus(fit: Rows, sel: Rows, tools: list[str], k: int) -> dict:
     menus = {}
     for key, br in fit.items():
@@ -123,8 +142,6 @@ def llm_rows(fit: Rows, menus: dict, cfg: MMAConfig, seed: int, prompt_kind: str
 
 
 def train_llm(fit, menus, cfg, seed, out: Path, prompt_kind: str, reuse: bool) -> dict:
-    import json
-
     from metamodal.agent.menu_policy import train_menu_policy
 
     d = out / f"router_{prompt_kind}"
@@ -178,11 +195,34 @@ def zoo_ndcg(scorers, rows: Rows) -> dict[str, dict]:
                 for k, br in rows.items()} for n, sc in scorers.items()}  # fmt: skip
 
 
-def method_rewards(store, scorers, fit, sel, test, menus, cfg, seed, out, reuse) -> tuple:
-    """Per method, per bucket, the per-row NDCG@10 on select and on test."""
+def routed_choices(routed: RoutedReranker, rows: Rows) -> dict:
+    return {k: routed.choose(k, br.prompts) for k, br in rows.items()}
+
+
+def llm_ablations(summary: dict, fit, test: Rows, menus, cfg, seed, out, reuse) -> dict:
+    """The LLM router's ablation rows on test: warm start only, shuffled statistics, and a
+    router trained on today's bucket-only prompt."""
+    res = {}
+    if "bc_only" in cfg.llm_ablations:
+        bc = llm_choices(summary, test, "stats", str(Path(summary["adapter"]).with_name("adapter_bc")))
+        res["mma_bc_only"] = pick(test, bc)
+    if "shuffled" in cfg.llm_ablations:
+        res["mma_shuffled_stats"] = pick(test, llm_choices(summary, shuffled_within(test, seed + 1), "stats"))
+    if "bucket_prompt" in cfg.llm_ablations:
+        bsum = train_llm(fit, menus, cfg, seed, out, "bucket", reuse)
+        res["mma_bucket_prompt"] = pick(test, llm_choices(bsum, test, "bucket"))
+    return res
+
+
+def method_rewards(store, scorers, fit, sel, test, menus, routed, cfg, seed, out, reuse) -> tuple:
+    """Per method, per bucket, the per-row NDCG@10 on select and on test. MMA-Auto and
+    RuleRouter-Fuse choose through ``routed`` (loaded from ``router.json``), as Serve does."""
     res_t, res_s, info = {}, {}, {}
-    rr = {k: m.rr for k, m in menus.items()}
-    res_t["rulerouter_fuse"], res_s["rulerouter_fuse"] = pick(test, rr), pick(sel, rr)
+    choices = {kind: {"valid": routed_choices(r, sel), "test": routed_choices(r, test)}
+               for kind, r in routed.items()}  # fmt: skip
+    info["choices"] = choices
+    for kind, name in (("rulerouter", "rulerouter_fuse"), ("mma", "mma_auto")):
+        res_t[name], res_s[name] = pick(test, choices[kind]["test"]), pick(sel, choices[kind]["valid"])
     fixed = {k: int(sel[k].rewards.mean(0).argmax()) for k in menus}
     res_t["best_fixed_route"], res_s["best_fixed_route"] = pick(test, fixed), pick(sel, fixed)
     res_t["oracle_route"] = {k: br.rewards.max(1) for k, br in test.items()}
@@ -190,20 +230,9 @@ def method_rewards(store, scorers, fit, sel, test, menus, cfg, seed, out, reuse)
     res_t["learned_gate"], res_t["learned_gate_shuffled"] = pick(test, g), pick(test, g_sh)
     res_s["learned_gate"] = pick(sel, info["gate"].pop("select"))
     t0 = time.perf_counter()
-    summary = train_llm(fit, menus, cfg, seed, out, "stats", reuse)
-    info["policy"] = summary
-    mma_t, mma_s = llm_choices(summary, test, "stats"), llm_choices(summary, sel, "stats")
-    res_t["mma_auto"], res_s["mma_auto"] = pick(test, mma_t), pick(sel, mma_s)
-    if "bc_only" in cfg.llm_ablations:
-        bc = llm_choices(summary, test, "stats", str(Path(summary["adapter"]).with_name("adapter_bc")))
-        res_t["mma_bc_only"] = pick(test, bc)
-    if "shuffled" in cfg.llm_ablations:
-        sh = llm_choices(summary, shuffled_within(test, seed + 1), "stats")
-        res_t["mma_shuffled_stats"] = pick(test, sh)
-    if "bucket_prompt" in cfg.llm_ablations:
-        bsum = train_llm(fit, menus, cfg, seed, out, "bucket", reuse)
-        res_t["mma_bucket_prompt"] = pick(test, llm_choices(bsum, test, "bucket"))
-    info["policy_seconds"] = time.perf_counter() - t0
+    res_t.update(llm_ablations(routed["mma"].policy, fit, test, menus, cfg, seed, out, reuse))
+    info["ablation_seconds"] = time.perf_counter() - t0
+    mma_s, mma_t = choices["mma"]["valid"], choices["mma"]["test"]
     w = max((0.5, 1.0, 2.0), key=lambda w: np.mean(np.concatenate(list(
         interactive_ndcg(store, sel, menus, mma_s, w).values()))))  # fmt: skip
     info["clarify_weight"] = w
@@ -214,6 +243,32 @@ def method_rewards(store, scorers, fit, sel, test, menus, cfg, seed, out, reuse)
     for name, d in zoo_ndcg(scorers, sel).items():
         res_s[name] = d
     return res_t, res_s, info
+
+
+def fixed_rankings(rows: Rows, routed: RoutedReranker, choice: dict, ds, k: int = 10) -> list:
+    """Each fixed pool's top ``k`` catalogue ids under the chosen route: what a served request
+    for that user must answer (``seedN/rankings.json``)."""
+    out = []
+    for key, br in rows.items():
+        if key[0] != "fixed":
+            continue
+        menu = routed.menu(key)
+        for s, i in zip(br.steps, choice[key].tolist(), strict=True):
+            route = menu.routes[i]
+            x = route.scores(s.results, s.first, len(s.ep.pool))
+            top = s.ep.pool[np.argsort(-x, kind="stable")[:k]]
+            out.append({"user": str(ds.user_ids[s.ep.user]), "route": i,
+                        "tools": [t for t, _ in route.weights],
+                        "items": [str(ds.item_ids[j]) for j in top]})  # fmt: skip
+    return out
+
+
+def write_rankings(path: Path, rows: dict[str, Rows], routed: dict, choices: dict, ds) -> None:
+    state = {kind: {part: fixed_rankings(r, routed[kind], choices[kind][part], ds)
+                    for part, r in rows.items()} for kind in routed}  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)
 
 
 def conditions(res: dict, sources: list[str]) -> dict[str, dict[str, list[float]]]:
@@ -246,7 +301,8 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     test_e = episodes_of(b, "test", test_u, cfg.test_episodes, cfg.fixed_users, ooma_patterns(sources), full, seed)
     scorers = {n: BaselineScorer(r, {m: store.group_of(m) for m in r.modalities}) for n, r in runs.items()}
     models = choose_tool_models(scorers, cfg.retriever, sel_e, cfg.fusion_tools)
-    env = AgentEnv(store, tools_for(store, extra={m: model_tool(scorers[m], m) for m in models}))
+    seed_dir = out / f"seed{seed}"
+    env, ranker = seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse_policy)
     tools = list(env.tools)
     fit, sel, test = (observe_rows(env, e) for e in (fit_e, sel_e, test_e))
     log(f"seed {seed}: rows fit {sum(map(len, fit.values()))}, select "
@@ -258,11 +314,16 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     menus = make_menus(fit, sel, tools, cfg.menu_size)
     for rows in (fit, sel, test):
         score_rows(rows, menus, tools)
-    res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, cfg, seed,
-                                        out / f"seed{seed}", reuse_policy)  # fmt: skip
-    from metamodal.agent.routed import save_router
-
-    save_router(out / f"seed{seed}" / "router.json", tools, models, codec, menus, info["policy"])
+    t0 = time.perf_counter()
+    summary = train_llm(fit, menus, cfg, seed, seed_dir, "stats", reuse_policy)
+    save_router(seed_dir / "router.json", tools, models, codec, menus, summary, ranker)
+    routed = {kind: RoutedReranker.load(seed_dir, env, kind) for kind in KINDS}
+    policy_s = time.perf_counter() - t0
+    res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, routed, cfg, seed,
+                                        seed_dir, reuse_policy)  # fmt: skip
+    write_rankings(seed_dir / "rankings.json", {"valid": sel, "test": test}, routed,
+                   info.pop("choices"), ds)  # fmt: skip
+    info["policy"], info["policy_seconds"] = summary, policy_s + info.pop("ablation_seconds")
     per_episode = conditions(res_t, sources)
     validation = {c: {m: float(np.mean(v)) for m, v in d.items()}
                   for c, d in conditions(res_s, sources).items()}  # fmt: skip

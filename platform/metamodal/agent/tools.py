@@ -64,7 +64,7 @@ def _summarise(name: str, s: np.ndarray, note: str = "") -> str:
     return f"{name}: scored {int(ok.sum())}/{len(s)}, top {tops}, spread {spread:.2f}{note}"
 
 
-def _result(name: str, s: np.ndarray | None, note: str = "") -> ToolResult:
+def result_of(name: str, s: np.ndarray | None, note: str = "") -> ToolResult:
     if s is None or np.isnan(s).all():
         return ToolResult(name, "no_evidence", None, f"{name}: no usable evidence{note}")
     return ToolResult(name, "ok", s, _summarise(name, s, note))
@@ -87,10 +87,10 @@ def similarity_tool(group: str) -> Tool:
         per = [_profile_scores(x, m, ev.ep.history, ev.ep.pool) for _, x, m in mods]
         per = [s for s in per if s is not None]
         if not per:
-            return _result(name, None, " (no history item has it)")
+            return result_of(name, None, " (no history item has it)")
         with np.errstate(all="ignore"):
             s = np.nanmean(np.stack(per), 0) if len(per) > 1 else per[0]
-        return _result(name, s)
+        return result_of(name, s)
 
     return run
 
@@ -103,12 +103,12 @@ def graph_tool(ev: Evidence) -> ToolResult:
     except MaskedModality:
         return unavailable("graph")
     if items is None or not len(ev.ep.history):
-        return _result("graph", None)
+        return result_of("graph", None)
     prof = items[ev.ep.history].mean(0)
     s = (items[ev.ep.pool] @ prof).astype(np.float64)
     s[ev.ep.cold] = np.nan
     cold = int(ev.ep.cold.sum())
-    return _result("graph", s, f", {cold} cold" if cold else "")
+    return result_of("graph", s, f", {cold} cold" if cold else "")
 
 
 def keyword_tool(ev: Evidence) -> ToolResult:
@@ -122,11 +122,11 @@ def keyword_tool(ev: Evidence) -> ToolResult:
         return unavailable("keyword")
     prof = Counter(w for i in ev.ep.history for w in kw[i])
     if not prof:
-        return _result("keyword", None)
+        return result_of("keyword", None)
     total = sum(prof.values())
     s = np.array([sum(prof[w] for w in kw[i]) / total if kw[i] else np.nan for i in ev.ep.pool])
     top = ", ".join(w for w, _ in prof.most_common(4))
-    return _result("keyword", s, f"; user keywords: {top}")
+    return result_of("keyword", s, f"; user keywords: {top}")
 
 
 def cross_modal_tool(ev: Evidence) -> ToolResult:
@@ -151,9 +151,9 @@ def cross_modal_tool(ev: Evidence) -> ToolResult:
             s[~mc[pool]] = np.nan
             parts.append(s)
     if not parts:
-        return _result("cross_modal", None)
+        return result_of("cross_modal", None)
     with np.errstate(all="ignore"):
-        return _result("cross_modal", np.nanmean(np.stack(parts), 0))
+        return result_of("cross_modal", np.nanmean(np.stack(parts), 0))
 
 
 def clarify_tool(store: EvidenceStore) -> Tool:
@@ -165,15 +165,15 @@ def clarify_tool(store: EvidenceStore) -> Tool:
     def run(ev: Evidence) -> ToolResult:
         held = [g for g in store.groups if g != GRAPH and store.groups[g] and not ev.observed(g)]
         if not held:
-            return _result("clarify", None, " (nothing held out)")
+            return result_of("clarify", None, " (nothing held out)")
         oracle = store.view(ev.ep.with_available((*ev.ep.available, *held)))
         answers = [similarity_tool(g)(oracle) for g in held]
         used = [a for a in answers if a.usable]
         if not used:
-            return _result("clarify", None)
+            return result_of("clarify", None)
         with np.errstate(all="ignore"):
             s = np.nanmean(np.stack([a.scores for a in used]), 0)
-        return _result("clarify", s, f" (user answered about {', '.join(held)})")
+        return result_of("clarify", s, f" (user answered about {', '.join(held)})")
 
     return run
 
@@ -186,7 +186,7 @@ def model_tool(scorer, name: str = "fusion") -> Tool:
     def run(ev: Evidence) -> ToolResult:
         if not any(ev.observed(g) for g in ev.ep.available):
             return unavailable(name)
-        return _result(name, np.asarray(scorer.scores(ev.ep), dtype=np.float64))
+        return result_of(name, np.asarray(scorer.scores(ev.ep), dtype=np.float64))
 
     return run
 

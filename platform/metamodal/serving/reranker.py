@@ -82,24 +82,23 @@ class RerankerCore:
 
 
 def load_routed(cfg: ServeConfig, run, store, kind: str):
-    """The seed's router exactly as ``mma run`` measured it (``seedN/router.json``)."""
-    import json
-
+    """The seed's router exactly as ``mma run`` measured it (``seedN/router.json``), with the
+    zoo models it routes to as fusion tools."""
     from metamodal.agent.baselines import BaselineScorer
     from metamodal.agent.env import AgentEnv
-    from metamodal.agent.routed import RoutedReranker
+    from metamodal.agent.routed import RoutedReranker, read_router
     from metamodal.agent.tools import model_tool, tools_for
 
     seed_dir = Path(cfg.mma_dir) / f"seed{cfg.mma_seed}"
-    f = seed_dir / "router.json"
-    if not f.is_file():
-        raise FileNotFoundError(f"{f}: no trained router (run `metamodal mma run` first)")
-    state = json.loads(f.read_text())
-    extra = {}
+    state, extra = read_router(seed_dir), {}
     for m in state["fusion_tools"]:
         trun = load_run(Path(cfg.mma_dir) / "zoo" / m, ds=run.ds)
         extra[m] = model_tool(BaselineScorer(trun, {n: store.group_of(n) for n in trun.modalities}), m)
-    return RoutedReranker(state, AgentEnv(store, tools_for(store, extra=extra)), kind, seed_dir)
+    if state.get("llm_rank"):
+        from metamodal.agent.llm_rank import NAME, ListwiseRanker, llm_rank_tool
+
+        extra[NAME] = llm_rank_tool(ListwiseRanker(state["llm_rank"]))
+    return RoutedReranker.load(seed_dir, AgentEnv(store, tools_for(store, extra=extra)), kind)
 
 
 def load_run_name(cfg: ServeConfig) -> str:

@@ -23,6 +23,7 @@ from metamodal.serving.config import ServeConfig
 from metamodal.train.artifacts import load_run
 
 PSEUDO_HISTORY = 5  # items nearest a text / image query that stand in for a history
+RESCORE_SLACK = 8  # extra float32 candidates rescored in float64, so the pool's edge is exact
 
 
 class BadQuery(ValueError):
@@ -46,12 +47,16 @@ class RetrieverCore:
         run = load_run(cfg.retriever_run)
         self.ds = run.ds
         net = run.build()
-        u, i = (t.detach().numpy().astype(np.float32) for t in net.vectors())
+        # float64 vectors rescore the index's float32 candidates: a pool's order is then the
+        # one ``mma run`` evaluated (its retriever scores in float64, ties by item index)
+        u, i = (t.detach().numpy().astype(np.float64) for t in net.vectors())
         self.users, self.items = u, i
-        self.index = ItemIndex(i, IndexSpec(kind=cfg.index_kind))
+        self.index = ItemIndex(i.astype(np.float32), IndexSpec(kind=cfg.index_kind))
         self.user_pos = {str(x): n for n, x in enumerate(self.ds.user_ids)}
         self.item_pos = {str(x): n for n, x in enumerate(self.ds.item_ids)}
-        self.seen = run.model_data().train.tocsr()
+        # every item of a user's training part, cold ones too (the retriever never saw those
+        # interactions, but the user did)
+        self.seen = self.ds.matrix(run.split.train).tocsr()
         self.cold_items = (
             run.miss.cold_items if run.miss is not None else np.zeros(self.ds.n_items, bool)
         )
@@ -97,13 +102,15 @@ class RetrieverCore:
         raise BadQuery(f"unknown query kind {kind!r}")
 
     def _search(self, q, n, exclude, user, hist, task) -> Retrieved:
-        k = min(self.ds.n_items, n + len(exclude))
-        scores, items = self.index.search(q[None, :], k)
-        keep = (items[0] >= 0) & ~np.isin(items[0], exclude)
-        pool, s = items[0][keep][:n], scores[0][keep][:n]
+        k = min(self.ds.n_items, n + len(exclude) + RESCORE_SLACK)
+        _, items = self.index.search(q[None, :].astype(np.float32), k)
+        cand = items[0][(items[0] >= 0) & ~np.isin(items[0], exclude)]
+        s = self.items[cand] @ q
+        order = np.lexsort((cand, -s))[:n]  # by score, ties by item index
+        pool, s = cand[order], s[order]
         ids = [str(self.ds.item_ids[i]) for i in pool]
-        return Retrieved(user, np.asarray(hist, np.int64), pool, s.astype(np.float64),
-                         self.cold_items[pool], task, ids)  # fmt: skip
+        return Retrieved(user, np.asarray(hist, np.int64), pool, s, self.cold_items[pool], task,
+                         ids)  # fmt: skip
 
     # cold start by content ---------------------------------------------------------------
     def _manifest_encoder(self, source: str):
