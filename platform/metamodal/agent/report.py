@@ -13,7 +13,8 @@ import numpy as np
 AGENT_METHODS = ("mma_auto", "rulerouter_fuse", "learned_gate", "mma_interactive")
 # routers and ablations: reported, never a baseline
 CONTROLS = ("best_fixed_route", "learned_gate_shuffled", "mma_bc_only", "mma_shuffled_stats",
-            "mma_bucket_prompt", "oracle_route", "random_order")  # fmt: skip
+            "mma_bucket_prompt", "oracle_route", "random_order", "llm_rank_alone",
+            "keyword_alone")  # fmt: skip
 TARGETS = {"ooma": 4.0, "fixed_pool": 12.7}  # the MMA paper's gains over the strongest baseline
 
 

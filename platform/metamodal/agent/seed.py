@@ -24,7 +24,7 @@ from metamodal.agent.llm_rank import NAME as LLM_RANK
 from metamodal.agent.llm_rank import llm_rank_tool, train_llm_rank
 from metamodal.agent.menus import LearnedGate, build_menu, fit_gate, fit_rule_route, soft_targets
 from metamodal.agent.routed import KINDS, RoutedReranker, save_router
-from metamodal.agent.routes import candidate_routes, make_batch, reward_table
+from metamodal.agent.routes import Route, candidate_routes, make_batch, reward_table
 from metamodal.agent.rows import Rows, observe_rows, render_rows, score_rows, shuffled_within
 from metamodal.agent.stats import StatsCodec
 from metamodal.agent.tools import model_tool, tools_for
@@ -190,6 +190,13 @@ def random_ndcg(rows: Rows, seed: int) -> dict:
             for k, br in rows.items()}  # fmt: skip
 
 
+def single_tool_ndcg(rows: Rows, tool: str) -> dict:
+    """One tool's ranking alone (λ 0; where it cannot answer, the fusion rule's fallback)."""
+    route = Route.of({tool: 1.0})
+    return {k: np.array([pool_ndcg(route.scores(s.results, s.first, len(s.ep.pool)), s.ep)
+                         for s in br.steps]) for k, br in rows.items()}  # fmt: skip
+
+
 def zoo_ndcg(scorers, rows: Rows) -> dict[str, dict]:
     return {n: {k: np.array([pool_ndcg(sc.scores(s.ep), s.ep) for s in br.steps])
                 for k, br in rows.items()} for n, sc in scorers.items()}  # fmt: skip
@@ -238,6 +245,9 @@ def method_rewards(store, scorers, fit, sel, test, menus, routed, cfg, seed, out
     info["clarify_weight"] = w
     res_t["mma_interactive"] = interactive_ndcg(store, test, menus, mma_t, w)
     res_t["random_order"], res_s["random_order"] = random_ndcg(test, seed), random_ndcg(sel, seed)
+    if LLM_RANK in routed["mma"].env.tools:  # does the LLM read text better than keyword overlap?
+        for t in (LLM_RANK, "keyword"):
+            res_t[f"{t}_alone"] = single_tool_ndcg(test, t)
     for name, d in zoo_ndcg(scorers, test).items():
         res_t[name] = d
     for name, d in zoo_ndcg(scorers, sel).items():
