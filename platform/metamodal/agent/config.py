@@ -34,6 +34,9 @@ class MMAConfig(BaseModel):
     fit_episodes: int = 1000  # per task, fit validation users (each crossed with all patterns)
     fit_fixed_users: int = 600
     select_episodes: int = 300  # per task, select users: ≥ 500 rows per bucket once crossed
+    # of those, the rows per target-positive bucket MMA-Auto reads (its validation row and
+    # the clarification weight; nothing else of MMA's is selected there)
+    select_llm_rows: int = 200
     select_fixed_users: int = 600
     test_episodes: int = 200  # per task
     fixed_users: int = 400

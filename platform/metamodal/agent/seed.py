@@ -25,7 +25,14 @@ from metamodal.agent.llm_rank import llm_rank_tool, train_llm_rank
 from metamodal.agent.menus import LearnedGate, build_menu, fit_gate, fit_rule_route, soft_targets
 from metamodal.agent.routed import KINDS, RoutedReranker, save_router
 from metamodal.agent.routes import Route, candidate_routes, make_batch, reward_table
-from metamodal.agent.rows import Rows, observe_rows, render_rows, score_rows, shuffled_within
+from metamodal.agent.rows import (
+    BucketRows,
+    Rows,
+    observe_rows,
+    render_rows,
+    score_rows,
+    shuffled_within,
+)
 from metamodal.agent.stats import StatsCodec
 from metamodal.agent.tools import model_tool, tools_for
 from metamodal.data.missing import availability_patterns, ooma_patterns
@@ -103,6 +110,21 @@ def make_menus(fit: Rows, sel: Rows, tools: list[str], k: int) -> dict:
         rr = fit_rule_route(make_batch(sel[key].steps, tools), usable)
         menus[key] = build_menu(cands, r_fit, rr, k)
     return menus
+
+
+def subsample(rows: Rows, n: int, seed: int) -> Rows:
+    """At most ``n`` rows of each target-positive bucket (drawn with ``seed``); fixed pools
+    whole (their rankings are what a served request must reproduce)."""
+    out: Rows = {}
+    for key, br in rows.items():
+        if key[0] == "fixed" or len(br) <= n:
+            out[key] = br
+            continue
+        i = np.sort(np.random.default_rng([seed, 13]).permutation(len(br))[:n])
+        out[key] = BucketRows([br.steps[j] for j in i], [br.stats[j] for j in i], br.rewards[i],
+                              [br.prompts[j] for j in i], [br.bucket_prompts[j] for j in i],
+                              br.x[i])  # fmt: skip
+    return out
 
 
 def pick(rows: Rows, choice: dict) -> dict:
@@ -206,15 +228,15 @@ def routed_choices(routed: RoutedReranker, rows: Rows) -> dict:
     return {k: routed.choose(k, br.prompts) for k, br in rows.items()}
 
 
-def llm_ablations(summary: dict, fit, test: Rows, menus, cfg, seed, out, reuse) -> dict:
+def llm_ablations(mma: RoutedReranker, fit, test: Rows, menus, cfg, seed, out, reuse) -> dict:
     """The LLM router's ablation rows on test: warm start only, shuffled statistics, and a
     router trained on today's bucket-only prompt."""
-    res = {}
+    res, summary = {}, mma.policy
     if "bc_only" in cfg.llm_ablations:
         bc = llm_choices(summary, test, "stats", str(Path(summary["adapter"]).with_name("adapter_bc")))
         res["mma_bc_only"] = pick(test, bc)
-    if "shuffled" in cfg.llm_ablations:
-        res["mma_shuffled_stats"] = pick(test, llm_choices(summary, shuffled_within(test, seed + 1), "stats"))
+    if "shuffled" in cfg.llm_ablations:  # the same prompts permuted: MMA's net has read them
+        res["mma_shuffled_stats"] = pick(test, routed_choices(mma, shuffled_within(test, seed + 1)))
     if "bucket_prompt" in cfg.llm_ablations:
         bsum = train_llm(fit, menus, cfg, seed, out, "bucket", reuse)
         res["mma_bucket_prompt"] = pick(test, llm_choices(bsum, test, "bucket"))
@@ -225,11 +247,15 @@ def method_rewards(store, scorers, fit, sel, test, menus, routed, cfg, seed, out
     """Per method, per bucket, the per-row NDCG@10 on select and on test. MMA-Auto and
     RuleRouter-Fuse choose through ``routed`` (loaded from ``router.json``), as Serve does."""
     res_t, res_s, info = {}, {}, {}
-    choices = {kind: {"valid": routed_choices(r, sel), "test": routed_choices(r, test)}
-               for kind, r in routed.items()}  # fmt: skip
+    sel_llm = subsample(sel, cfg.select_llm_rows, seed)  # the LLM reads a share of select
+    info["select_llm"] = sel_llm
+    choices = {kind: {"valid": routed_choices(r, sel_llm if kind == "mma" else sel),
+                      "test": routed_choices(r, test)} for kind, r in routed.items()}  # fmt: skip
     info["choices"] = choices
-    for kind, name in (("rulerouter", "rulerouter_fuse"), ("mma", "mma_auto")):
-        res_t[name], res_s[name] = pick(test, choices[kind]["test"]), pick(sel, choices[kind]["valid"])
+    res_t["rulerouter_fuse"] = pick(test, choices["rulerouter"]["test"])
+    res_s["rulerouter_fuse"] = pick(sel, choices["rulerouter"]["valid"])
+    res_t["mma_auto"] = pick(test, choices["mma"]["test"])
+    res_s["mma_auto"] = pick(sel_llm, choices["mma"]["valid"])
     fixed = {k: int(sel[k].rewards.mean(0).argmax()) for k in menus}
     res_t["best_fixed_route"], res_s["best_fixed_route"] = pick(test, fixed), pick(sel, fixed)
     res_t["oracle_route"] = {k: br.rewards.max(1) for k, br in test.items()}
@@ -237,11 +263,11 @@ def method_rewards(store, scorers, fit, sel, test, menus, routed, cfg, seed, out
     res_t["learned_gate"], res_t["learned_gate_shuffled"] = pick(test, g), pick(test, g_sh)
     res_s["learned_gate"] = pick(sel, info["gate"].pop("select"))
     t0 = time.perf_counter()
-    res_t.update(llm_ablations(routed["mma"].policy, fit, test, menus, cfg, seed, out, reuse))
+    res_t.update(llm_ablations(routed["mma"], fit, test, menus, cfg, seed, out, reuse))
     info["ablation_seconds"] = time.perf_counter() - t0
     mma_s, mma_t = choices["mma"]["valid"], choices["mma"]["test"]
     w = max((0.5, 1.0, 2.0), key=lambda w: np.mean(np.concatenate(list(
-        interactive_ndcg(store, sel, menus, mma_s, w).values()))))  # fmt: skip
+        interactive_ndcg(store, sel_llm, menus, mma_s, w).values()))))  # fmt: skip
     info["clarify_weight"] = w
     res_t["mma_interactive"] = interactive_ndcg(store, test, menus, mma_t, w)
     res_t["random_order"], res_s["random_order"] = random_ndcg(test, seed), random_ndcg(sel, seed)
@@ -331,8 +357,8 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     policy_s = time.perf_counter() - t0
     res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, routed, cfg, seed,
                                         seed_dir, reuse_policy)  # fmt: skip
-    write_rankings(seed_dir / "rankings.json", {"valid": sel, "test": test}, routed,
-                   info.pop("choices"), ds)  # fmt: skip
+    write_rankings(seed_dir / "rankings.json", {"valid": info.pop("select_llm"), "test": test},
+                   routed, info.pop("choices"), ds)  # fmt: skip
     info["policy"], info["policy_seconds"] = summary, policy_s + info.pop("ablation_seconds")
     per_episode = conditions(res_t, sources)
     validation = {c: {m: float(np.mean(v)) for m, v in d.items()}
