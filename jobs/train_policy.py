@@ -1,5 +1,6 @@
-"""Train MMA's policy (warm start + GRPO on Ray Train with DeepSpeed) behind the zoo models, per
-seed, and evaluate the four evidence checks — the same path as ``metamodal mma run``.
+"""Train MMA's menu router (warm start + expected-reward RL on Ray Train with DeepSpeed) and, with
+``--set llm_rank=on``, the listwise ``llm_rank`` tool, behind the zoo models, per seed, and write
+the report — the same path as ``metamodal mma run``.
 
 python jobs/train_policy.py --dataset ../shared/data/lfm2k --out runs/mma [--quick] \
     [--set policy.rl_epochs=3 --set policy.workers=4]
