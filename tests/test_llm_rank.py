@@ -82,3 +82,12 @@ def test_trains_on_ray_train_and_scores_pools_longer_than_its_window(world, rank
     assert len(prompts) == 2
     s = ranker.scores(prompts, len(long.pool))
     assert s.shape == (len(long.pool),) and np.isfinite(s).all() and (s <= 0).all()
+
+
+def test_the_switch_reads_on_off_auto_from_the_command_line() -> None:
+    from metamodal.agent.config import load_mma_config
+
+    got = [load_mma_config([f"llm_rank={v}"]).llm_rank for v in ("on", "off", "auto")]
+    assert got == ["on", "off", "auto"] and load_mma_config([]).llm_rank == "auto"
+    with pytest.raises(ValueError, match="llm_rank"):
+        load_mma_config(["llm_rank=maybe"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from metamodal.agent.menu_policy import MenuPolicyConfig
 
@@ -51,6 +51,12 @@ class MMAConfig(BaseModel):
     # text-observed episode's candidates, too slow for the 2-core default)
     llm_rank: Literal["auto", "on", "off"] = "auto"
     llm_rank_rows: int = 600  # its training episodes (SFT + RL)
+
+    @field_validator("llm_rank", mode="before")
+    @classmethod
+    def _on_off(cls, v):
+        """``--set llm_rank=on`` arrives as YAML's boolean True."""
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
     seeds: int = Field(3, ge=1)
     policy: MenuPolicyConfig = MenuPolicyConfig()
 
