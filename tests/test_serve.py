@@ -160,6 +160,7 @@ def test_concurrent_requests_are_batched_and_all_answered(server: str, trained: 
         ({}, 422, "exactly one"),
         ({"user_id": "u1", "colour": "red"}, 422, "colour"),
         ({"user_id": "u1", "modalities": ["smell"]}, 422, "smell"),
+        ({"user_id": "u1", "modalities": []}, 422, "modalities"),
         ({"image_b64": "!!!not-base64!!!"}, 422, "base64"),
         ({"image_b64": base64.b64encode(b"plain text").decode()}, 422, "image"),
         ({"text": "x" * 5_000}, 422, "text"),
@@ -192,3 +193,7 @@ def test_served_mma_answers_exactly_what_the_run_measured(server: str, mma_run: 
         body = r.json()
         assert [x["item_id"] for x in body["items"]] == w["items"], w["user"]
         assert body["tools"] == w["tools"]
+    # a caller with only text: a pattern whose fixed pools no run trains takes its menu
+    r = post(server + "/mma", {"user_id": want[0]["user"], "k": 5, "modalities": ["text"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["used_modalities"] == ["text"] and len(r.json()["items"]) == 5

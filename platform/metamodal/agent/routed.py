@@ -82,7 +82,11 @@ class RoutedReranker:
         return cls(read_router(seed_dir), env, kind, seed_dir)
 
     def menu(self, key: Bucket) -> Menu:
+        """A bucket's menu. Runs train fixed pools with everything observed only: a served
+        fixed pool under a partial pattern takes that pattern's (target-positive) menu."""
         k = bucket_key(key)
+        if k not in self.menus and key[0] == "fixed":
+            k = bucket_key(("target_positive", key[1]))
         if k not in self.menus:
             raise KeyError(f"no route menu for {k}: the run never trained that bucket")
         return self.menus[k]

@@ -27,7 +27,7 @@ class RecommendRequest(BaseModel):
     text: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
     image_b64: str | None = Field(None, min_length=1, max_length=MAX_IMAGE_B64)
     k: int = Field(10, ge=1, le=MAX_K)
-    modalities: list[str] | None = Field(None, max_length=len(SOURCES))
+    modalities: list[str] | None = Field(None, min_length=1, max_length=len(SOURCES))
     rerank: bool = True
 
     @model_validator(mode="after")
