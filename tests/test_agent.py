@@ -1,20 +1,20 @@
-"""MMA's foundation: episodes, masking, tools, the action parser, reward, balanced sampling and
-RuleRouter-Fuse — on the generated shop with feature modalities added in the test."""
+"""MMA's foundation: episodes, masking, tools, the action parser, reward and RuleRouter-Fuse's
+fit — on the generated shop with feature modalities added in the test."""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from metamodal.agent.actions import Action, parse, render_action, render_prompt, reward
+from metamodal.agent.env import AgentEnv
 from metamodal.agent.episodes import pool_ndcg
 from metamodal.agent.evidence import EvidenceStore, MaskedModality
 from metamodal.agent.fusion import fuse
-from metamodal.agent.rulerouter import RuleRouter
-from metamodal.agent.sampler import BalancedSampler
+from metamodal.agent.menus import fit_rule_route
+from metamodal.agent.routes import Route, make_batch, reward_table
 from metamodal.agent.tools import run_tools, tools_for
 
 FULL = ("graph", "text", "image")
@@ -161,40 +161,20 @@ def test_reward_is_ndcg_minus_call_cost_plus_format_term() -> None:
     assert reward(0.5, bad) < reward(0.5, a)  # calling nothing never pays
 
 
-def test_balanced_sampler_draws_every_bucket_evenly(world) -> None:
-    _, _, _, b, store = world
-    eps = {t: b.target_positive_part("valid", t, FULL, limit=5, seed=0) for t in
-           ("warm_user", "cold_user", "cold_item")}  # fmt: skip
-    sources = store.sources()
-    assert sources == ["graph", "text", "image"]
-    s = BalancedSampler(eps, sources, seed=0, under=b.under)
-    assert len(s.buckets) == 7 * 3
-    first = Counter(k for k, _ in s.batch(30))
-    assert max(first.values()) - min(first.values()) <= 1 and len(first) == 21
-    total = Counter(k for k, _ in s.batch(21 * 4 - 30)) + first
-    assert set(total.values()) == {4}  # whole cycles: exactly even
-    for (pattern, task), ep in s.batch(10):
-        assert ep.available == pattern and ep.task == task
-    with pytest.raises(ValueError, match="cold_item"):
-        BalancedSampler({"warm_user": eps["warm_user"], "cold_item": []}, sources)
-
-
 def test_fusion_drops_first_stage_without_graph_and_rulerouter_fits_on_validation(world) -> None:
     _, _, _, b, store = world
-    tools = tools_for(store)
+    env = AgentEnv(store, tools_for(store))
     eps = b.target_positive_part("valid", "warm_user", FULL, limit=30, seed=3)
-    observed = []
-    for ep in eps:
-        res = run_tools(store, tools, ep)
-        observed.append((ep, res, store.view(ep).first_stage()))
     only_text = eps[0].with_available(("text",))
-    res = run_tools(store, tools, only_text)
+    res = run_tools(store, env.tools, only_text)
     s = fuse(res, {"text": 1.0}, None, 0.5, len(only_text.pool))
     assert np.isfinite(s).all()
-    rr = RuleRouter.fit(observed, list(tools))
-    base = RuleRouter({t: 1.0 for t in tools}, 0.5).mean_ndcg(observed)
-    assert rr.mean_ndcg(observed) >= base
-    assert 0.0 <= rr.lam <= 1.0 and set(rr.weights) == set(tools)
+    tools = list(env.tools)
+    batch = make_batch([env.observe(e) for e in eps], tools)
+    rr = fit_rule_route(batch, tools)
+    base = Route.of(dict.fromkeys(tools, 1.0), 0.5)
+    assert reward_table(batch, [rr]).mean() >= reward_table(batch, [base]).mean()
+    assert 0.0 <= rr.lam <= 1.0 and {t for t, _ in rr.weights} <= set(tools)
 
 
 def test_baselines_see_only_the_observed_modalities(world) -> None:

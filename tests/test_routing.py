@@ -92,6 +92,23 @@ def test_rows_cover_fixed_pools_as_their_own_bucket_and_menus_hold_the_rule(worl
     np.testing.assert_allclose(q.sum(1), 1.0)
 
 
+def test_rule_route_never_abstains_even_when_every_tool_ranks_the_target_last() -> None:
+    """All-zero weights would leave the pool's own order (the target at position 0 here), which
+    beats every tool; the rule must still weigh some tool."""
+    from metamodal.agent.routes import Batch
+
+    n, pool, tools = 50, 20, ["audio", "keyword"]
+    labels = np.zeros((n, pool), bool)
+    labels[:, 0] = True
+    z = np.tile(np.linspace(-1.0, 1.0, pool), (n, len(tools), 1))  # audio: target scored lowest
+    z[:, 1] = np.random.default_rng(0).normal(size=(n, pool))  # keyword: noise, better than audio
+    batch = Batch(z, np.ones((n, len(tools)), bool), np.zeros((n, pool)), np.zeros(n, bool),
+                  labels, np.ones(n, int), tools)  # fmt: skip
+    assert reward_table(batch, [Route.of({})]).mean() == 1.0  # abstaining would win
+    rr = fit_rule_route(batch, tools)
+    assert rr.weights and all(w > 0 for _, w in rr.weights)
+
+
 def test_learned_gate_finds_a_planted_switch_and_loses_it_when_shuffled() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(600, 4))

@@ -131,7 +131,10 @@ WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
 def fit_rule_route(batch, tools: list[str], lambdas=(0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0),
                    rounds: int = 2) -> Route:  # fmt: skip
     """RuleRouter-Fuse for one bucket: coordinate ascent over per-tool weights and λ on mean
-    NDCG@10 (``reward_table`` evaluates each candidate on the whole batch at once)."""
+    NDCG@10 (``reward_table`` evaluates each candidate on the whole batch at once). Some tool
+    keeps a positive weight: all zeros would abstain (leave the pool's own order where the
+    first stage is masked), which exploits pool construction, not evidence; the first stage
+    alone stays reachable as λ = 1."""
     from metamodal.agent.routes import reward_table
 
     w, lam = dict.fromkeys(tools, 1.0), 0.5
@@ -143,6 +146,8 @@ def fit_rule_route(batch, tools: list[str], lambdas=(0.0, 0.2, 0.4, 0.5, 0.6, 0.
     for _ in range(rounds):
         for t in tools:
             for x in WEIGHT_GRID:
+                if not any(v > 0 for v in {**w, t: x}.values()):
+                    continue
                 s = score({**w, t: x}, lam)
                 if s > best + 1e-9:
                     w, best = {**w, t: x}, s
