@@ -1,6 +1,7 @@
-"""Extract per-modality item embeddings with Ray Data.
+"""Extract per-modality item embeddings with Ray Data (MiniLM text; ImageNet EfficientNet-Lite
+images unless a CLIP checkpoint is given).
 
-python jobs/extract_embeddings.py CATALOG --out DIR [--random-image-init | --image-weights CKPT]
+python jobs/extract_embeddings.py CATALOG --out DIR [--arch efficientnet_lite1 | --image-weights CKPT | --random-image-init]
 ray job submit --working-dir . -- python jobs/extract_embeddings.py CATALOG --out DIR ...
 """
 

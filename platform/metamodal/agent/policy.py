@@ -62,9 +62,22 @@ def load_tokenizer(model: str = DEFAULT_MODEL):
     return tok
 
 
+def quiet_transformers() -> None:
+    """No per-load progress bar and no deprecation notice from inside peft/transformers: a
+    run loads the router many times, and those lines bury the run's own progress."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 def load_model(model: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32):
     from transformers import AutoModelForCausalLM
 
+    quiet_transformers()
     src, kw = _source(model)
     return AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kw)
 

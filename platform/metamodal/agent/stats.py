@@ -21,6 +21,8 @@ from metamodal.agent.tools import ToolResult
 
 PER_TOOL = ("cover", "hist", "coherence", "spread", "margin", "gap10", "entropy", "consensus")
 TASK_CODES = {"warm_user": "warm", "cold_user": "cold", "cold_item": "new"}
+TASK_FLAGS = ("cold_user", "cold_item")  # the gate's task one-hot (warm_user: both 0); the
+# prompt names the task in its header
 FIRST = "first"  # the first stage's scores, observed with graph only
 
 
@@ -79,6 +81,7 @@ def episode_stats(
         "hist_len": float(np.log1p(len(ep.history))),
         "cold_share": float(ep.cold.mean()) if len(ep.cold) else 0.0,
         "fixed_pool": float(ep.pool_kind == "fixed"),
+        **{f"task.{t}": float(ep.task == t) for t in TASK_FLAGS},
     }
     z = {t: zscore(s) for t, s in scored.items()}
     names = list(scored)
@@ -102,7 +105,7 @@ class StatsCodec:
 
     def __init__(self, tools: list[str]) -> None:
         self.tools = [*tools, FIRST]
-        self.names = ["hist_len", "cold_share", "fixed_pool"]
+        self.names = ["hist_len", "cold_share", "fixed_pool", *(f"task.{t}" for t in TASK_FLAGS)]
         for t in self.tools:
             self.names += [f"{t}.usable"] + [f"{t}.{k}" for k in PER_TOOL]
         for i, a in enumerate(self.tools):

@@ -212,6 +212,8 @@ def run_align(
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from metamodal.train.raylogs import start_ray
+
     cfg = cfg or AlignConfig()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -243,8 +245,7 @@ def run_align(
     metrics_file = out / "align_metrics.jsonl"
     metrics_file.unlink(missing_ok=True)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")  # else ~1.7 s per report
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+    start_ray()
     gpus = int(ray.cluster_resources().get("GPU", 0))
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
     cpus = ray.cluster_resources().get("CPU", 1)

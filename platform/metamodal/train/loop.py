@@ -6,7 +6,6 @@ the latest state (to resume after a worker failure) and the best one (what is re
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -26,15 +25,6 @@ def _stop_together(stop: bool, world: int) -> bool:
     return bool(flag.item())
 
 
-def quiet_ray_train_logs() -> None:
-    """No INFO line per ``ray.train.report``: Train V2's context logs through a logger named by
-    its *file path*, which the ``ray.train`` hierarchy does not reach."""
-    from ray.train.v2._internal.execution import context
-
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
-
-
 def train_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -46,6 +36,7 @@ def train_loop(config: dict) -> None:
     from metamodal.models import ZOO
     from metamodal.train.data import attach_features, build_model_data, content_modalities
     from metamodal.train.placement import note_worker_group
+    from metamodal.train.raylogs import quiet_ray_train_logs
     from metamodal.train.sampler import TripleSampler
 
     quiet_ray_train_logs()

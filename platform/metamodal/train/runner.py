@@ -55,9 +55,10 @@ def worker_scaling(
     import ray
     from ray.train import ScalingConfig
 
+    from metamodal.train.raylogs import start_ray
+
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+    start_ray()
     res = ray.cluster_resources()
     use_gpu = use_gpu if use_gpu is not None else res.get("GPU", 0) > 0
     share = max(1.0, float(res.get("CPU", 1)) // workers) if not use_gpu else 1.0

@@ -1,0 +1,36 @@
+"""Ray start-up with its internal chatter kept out of a person's way.
+
+Progress lines are ours (``print`` from rank 0); what Ray's own loggers say at INFO/WARNING
+level while things work is noise there. Two sources flood a 2-core run: Train V2's per-report
+INFO line (logged through a logger named by its *file path*, which the ``ray.train`` hierarchy
+does not reach), and the detached placement-group cleaner, which warns every second that the
+state API did not answer while the cores are busy — harmless, since it only acts once the
+controller is gone. Both are raised to ERROR in every Ray worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+
+NOISY = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
+
+
+def quiet_ray_train_logs() -> None:
+    """Runs in each Ray worker process (``worker_process_setup_hook``) and in train loops."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def start_ray() -> None:
+    """``ray.init`` for this process's trainings, unless Ray is already up (a cluster the
+    user connected to, or a test's session)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False,
+                 runtime_env={"worker_process_setup_hook":
+                              "metamodal.train.raylogs.quiet_ray_train_logs"})  # fmt: skip
