@@ -53,12 +53,14 @@ def shrink_rewards(rewards: np.ndarray, w: float) -> np.ndarray:
 
 
 def expected_reward_loss(logits, rewards, q_ref=None, beta: float = 0.0):
-    """−E_π[R − E_π R] with π = softmax(logits) over the menu (the exact policy gradient of
-    GRPO with the group equal to the whole menu), + β·KL(π ‖ q_ref)."""
+    """−E_π[R] with π = softmax(logits) over the menu, + β·KL(π ‖ q_ref). Every route's reward
+    is known, so this is the exact objective (GRPO's policy gradient with the group equal to
+    the whole menu has the same gradient), and its *value* is the expected reward: a line
+    search (the gate's L-BFGS) needs that. A baseline-subtracted surrogate is identically 0
+    in value and would stop any line search at the start."""
     logp = torch.log_softmax(logits, -1)
     p = logp.exp()
-    adv = rewards - (p * rewards).sum(-1, keepdim=True).detach()
-    loss = -(p * adv).sum(-1).mean()
+    loss = -(p * rewards).sum(-1).mean()
     if q_ref is not None and beta > 0:
         loss = loss + beta * (p * (logp - torch.log(q_ref + 1e-9))).sum(-1).mean()
     return loss
@@ -110,7 +112,7 @@ class LearnedGate:
 
 
 def fit_gate(
-    fit_x: dict, fit_r: dict, sel_x: dict, sel_r: dict, grid=(1e-3, 1e-2, 1e-1, 1.0)
+    fit_x: dict, fit_r: dict, sel_x: dict, sel_r: dict, grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 ) -> tuple[LearnedGate, dict]:
     """The L2 strength with the best mean selection reward over all buckets."""
     scores = {}
