@@ -137,6 +137,31 @@ def test_learned_gate_learns_from_small_noisy_single_target_rewards() -> None:
     assert (gate.choose(key, x[2000:]) == flag[2000:].astype(int)).mean() > 0.9
 
 
+def test_warm_start_imitates_the_gate_only_where_it_beats_the_rule_on_select() -> None:
+    """Bucket a: route 1 wins on flagged rows, so the gate beats the rule (route 0) on select and
+    its cross-fitted probabilities are the targets; bucket b: nothing to learn, the rule's
+    route is the target."""
+    from metamodal.agent.menus import crossfit_probs, fit_gate, gate_warm_targets
+
+    rng = np.random.default_rng(2)
+    a, b = ("target_positive", ("audio",)), ("fixed", ("audio",))
+
+    def rows(n):
+        flag = (rng.random(n) < 0.5).astype(float)
+        x = np.column_stack([flag, rng.normal(size=(n, 3))])
+        ra = np.column_stack([1 - flag, flag, np.zeros(n)]) + 0.05 * rng.normal(size=(n, 3))
+        return {a: x, b: x.copy()}, {a: ra, b: np.tile([0.3, 0.2, 0.1], (n, 1)) + 0.05 * rng.normal(size=(n, 3))}
+
+    fit, sel = rows(600), rows(300)
+    gate, _ = fit_gate(*fit, *sel)
+    q, source = gate_warm_targets(gate, fit, sel, {a: 0, b: 0}, seed=0)
+    assert source == {a: "gate", b: "rule"}
+    np.testing.assert_allclose(q[a], crossfit_probs(gate, *fit, seed=0)[a])
+    np.testing.assert_allclose(q[a].sum(1), 1.0)
+    assert (q[a].argmax(1) == fit[0][a][:, 0]).mean() > 0.95  # cross-fitted, still right
+    assert (q[b] == np.eye(3)[0]).all()
+
+
 def test_menu_router_reads_letters_and_trains_on_ray_train(world, tiny_llm, ray_session, tmp_path):
     """One forward pass gives π over each row's menu (zero past its size); the warm start and
     the RL stage run on two Ray Train workers under DeepSpeed and write adapters and metrics."""

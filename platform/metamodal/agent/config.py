@@ -44,7 +44,12 @@ class MMAConfig(BaseModel):
     fusion_tools: int = 2  # zoo models offered to the routes as tools
     menu_size: int = 8  # routes per bucket (+ RuleRouter-Fuse's)
     llm_rows: int = 120  # training rows per bucket for the LLM router
-    tau: float = 0.05  # soft-target temperature (NDCG units)
+    # the LLM router's warm-start targets: "gate" — the learned gate's cross-fitted route
+    # probabilities in buckets where the gate beats RuleRouter-Fuse on select, the rule's route
+    # elsewhere (denoised: one episode's single-target reward is mostly noise); "rewards" —
+    # softmax of each row's own (shrunk) rewards
+    warm_start: Literal["gate", "rewards"] = "gate"
+    tau: float = 0.05  # soft-target temperature (NDCG units), for warm_start=rewards
     shrink: float = 20.0  # empirical-Bayes shrinkage of a row's rewards to its bucket's mean
     llm_ablations: list[str] = ["bc_only", "shuffled", "bucket_prompt"]
     # the listwise LLM tool: "auto" turns it on where the driver has a GPU (it reads every

@@ -127,6 +127,36 @@ def fit_gate(
     return best, scores
 
 
+def crossfit_probs(gate: LearnedGate, x: dict, r: dict, seed: int, folds: int = 2) -> dict:
+    """Per row of ``x``, the gate's π(route | statistics) from a gate (same L2) fitted on the
+    *other* folds: in-sample probabilities of a model fitted on those very rows are
+    over-confident, and a warm start that imitates them learns the overfit too."""
+    out = {k: np.zeros_like(v) for k, v in r.items()}
+    fold = {k: np.random.default_rng([seed, 17]).permutation(len(v)) % folds for k, v in x.items()}
+    for f in range(folds):
+        g = LearnedGate(gate.l2).fit({k: v[fold[k] != f] for k, v in x.items()},
+                                     {k: v[fold[k] != f] for k, v in r.items()})  # fmt: skip
+        for k, v in x.items():
+            out[k][fold[k] == f] = g.probs(k, v[fold[k] == f])
+    return out
+
+
+def gate_warm_targets(gate: LearnedGate, fit: tuple[dict, dict], sel: tuple[dict, dict],
+                      rule: dict, seed: int) -> tuple[dict, dict]:  # fmt: skip
+    """The LLM router's warm-start targets per bucket (``fit``/``sel``: (x, rewards) dicts,
+    ``rule``: RuleRouter-Fuse's menu index): the gate's cross-fitted probabilities where the
+    gate beats the rule on the selection episodes, else the rule's route — and which it was."""
+    probs = crossfit_probs(gate, *fit, seed)
+    (sx, sr), targets, source = sel, {}, {}
+    for k, r in fit[1].items():
+        gate_sel = sr[k][np.arange(len(sr[k])), gate.choose(k, sx[k])].mean()
+        if gate_sel > sr[k][:, rule[k]].mean():
+            targets[k], source[k] = probs[k], "gate"
+        else:
+            targets[k], source[k] = np.eye(r.shape[1])[np.full(len(r), rule[k])], "rule"
+    return targets, source
+
+
 WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from metamodal.agent.episodes import Episode
 from metamodal.agent.menus import Bucket, Menu
 from metamodal.agent.routes import Route
 from metamodal.agent.stats import StatsCodec, episode_stats
+
+if TYPE_CHECKING:
+    from metamodal.agent.rows import Rows
 
 VERSION = 1
 KINDS = ("mma", "rulerouter")
@@ -116,3 +120,29 @@ class RoutedReranker:
             route = self.menu(key).routes[i]
             out.append((route.scores(s.results, s.first, len(s.ep.pool)), route))
         return out
+
+
+def fixed_rankings(rows: Rows, routed: RoutedReranker, choice: dict, ds, k: int = 10) -> list:
+    """Each fixed pool's top ``k`` catalogue ids under the chosen route: what a served request
+    for that user must answer (``seedN/rankings.json``)."""
+    out = []
+    for key, br in rows.items():
+        if key[0] != "fixed":
+            continue
+        menu = routed.menu(key)
+        for s, i in zip(br.steps, choice[key].tolist(), strict=True):
+            route = menu.routes[i]
+            x = route.scores(s.results, s.first, len(s.ep.pool))
+            top = s.ep.pool[np.argsort(-x, kind="stable")[:k]]
+            out.append({"user": str(ds.user_ids[s.ep.user]), "route": i,
+                        "tools": [t for t, _ in route.weights],
+                        "items": [str(ds.item_ids[j]) for j in top]})  # fmt: skip
+    return out
+
+
+def write_rankings(path: Path, rows: dict[str, Rows], routed: dict, choices: dict, ds) -> None:
+    state = {kind: {part: fixed_rankings(r, routed[kind], choices[kind][part], ds)
+                    for part, r in rows.items()} for kind in routed}  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)

@@ -22,8 +22,15 @@ from metamodal.agent.episodes import TASKS, Episode, EpisodeBuilder, PoolConfig,
 from metamodal.agent.evidence import EvidenceStore
 from metamodal.agent.llm_rank import NAME as LLM_RANK
 from metamodal.agent.llm_rank import llm_rank_tool, train_llm_rank
-from metamodal.agent.menus import LearnedGate, build_menu, fit_gate, fit_rule_route, soft_targets
-from metamodal.agent.routed import KINDS, RoutedReranker, save_router
+from metamodal.agent.menus import (
+    LearnedGate,
+    build_menu,
+    fit_gate,
+    fit_rule_route,
+    gate_warm_targets,
+    soft_targets,
+)
+from metamodal.agent.routed import KINDS, RoutedReranker, save_router, write_rankings
 from metamodal.agent.routes import Route, candidate_routes, make_batch, reward_table
 from metamodal.agent.rows import (
     BucketRows,
@@ -108,6 +115,7 @@ def make_menus(fit: Rows, sel: Rows, tools: list[str], k: int) -> dict:
         cands = candidate_routes(usable, first)
         r_fit = reward_table(make_batch(br.steps, tools), cands)
         rr = fit_rule_route(make_batch(sel[key].steps, tools), usable)
+        rr = rr if first else Route(rr.weights, 0.0)  # λ means nothing without a first stage
         menus[key] = build_menu(cands, r_fit, rr, k)
     return menus
 
@@ -133,25 +141,40 @@ def pick(rows: Rows, choice: dict) -> dict:
             for k, br in rows.items()}  # fmt: skip
 
 
-def gate_choices(fit: Rows, sel: Rows, test: Rows, seed: int) -> tuple[dict, dict, dict]:
+def fit_seed_gate(fit: Rows, sel: Rows) -> tuple[LearnedGate, dict]:
+    """The learned gate on the fit rows, its L2 chosen on the select rows."""
     fx, fr = {k: v.x for k, v in fit.items()}, {k: v.rewards for k, v in fit.items()}
-    gate, l2s = fit_gate(fx, fr, {k: v.x for k, v in sel.items()}, {k: v.rewards for k, v in sel.items()})
+    return fit_gate(fx, fr, {k: v.x for k, v in sel.items()}, {k: v.rewards for k, v in sel.items()})
+
+
+def warm_targets(gate: LearnedGate, fit: Rows, sel: Rows, menus: dict, cfg: MMAConfig, seed: int):
+    """Per bucket, the LLM router's warm-start distribution over the menu for every fit row
+    (``cfg.warm_start``), and where it came from."""
+    if cfg.warm_start == "rewards":
+        return ({k: soft_targets(br.rewards, cfg.tau, cfg.shrink) for k, br in fit.items()},
+                dict.fromkeys(fit, "rewards"))  # fmt: skip
+    xr = lambda rows: ({k: v.x for k, v in rows.items()}, {k: v.rewards for k, v in rows.items()})  # noqa: E731
+    return gate_warm_targets(gate, xr(fit), xr(sel), {k: m.rr for k, m in menus.items()}, seed)
+
+
+def gate_choices(gate: LearnedGate, fit: Rows, sel: Rows, test: Rows, seed: int) -> tuple[dict, dict, dict]:
+    """The gate's route per test row; the same gate refitted on statistics shuffled within each
+    bucket (the control); its choices on select."""
     chosen = {k: gate.choose(k, v.x) for k, v in test.items()}
     sh_fit, sh_test = shuffled_within(fit, seed), shuffled_within(test, seed + 1)
-    sh = LearnedGate(gate.l2).fit({k: v.x for k, v in sh_fit.items()}, fr)
+    sh = LearnedGate(gate.l2).fit({k: v.x for k, v in sh_fit.items()}, {k: v.rewards for k, v in fit.items()})
     shuffled = {k: sh.choose(k, v.x) for k, v in sh_test.items()}
-    sel_chosen = {k: gate.choose(k, v.x) for k, v in sel.items()}
-    return chosen, shuffled, {"l2_scores": l2s, "l2": gate.l2, "select": sel_chosen}
+    return chosen, shuffled, {k: gate.choose(k, v.x) for k, v in sel.items()}
 
 
-def llm_rows(fit: Rows, menus: dict, cfg: MMAConfig, seed: int, prompt_kind: str):
-    """A per-bucket subsample of the fit rows with their soft targets (computed on all of the
-    bucket's fit rows) and rewards, padded to the longest menu."""
+def llm_rows(fit: Rows, menus: dict, targets: dict, cfg: MMAConfig, seed: int, prompt_kind: str):
+    """A per-bucket subsample of the fit rows with their warm-start targets (computed on all
+    of the bucket's fit rows) and rewards, padded to the longest menu."""
     n_letters = max(len(m.routes) for m in menus.values())
     prompts, rewards, sizes, q = [], [], [], []
     rng = np.random.default_rng([seed, 3])
-    for br in fit.values():
-        qs = soft_targets(br.rewards, cfg.tau, cfg.shrink)
+    for key, br in fit.items():
+        qs = targets[key]
         keep = np.sort(rng.permutation(len(br))[: cfg.llm_rows])
         src = br.prompts if prompt_kind != "bucket" else br.bucket_prompts
         for i in keep:
@@ -163,14 +186,14 @@ def llm_rows(fit: Rows, menus: dict, cfg: MMAConfig, seed: int, prompt_kind: str
     return prompts, np.stack(rewards), np.array(sizes), np.stack(q)
 
 
-def train_llm(fit, menus, cfg, seed, out: Path, prompt_kind: str, reuse: bool) -> dict:
+def train_llm(fit, menus, targets, cfg, seed, out: Path, prompt_kind: str, reuse: bool) -> dict:
     from metamodal.agent.menu_policy import train_menu_policy
 
     d = out / f"router_{prompt_kind}"
     if reuse and (d / "summary.json").is_file() and (d / "adapter").is_dir():
         log(f"seed {seed}: reusing the {prompt_kind} router in {d}")
         return json.loads((d / "summary.json").read_text())
-    p, r, s, q = llm_rows(fit, menus, cfg, seed, prompt_kind)
+    p, r, s, q = llm_rows(fit, menus, targets, cfg, seed, prompt_kind)
     log(f"seed {seed}: training the {prompt_kind} router on {len(p)} rows")
     pcfg = cfg.policy.model_copy(update={"seed": seed})
     return train_menu_policy(p, r, s, q, d, pcfg)
@@ -228,7 +251,7 @@ def routed_choices(routed: RoutedReranker, rows: Rows) -> dict:
     return {k: routed.choose(k, br.prompts) for k, br in rows.items()}
 
 
-def llm_ablations(mma: RoutedReranker, fit, test: Rows, menus, cfg, seed, out, reuse) -> dict:
+def llm_ablations(mma: RoutedReranker, fit, test: Rows, menus, targets, cfg, seed, out, reuse) -> dict:
     """The LLM router's ablation rows on test: warm start only, shuffled statistics, and a
     router trained on today's bucket-only prompt."""
     res, summary = {}, mma.policy
@@ -238,14 +261,15 @@ def llm_ablations(mma: RoutedReranker, fit, test: Rows, menus, cfg, seed, out, r
     if "shuffled" in cfg.llm_ablations:  # the same prompts permuted: MMA's net has read them
         res["mma_shuffled_stats"] = pick(test, routed_choices(mma, shuffled_within(test, seed + 1)))
     if "bucket_prompt" in cfg.llm_ablations:
-        bsum = train_llm(fit, menus, cfg, seed, out, "bucket", reuse)
+        bsum = train_llm(fit, menus, targets, cfg, seed, out, "bucket", reuse)
         res["mma_bucket_prompt"] = pick(test, llm_choices(bsum, test, "bucket"))
     return res
 
 
-def method_rewards(store, scorers, fit, sel, test, menus, routed, cfg, seed, out, reuse) -> tuple:
+def method_rewards(store, scorers, fit, sel, test, menus, routed, learned, cfg, seed, out, reuse) -> tuple:
     """Per method, per bucket, the per-row NDCG@10 on select and on test. MMA-Auto and
-    RuleRouter-Fuse choose through ``routed`` (loaded from ``router.json``), as Serve does."""
+    RuleRouter-Fuse choose through ``routed`` (loaded from ``router.json``), as Serve does;
+    ``learned``: the fitted gate and the LLM's warm-start targets."""
     res_t, res_s, info = {}, {}, {}
     sel_llm = subsample(sel, cfg.select_llm_rows, seed)  # the LLM reads a share of select
     info["select_llm"] = sel_llm
@@ -259,11 +283,13 @@ def method_rewards(store, scorers, fit, sel, test, menus, routed, cfg, seed, out
     fixed = {k: int(sel[k].rewards.mean(0).argmax()) for k in menus}
     res_t["best_fixed_route"], res_s["best_fixed_route"] = pick(test, fixed), pick(sel, fixed)
     res_t["oracle_route"] = {k: br.rewards.max(1) for k, br in test.items()}
-    g, g_sh, info["gate"] = gate_choices(fit, sel, test, seed)
+    g, g_sh, g_sel = gate_choices(learned["gate"], fit, sel, test, seed)
     res_t["learned_gate"], res_t["learned_gate_shuffled"] = pick(test, g), pick(test, g_sh)
-    res_s["learned_gate"] = pick(sel, info["gate"].pop("select"))
+    res_s["learned_gate"] = pick(sel, g_sel)
+    info["gate"] = {"l2_scores": learned["l2_scores"], "l2": learned["gate"].l2,
+                    "warm_start": {f"{k[0]}:{'+'.join(k[1])}": v for k, v in learned["source"].items()}}  # fmt: skip
     t0 = time.perf_counter()
-    res_t.update(llm_ablations(routed["mma"], fit, test, menus, cfg, seed, out, reuse))
+    res_t.update(llm_ablations(routed["mma"], fit, test, menus, learned["targets"], cfg, seed, out, reuse))
     info["ablation_seconds"] = time.perf_counter() - t0
     mma_s, mma_t = choices["mma"]["valid"], choices["mma"]["test"]
     w = max((0.5, 1.0, 2.0), key=lambda w: np.mean(np.concatenate(list(
@@ -279,32 +305,6 @@ def method_rewards(store, scorers, fit, sel, test, menus, routed, cfg, seed, out
     for name, d in zoo_ndcg(scorers, sel).items():
         res_s[name] = d
     return res_t, res_s, info
-
-
-def fixed_rankings(rows: Rows, routed: RoutedReranker, choice: dict, ds, k: int = 10) -> list:
-    """Each fixed pool's top ``k`` catalogue ids under the chosen route: what a served request
-    for that user must answer (``seedN/rankings.json``)."""
-    out = []
-    for key, br in rows.items():
-        if key[0] != "fixed":
-            continue
-        menu = routed.menu(key)
-        for s, i in zip(br.steps, choice[key].tolist(), strict=True):
-            route = menu.routes[i]
-            x = route.scores(s.results, s.first, len(s.ep.pool))
-            top = s.ep.pool[np.argsort(-x, kind="stable")[:k]]
-            out.append({"user": str(ds.user_ids[s.ep.user]), "route": i,
-                        "tools": [t for t, _ in route.weights],
-                        "items": [str(ds.item_ids[j]) for j in top]})  # fmt: skip
-    return out
-
-
-def write_rankings(path: Path, rows: dict[str, Rows], routed: dict, choices: dict, ds) -> None:
-    state = {kind: {part: fixed_rankings(r, routed[kind], choices[kind][part], ds)
-                    for part, r in rows.items()} for kind in routed}  # fmt: skip
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    tmp.replace(path)
 
 
 def conditions(res: dict, sources: list[str]) -> dict[str, dict[str, list[float]]]:
@@ -351,12 +351,16 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     for rows in (fit, sel, test):
         score_rows(rows, menus, tools)
     t0 = time.perf_counter()
-    summary = train_llm(fit, menus, cfg, seed, seed_dir, "stats", reuse_policy)
+    gate, l2_scores = fit_seed_gate(fit, sel)
+    targets, source = warm_targets(gate, fit, sel, menus, cfg, seed)
+    log(f"seed {seed}: warm start from " + ", ".join(f"{k[0]}:{'+'.join(k[1])} {v}" for k, v in source.items()))
+    learned = {"gate": gate, "l2_scores": l2_scores, "targets": targets, "source": source}
+    summary = train_llm(fit, menus, targets, cfg, seed, seed_dir, "stats", reuse_policy)
     save_router(seed_dir / "router.json", tools, models, codec, menus, summary, ranker)
     routed = {kind: RoutedReranker.load(seed_dir, env, kind) for kind in KINDS}
     policy_s = time.perf_counter() - t0
-    res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, routed, cfg, seed,
-                                        seed_dir, reuse_policy)  # fmt: skip
+    res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, routed, learned, cfg,
+                                        seed, seed_dir, reuse_policy)  # fmt: skip
     write_rankings(seed_dir / "rankings.json", {"valid": info.pop("select_llm"), "test": test},
                    routed, info.pop("choices"), ds)  # fmt: skip
     info["policy"], info["policy_seconds"] = summary, policy_s + info.pop("ablation_seconds")
