@@ -1,7 +1,8 @@
 """The demo path on the embedded default catalog: generate → inspect → split with missingness →
 reference baselines → CLIP alignment on Ray Train → Ray Data extraction (MiniLM, the aligned
 image tower) → the retriever and fusion models on Ray Train → a short Ray Tune sweep → MMA
-(warm start + GRPO, ``--quick``, one seed) → evaluation with content masked at serving time →
+(the LLM menu router: warm start + expected-reward RL on Ray Train, ``--quick``, one
+seed) → evaluation with content masked at serving time →
 the Serve app answering a few requests over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int 
     zoo = train_zoo(str(catalog), mma_dir, mcfg)
     step(8, "a short Ray Tune sweep (ASHA) over late fusion's learning rate and layers")
     res["tune"] = demo_tune(catalog, out)
-    step(9, "MMA: warm start + GRPO on Ray Train (quick preset, 1 seed), RuleRouter-Fuse, checks")
+    step(9, "MMA: the LLM menu router (warm start + RL on Ray Train; quick preset, 1 seed) "
+         "against RuleRouter-Fuse, the learned gate and the zoo")
     from metamodal.agent.run import run_mma
 
     rep = run_mma(str(catalog), mma_dir, mcfg)
