@@ -83,11 +83,22 @@ def test_ray_train_ddp_resumes_after_a_worker_dies(
     assert (tmp_path / ".failed_once").exists()  # a worker really died at epoch 2
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]  # one row per epoch after the resume
-    # resumed from the last checkpoint the controller had registered (epoch 1 or 2)
-    assert len(res["resumed_from"]) == 1 and res["resumed_from"][0] in (1, 2)
+    # resumed from the last checkpoint the controller had registered (epoch 1 or 2) — or, when
+    # the worker died before it had registered any (it happens under load), from the start
+    assert res["resumed_from"] in ([], [1], [2])
     assert res["epochs"] == 4 and 1 <= res["best_epoch"] <= 4
     assert {"recall@20", "ndcg@20"} <= set(res["test"]) and (tmp_path / "curves.png").is_file()
     assert (tmp_path / "model.pt").is_file()
+
+
+def test_metrics_log_is_trimmed_to_the_resumed_epoch_and_survives_a_half_written_line(tmp_path) -> None:
+    from metamodal.train.loop import _trim_log
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n{"epo')
+    assert _trim_log(log, 2) == 2 and log.read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
+    assert _trim_log(log, 0) == 2 and log.read_text() == ""  # restarted with no checkpoint
+    assert _trim_log(tmp_path / "absent.jsonl", 0) == 0
 
 
 def test_lightgcn_propagation_equals_torch_geometric_lgconv() -> None:

@@ -73,12 +73,12 @@ def train_loop(config: dict) -> None:
             best_state = torch.load(Path(d) / "best.pt", weights_only=True)
             state = json.loads((Path(d) / "state.json").read_text())
         state.setdefault("resumed_from", []).append(state["epoch"])
-        if rank == 0:  # the log keeps one row per epoch: drop what the lost attempt wrote later
-            log = Path(config["out"]) / "metrics.jsonl"
-            lines = log.read_text().splitlines() if log.is_file() else []
-            rows = [r for r in lines if json.loads(r)["epoch"] <= state["epoch"]]
-            log.write_text("".join(r + "\n" for r in rows))
+    if rank == 0:  # the log keeps one row per epoch: drop what a lost attempt wrote later
+        dropped = _trim_log(Path(config["out"]) / "metrics.jsonl", state["epoch"])
+        if ckpt:
             print(f"resumed from the checkpoint of epoch {state['epoch']}", flush=True)
+        elif dropped:  # a worker died before the controller had registered any checkpoint
+            print("restarted from epoch 1: no checkpoint was registered before the failure", flush=True)
     sampler = TripleSampler(train, config["seed"])
     metric, bs = config["valid_metric"], config["batch_size"]
     fail_at = config.get("fail_at_epoch")
@@ -128,6 +128,25 @@ def train_loop(config: dict) -> None:
             shutil.rmtree(ckpt.path, ignore_errors=True)  # (one per epoch filled 73 GB of /tmp)
         if _stop_together(stop, world):
             break
+
+
+def _row_epoch(line: str) -> float:
+    """A metrics row's epoch; a line a killed process left half-written counts as past any."""
+    try:
+        return json.loads(line)["epoch"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return float("inf")
+
+
+def _trim_log(log: Path, epoch: int) -> int:
+    """Keep the rows up to ``epoch`` (atomically); how many were dropped."""
+    lines = log.read_text().splitlines() if log.is_file() else []
+    rows = [r for r in lines if _row_epoch(r) <= epoch]
+    if len(rows) != len(lines):
+        tmp = log.with_suffix(".tmp")
+        tmp.write_text("".join(r + "\n" for r in rows))
+        tmp.replace(log)
+    return len(lines) - len(rows)
 
 
 def _log(config: dict, row: dict) -> None:
