@@ -24,6 +24,28 @@ IMAGE = EncoderSpec(
 )
 
 
+def png_bytes(w: int, h: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (20, 120, 220)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_header(w: int, h: int) -> bytes:
+    """A PNG header declaring ``w`` x ``h`` pixels over garbage data (a bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"\x00" * 64)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -164,13 +186,34 @@ def test_concurrent_requests_are_batched_and_all_answered(server: str, trained: 
         ({"image_b64": "!!!not-base64!!!"}, 422, "base64"),
         ({"image_b64": base64.b64encode(b"plain text").decode()}, 422, "image"),
         ({"text": "x" * 5_000}, 422, "text"),
-        ("[" + "1," * 2_500_000 + "1]", 413, "limit"),
+        ("[" + "1," * 2_500_000 + "1]", 413, "too large"),
+        ('{"user_id": "u1", "k": NaN}', 422, "k"),
+        ('{"user_id": "u1", "k": Infinity}', 422, "k"),
+        ('{"user_id": "u1", "k": 1e999}', 422, "k"),
+        ('{"user_id": "\\ud800"}', 422, "user_id"),
+        ('{"history": ["P1", "\\udfffx"]}', 422, "history"),
+        ('{"text": "lamp \\ud83d"}', 422, "text"),
+        ({"image_b64": base64.b64encode(png_header(65535, 65535)).decode()}, 422, "too_large"),
+        ({"image_b64": base64.b64encode(png_bytes(3, 600)).decode()}, 422, "aspect"),
     ],
 )
 def test_bad_requests_get_a_clear_4xx_and_the_service_stays_up(server, body, code, says) -> None:
     r = post(server, body)
     assert r.status_code == code, r.text
     assert says.lower() in r.text.lower()
+    assert requests.get(server + "/healthz", timeout=30).status_code == 200
+
+
+def test_streamed_bodies_are_capped_and_odd_headers_are_no_5xx(server: str) -> None:
+    """A chunked body (no Content-Length) over the limit is refused as it arrives; a header
+    that is not UTF-8 is not a server error."""
+    chunks = (b"[" + b"1," * 100_000 for _ in range(30))  # ~6 MB, Transfer-Encoding: chunked
+    r = requests.post(server + "/recommend", data=chunks, timeout=60,
+                      headers={"content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 413 and "too large" in r.text, r.text
+    r = requests.post(server + "/recommend", data=json.dumps({"user_id": "u1"}), timeout=60,
+                      headers={"content-type": "application/json", "x-request-timeout": b"\xff\xfe"})  # fmt: skip
+    assert r.status_code < 500, r.text
     assert requests.get(server + "/healthz", timeout=30).status_code == 200
 
 

@@ -9,6 +9,8 @@ store); scaling and mean/std normalisation happen on the encoder's device.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -18,30 +20,50 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def load_image(path: str, size: int) -> tuple[np.ndarray | None, str]:
-    """(uint8 [size, size, 3], "") or (None, reason): resize the short side to ``size``
-    (bicubic) and centre-crop, as open_clip's eval transform does."""
+# Checked from the header, before any pixel is decoded: Pillow's own bomb limit (~89 MP) is far
+# above what an item photo needs, and a 1 x 100,000 strip resized to a square would not fit.
+MAX_PIXELS = 25_000_000
+MAX_ASPECT = 20.0
+# Pillow warns from 89 MP on; every image here is refused above MAX_PIXELS before decoding.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def _open_checked(path, size: int) -> tuple[Image.Image | None, str]:
+    with Image.open(path) as im:
+        w, h = im.size  # the header only: nothing decoded yet
+        if w * h > MAX_PIXELS:
+            return None, "image_too_large"
+        if min(w, h) < 2:
+            return None, "image_too_small"
+        if max(w, h) > MAX_ASPECT * min(w, h):
+            return None, "image_extreme_aspect"
+        im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it is large
+        im.load()
+        return im.convert("RGB"), ""
+
+
+def load_image(path, size: int) -> tuple[np.ndarray | None, str]:
+    """(uint8 [size, size, 3], "") or (None, reason) for a path or file object: the centre
+    square (the short side) resized to ``size`` (bicubic) — open_clip's eval transform, cropped
+    before resizing so no intermediate image is larger than the source. Untrusted input: every
+    failure is a reason, never an exception."""
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it is large
-            im.load()
-            rgb = im.convert("RGB")
+        rgb, why = _open_checked(path, size)
+        if rgb is None:
+            return None, why
     except FileNotFoundError:
         return None, "image_file_missing"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # (warnings as errors)
+        return None, "image_too_large"
     except UnidentifiedImageError:
         return None, "image_unreadable"
-    except (OSError, SyntaxError, ValueError):
+    except Exception:  # noqa: BLE001 - malformed files raise many kinds (OSError, EOFError, struct.error …)
         return None, "image_corrupt"
     w, h = rgb.size
-    if min(w, h) < 2:
-        return None, "image_too_small"
-    if w <= h:
-        nw, nh = size, max(size, int(size * h / w))
-    else:
-        nw, nh = max(size, int(size * w / h)), size
-    rgb = rgb.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
-    return np.asarray(rgb.crop((left, top, left + size, top + size)), dtype=np.uint8), ""
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    box = (left, top, left + side, top + side)
+    return np.asarray(rgb.resize((size, size), Image.Resampling.BICUBIC, box=box), dtype=np.uint8), ""
 
 
 def decode_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:

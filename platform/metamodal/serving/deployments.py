@@ -12,9 +12,11 @@ it takes the body for a query parameter.
 import time
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from metamodal.serving.config import ServeConfig
 from metamodal.serving.retriever import BadQuery, RetrieverCore
@@ -23,21 +25,27 @@ from metamodal.serving.schemas import (
     Recommendation,
     RecommendRequest,
     RecommendResponse,
+    safe_text,
+    validation_detail,
 )
 
-api = FastAPI(title="MetaModal recommender", version="0.1")
+# max_body_size counts the bytes as they arrive — declared, chunked or under a lying
+# Content-Length — and answers 413 before the body is buffered past the limit.
+api = FastAPI(title="MetaModal recommender", version="0.1", max_body_size=MAX_BODY_BYTES)
 
 
-@api.middleware("http")
-async def limit_body(request: Request, call_next):
-    """Oversized bodies are refused from their declared length, before anything parses them."""
-    size = request.headers.get("content-length")
-    if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-        return JSONResponse(
-            {"detail": f"request body of {size} bytes is over the {MAX_BODY_BYTES}-byte limit"},
-            status_code=413,
-        )
-    return await call_next(request)
+@api.exception_handler(RequestValidationError)
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A 422 naming the field, never echoing the input (FastAPI's default handler does, and NaN,
+    ∞ or a lone surrogate then made the response itself fail: a 500)."""
+    return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
+
+
+@api.exception_handler(StarletteHTTPException)  # FastAPI's and the body limit's 413
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if exc.status_code != 413 else f"request body too large: over the {MAX_BODY_BYTES}-byte limit"
+    return JSONResponse({"detail": safe_text(str(detail))}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))  # fmt: skip
 
 
 # Serve's default of 5 requests in flight per replica makes the router back off once 5 clients

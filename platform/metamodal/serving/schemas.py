@@ -4,7 +4,7 @@ any model sees it: unknown fields, k out of range, oversized histories, texts an
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_K = 100
 MAX_HISTORY = 500
@@ -30,6 +30,16 @@ class RecommendRequest(BaseModel):
     modalities: list[str] | None = Field(None, min_length=1, max_length=len(SOURCES))
     rerank: bool = True
 
+    @field_validator("history", "modalities")
+    @classmethod
+    def valid_unicode(cls, v: list[str] | None) -> list[str] | None:
+        """JSON's ``\\ud800`` escapes decode to lone surrogates, which no response, log or
+        tokenizer can encode. Pydantic refuses them in a plain string field; in a list its
+        items pass, so they are refused here, where the error names the field."""
+        if any(not is_valid_unicode(s) for s in v or []):
+            raise ValueError("contains a lone UTF-16 surrogate (not valid Unicode)")
+        return v
+
     @model_validator(mode="after")
     def one_query(self) -> RecommendRequest:
         given = [f for f in ("user_id", "history", "text", "image_b64") if getattr(self, f)]
@@ -49,6 +59,26 @@ class RecommendRequest(BaseModel):
             if getattr(self, f):
                 return f
         raise AssertionError("validated: one query")
+
+
+def is_valid_unicode(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def safe_text(s: str) -> str:
+    """``s`` with anything UTF-8 cannot carry escaped, for error messages that quote input."""
+    return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def validation_detail(errors: list[dict]) -> list[dict]:
+    """Pydantic's errors without the offending input (it may be NaN, ∞ or a lone surrogate,
+    none of which a JSON response can carry): where, what, and the message."""
+    return [{"loc": [safe_text(str(x)) for x in e.get("loc", ())], "type": str(e.get("type", "")),
+             "msg": safe_text(str(e.get("msg", "")))} for e in errors]  # fmt: skip
 
 
 class Recommendation(BaseModel):
