@@ -162,6 +162,19 @@ def test_warm_start_imitates_the_gate_only_where_it_beats_the_rule_on_select() -
     assert (q[b] == np.eye(3)[0]).all()
 
 
+def test_llm_rows_are_task_balanced_as_far_as_the_rows_allow() -> None:
+    from collections import Counter
+
+    from metamodal.agent.seed import task_balanced
+
+    tasks = ["warm_user"] * 100 + ["cold_user"] * 100 + ["cold_item"] * 10
+    keep = task_balanced(tasks, 60, np.random.default_rng(0))
+    got = Counter(tasks[i] for i in keep)
+    assert len(keep) == len(set(keep.tolist())) == 60 and got["cold_item"] == 10
+    assert got["warm_user"] + got["cold_user"] == 50 and min(got.values()) == 10
+    assert len(task_balanced(tasks[:5], 60, np.random.default_rng(0))) == 5
+
+
 def test_menu_router_reads_letters_and_trains_on_ray_train(world, tiny_llm, ray_session, tmp_path):
     """One forward pass gives π over each row's menu (zero past its size); the warm start and
     the RL stage run on two Ray Train workers under DeepSpeed and write adapters and metrics."""

@@ -167,15 +167,26 @@ def gate_choices(gate: LearnedGate, fit: Rows, sel: Rows, test: Rows, seed: int)
     return chosen, shuffled, {k: gate.choose(k, v.x) for k, v in sel.items()}
 
 
+def task_balanced(tasks: list[str], n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` row indices, as even over the tasks as the rows allow (the rest drawn from what is
+    left): the fit rows are skewed (fewer cold-item episodes exist) while select and test are
+    even, and a task's route switch is only learnt if the LLM sees that task."""
+    by = {t: rng.permutation(np.flatnonzero(np.asarray(tasks) == t)) for t in dict.fromkeys(tasks)}
+    quota = n // max(1, len(by))
+    keep = [i for idx in by.values() for i in idx[:quota]]
+    rest = rng.permutation([i for idx in by.values() for i in idx[quota:]])
+    return np.sort(np.concatenate([keep, rest[: max(0, n - len(keep))]]).astype(int))
+
+
 def llm_rows(fit: Rows, menus: dict, targets: dict, cfg: MMAConfig, seed: int, prompt_kind: str):
-    """A per-bucket subsample of the fit rows with their warm-start targets (computed on all
-    of the bucket's fit rows) and rewards, padded to the longest menu."""
+    """A task-balanced subsample of each bucket's fit rows with their warm-start targets
+    (computed on all of the bucket's fit rows) and rewards, padded to the longest menu."""
     n_letters = max(len(m.routes) for m in menus.values())
     prompts, rewards, sizes, q = [], [], [], []
     rng = np.random.default_rng([seed, 3])
     for key, br in fit.items():
         qs = targets[key]
-        keep = np.sort(rng.permutation(len(br))[: cfg.llm_rows])
+        keep = task_balanced([st.ep.task for st in br.steps], cfg.llm_rows, rng)
         src = br.prompts if prompt_kind != "bucket" else br.bucket_prompts
         for i in keep:
             prompts.append(src[i])
