@@ -32,21 +32,15 @@ from metamodal.data import load_dataset
 from metamodal.data.modalities import has_text
 from metamodal.extract.decode import load_image
 from metamodal.extract.encoders import Encoder, EncoderSpec, image_size
-from metamodal.extract.pipeline import ExtractConfig, extract_modality
+from metamodal.extract.pipeline import ExtractConfig, build_config, extract_modality
 
 
-def image_spec(arch: str) -> EncoderSpec:
-    """EfficientNet-Lite with its ImageNet weights, or a random-init open_clip tower (the
-    throughput is the same as with real weights)."""
+def specs(arch: str, text: bool = True) -> list[EncoderSpec]:
+    """The extraction job's own encoders for ``arch``: EfficientNet-Lite with its ImageNet
+    weights, or an open_clip tower with random ones (its throughput is the same)."""
     from metamodal.extract.efficientnet import ARCHS
 
-    if arch in ARCHS:
-        return EncoderSpec("efficientnet_image", "image_effnet", arch=arch)
-    return EncoderSpec("open_clip_image", "image_clip", arch=arch, random_init=True)
-
-
-def specs(arch: str) -> list[EncoderSpec]:
-    return [EncoderSpec("minilm", "text_minilm"), image_spec(arch)]
+    return build_config(text=text, arch=arch, random_image_init=arch not in ARCHS).encoders
 
 
 def payloads(ds, spec: EncoderSpec) -> list[str]:
@@ -176,7 +170,7 @@ def replicated_catalog(src: str, times: int, out: Path) -> Path:
 def gpu_benchmark(a: argparse.Namespace) -> dict:
     import ray
 
-    spec = image_spec(a.gpu_arch)
+    (spec,) = specs(a.gpu_arch, text=False)
     bare = bare_forward(spec, a.gpu_batch_size, iters=20)
     with tempfile.TemporaryDirectory() as d:
         ds = load_dataset(replicated_catalog(a.catalog, a.gpu_repeat, Path(d) / "cat"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from metamodal.eval.runs import evaluate_runs
+from metamodal.workflows.runs import evaluate_runs
 
 
 def main() -> None:

@@ -205,7 +205,7 @@ def policy_worker(config: dict) -> None:
     """One Ray Train worker: cache its shard's trunk states, warm start, RL, rank 0 saves."""
     import ray.train
 
-    from metamodal.train.raylogs import quiet_ray_train_logs
+    from metamodal.raylogs import quiet_ray_train_logs
 
     os.environ.update(config["env_vars"])  # before DeepSpeed is imported
     quiet_ray_train_logs()

@@ -30,7 +30,7 @@ from metamodal.agent.menus import (
     gate_warm_targets,
     soft_targets,
 )
-from metamodal.agent.routed import KINDS, RoutedReranker, save_router, write_rankings
+from metamodal.agent.routed import KINDS, RoutedReranker, bucket_key, save_router, write_rankings
 from metamodal.agent.routes import Route, candidate_routes, make_batch, reward_table
 from metamodal.agent.rows import (
     BucketRows,
@@ -141,10 +141,14 @@ def pick(rows: Rows, choice: dict) -> dict:
             for k, br in rows.items()}  # fmt: skip
 
 
+def gate_inputs(rows: Rows) -> tuple[dict, dict]:
+    """(statistics, rewards) per bucket: what the gate fits and is scored on."""
+    return {k: v.x for k, v in rows.items()}, {k: v.rewards for k, v in rows.items()}
+
+
 def fit_seed_gate(fit: Rows, sel: Rows) -> tuple[LearnedGate, dict]:
     """The learned gate on the fit rows, its L2 chosen on the select rows."""
-    fx, fr = {k: v.x for k, v in fit.items()}, {k: v.rewards for k, v in fit.items()}
-    return fit_gate(fx, fr, {k: v.x for k, v in sel.items()}, {k: v.rewards for k, v in sel.items()})
+    return fit_gate(*gate_inputs(fit), *gate_inputs(sel))
 
 
 def warm_targets(gate: LearnedGate, fit: Rows, sel: Rows, menus: dict, cfg: MMAConfig, seed: int):
@@ -153,8 +157,8 @@ def warm_targets(gate: LearnedGate, fit: Rows, sel: Rows, menus: dict, cfg: MMAC
     if cfg.warm_start == "rewards":
         return ({k: soft_targets(br.rewards, cfg.tau, cfg.shrink) for k, br in fit.items()},
                 dict.fromkeys(fit, "rewards"))  # fmt: skip
-    xr = lambda rows: ({k: v.x for k, v in rows.items()}, {k: v.rewards for k, v in rows.items()})  # noqa: E731
-    return gate_warm_targets(gate, xr(fit), xr(sel), {k: m.rr for k, m in menus.items()}, seed)
+    rule = {k: m.rr for k, m in menus.items()}
+    return gate_warm_targets(gate, gate_inputs(fit), gate_inputs(sel), rule, seed)
 
 
 def gate_choices(gate: LearnedGate, fit: Rows, sel: Rows, test: Rows, seed: int) -> tuple[dict, dict, dict]:
@@ -162,7 +166,7 @@ def gate_choices(gate: LearnedGate, fit: Rows, sel: Rows, test: Rows, seed: int)
     bucket (the control); its choices on select."""
     chosen = {k: gate.choose(k, v.x) for k, v in test.items()}
     sh_fit, sh_test = shuffled_within(fit, seed), shuffled_within(test, seed + 1)
-    sh = LearnedGate(gate.l2).fit({k: v.x for k, v in sh_fit.items()}, {k: v.rewards for k, v in fit.items()})
+    sh = LearnedGate(gate.l2).fit(gate_inputs(sh_fit)[0], gate_inputs(fit)[1])
     shuffled = {k: sh.choose(k, v.x) for k, v in sh_test.items()}
     return chosen, shuffled, {k: gate.choose(k, v.x) for k, v in sel.items()}
 
@@ -298,7 +302,7 @@ def method_rewards(store, scorers, fit, sel, test, menus, routed, learned, cfg, 
     res_t["learned_gate"], res_t["learned_gate_shuffled"] = pick(test, g), pick(test, g_sh)
     res_s["learned_gate"] = pick(sel, g_sel)
     info["gate"] = {"l2_scores": learned["l2_scores"], "l2": learned["gate"].l2,
-                    "warm_start": {f"{k[0]}:{'+'.join(k[1])}": v for k, v in learned["source"].items()}}  # fmt: skip
+                    "warm_start": {bucket_key(k): v for k, v in learned["source"].items()}}  # fmt: skip
     t0 = time.perf_counter()
     res_t.update(llm_ablations(routed["mma"], fit, test, menus, learned["targets"], cfg, seed, out, reuse))
     info["ablation_seconds"] = time.perf_counter() - t0
@@ -364,7 +368,7 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     t0 = time.perf_counter()
     gate, l2_scores = fit_seed_gate(fit, sel)
     targets, source = warm_targets(gate, fit, sel, menus, cfg, seed)
-    log(f"seed {seed}: warm start from " + ", ".join(f"{k[0]}:{'+'.join(k[1])} {v}" for k, v in source.items()))
+    log(f"seed {seed}: warm start from " + ", ".join(f"{bucket_key(k)} {v}" for k, v in source.items()))
     learned = {"gate": gate, "l2_scores": l2_scores, "targets": targets, "source": source}
     summary = train_llm(fit, menus, targets, cfg, seed, seed_dir, "stats", reuse_policy)
     save_router(seed_dir / "router.json", tools, models, codec, menus, summary, ranker)
@@ -383,8 +387,8 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     return {
         "seed": seed, "per_episode": per_episode, "validation": validation,
         "fusion_tools": models, "tools": tools,
-        "menus": {f"{k[0]}:{'+'.join(k[1])}": [r.label() for r in m.routes] for k, m in menus.items()},
-        "rulerouter": {f"{k[0]}:{'+'.join(k[1])}": m.routes[m.rr].label() for k, m in menus.items()},
+        "menus": {bucket_key(k): [r.label() for r in m.routes] for k, m in menus.items()},
+        "rulerouter": {bucket_key(k): m.routes[m.rr].label() for k, m in menus.items()},
         "example_prompts": [br.prompts[0] for br in list(test.values())[:3]],
         "policy": info["policy"], "policy_seconds": info["policy_seconds"],
         "gate": info["gate"], "clarify_weight": info["clarify_weight"],

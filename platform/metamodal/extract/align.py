@@ -212,7 +212,7 @@ def run_align(
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from metamodal.train.raylogs import start_ray
+    from metamodal.raylogs import start_ray
 
     cfg = cfg or AlignConfig()
     out = Path(out).resolve()

@@ -103,15 +103,15 @@ def clip_pixel_stats(visual: Any) -> tuple:
 
 def image_size(spec: EncoderSpec) -> int:
     """The square input size the spec's image tower takes (its config, or the override)."""
-    import open_clip
-
     from metamodal.extract.efficientnet import INPUT_SIZE
 
-    register_clip_configs()
     if spec.image_size:
         return int(spec.image_size)
     if spec.type == "efficientnet_image":
         return INPUT_SIZE[spec.arch]
+    import open_clip
+
+    register_clip_configs()
     size = open_clip.get_model_config(spec.arch)["vision_cfg"]["image_size"]
     return int(size if isinstance(size, int) else size[0])
 

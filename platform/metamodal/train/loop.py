@@ -34,9 +34,9 @@ def train_loop(config: dict) -> None:
     from metamodal.data.splits import Split
     from metamodal.eval.protocol import evaluate_split
     from metamodal.models import ZOO
+    from metamodal.raylogs import quiet_ray_train_logs
     from metamodal.train.data import attach_features, build_model_data, content_modalities
     from metamodal.train.placement import note_worker_group
-    from metamodal.train.raylogs import quiet_ray_train_logs
     from metamodal.train.sampler import TripleSampler
 
     quiet_ray_train_logs()

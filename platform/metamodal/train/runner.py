@@ -55,7 +55,7 @@ def worker_scaling(
     import ray
     from ray.train import ScalingConfig
 
-    from metamodal.train.raylogs import start_ray
+    from metamodal.raylogs import start_ray
 
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     start_ray()

@@ -92,7 +92,7 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int 
 
     rep = run_mma(str(catalog), mma_dir, mcfg)
     step(10, "evaluating the zoo runs with content masked at serving time")
-    from metamodal.eval.runs import evaluate_runs
+    from metamodal.workflows.runs import evaluate_runs
 
     evaluate_runs([r.out for r in zoo.values()], out / "evaluation")
     step(11, "serving retriever + MMA reranker with Ray Serve; a few requests on 127.0.0.1")

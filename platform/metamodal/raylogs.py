@@ -33,4 +33,4 @@ def start_ray() -> None:
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False,
                  runtime_env={"worker_process_setup_hook":
-                              "metamodal.train.raylogs.quiet_ray_train_logs"})  # fmt: skip
+                              "metamodal.raylogs.quiet_ray_train_logs"})  # fmt: skip
