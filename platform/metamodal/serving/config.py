@@ -24,6 +24,8 @@ class ServeConfig(BaseModel):
     pool_size: int = Field(50, ge=1, le=1000)  # candidates the retriever hands the reranker
     index_kind: Literal["flat", "ivf", "hnsw"] = "flat"
     exclude_seen: bool = True  # drop a known user's training items from the answer
+    # every request's deadline end to end (a client may ask for less with X-Timeout-Ms)
+    request_timeout_s: float = Field(10.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _needs(self) -> ServeConfig:

@@ -1,7 +1,13 @@
-"""The Ray Serve application: a retriever deployment, a batched reranker deployment and a FastAPI
-ingress composing them through DeploymentHandles (awaited; nothing blocks the event loop on a
-``.result()``). ``build_app`` binds them from a ``ServeConfig``; ``serve_apps/recommender.py``
-is the import path Serve's CLI and config files name.
+"""The Ray Serve application. A handle hop costs about as much as a whole retrieval, so hops are
+paid only where work is heavy: the FastAPI ingress retrieves in-process (faiss, ids, history
+means), the query encoders (MiniLM / image tower) are their own deployment reached only by
+content queries, and the reranker is a batched (GPU-able) deployment. Every replica loads and
+warms its models in its constructor, so no request meets a cold model.
+
+Each request has a deadline (the config's, or shorter by ``X-Timeout-Ms``); a stage that runs
+out answers 504 naming it. Every deployment has a bounded queue: when it is full the request is
+shed with 503 and ``Retry-After`` instead of waiting without bound. Model work runs off the event
+loop, so ``/healthz`` (answered from the ingress's own state) stays quick under load.
 
 The classes live here, in the installed package, because Serve replicas import deployments by
 module path: classes defined in a script or a test module fail inside the replica. No
@@ -9,19 +15,24 @@ module path: classes defined in a script or a test module fail inside the replic
 it takes the body for a query parameter.
 """
 
+import asyncio
 import time
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
+from ray.serve.config import BackpressureConfig
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from metamodal.serving.config import ServeConfig
-from metamodal.serving.retriever import BadQuery, RetrieverCore
+from metamodal.serving.encoders import BadQuery
+from metamodal.serving.retriever import RetrieverCore
 from metamodal.serving.schemas import (
     MAX_BODY_BYTES,
+    MAX_TIMEOUT_MS,
     Recommendation,
     RecommendRequest,
     RecommendResponse,
@@ -48,56 +59,92 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
                         headers=getattr(exc, "headers", None))  # fmt: skip
 
 
-# Serve's default of 5 requests in flight per replica makes the router back off once 5 clients
-# wait (20 clients: 942 ms p50, 20 req/s) and caps the reranker's batches at 5.
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
-class Retriever:
-    def __init__(self, cfg: dict) -> None:
-        self.core = RetrieverCore(ServeConfig(**cfg))
+SHED = BackpressureConfig(status_code=503, retry_after_s=1)
 
-    def retrieve(self, kind: str, value, n: int | None = None):
+
+# Serve's default of 5 requests in flight per replica makes the router back off once 5 clients
+# wait and caps the reranker's batches at 5.
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8,
+                  max_queued_requests=32, backpressure_config=SHED)  # fmt: skip
+class QueryEncoder:
+    def __init__(self, cfg: dict) -> None:
+        from metamodal.serving.encoders import QueryEncoderCore
+
+        self.core = QueryEncoderCore(ServeConfig(**cfg))
+        self.core.warm()
+
+    async def encode(self, kind: str, value: str):
         try:
-            return self.core.retrieve(kind, value, n)
-        except LookupError as e:
-            return {"status": 404, "detail": str(e)}
+            return await asyncio.to_thread(self.core.encode, kind, value)
         except BadQuery as e:
             return {"status": 422, "detail": str(e)}
 
-    def item(self, item_id: str) -> dict:
-        try:
-            return self.core.item_info(item_id)
-        except LookupError as e:
-            return {"status": 404, "detail": str(e)}
 
-    def ready(self) -> dict:
-        return {"items": int(self.core.ds.n_items), "users": int(self.core.ds.n_users),
-                "index": self.core.index.spec.kind}  # fmt: skip
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=32)
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=32,
+                  max_queued_requests=64, backpressure_config=SHED)  # fmt: skip
 class Reranker:
     def __init__(self, cfg: dict) -> None:
         from metamodal.serving.reranker import RerankerCore
 
         self.core = RerankerCore(ServeConfig(**cfg))
+        self.core.warm()
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def rerank(self, items: list[tuple]) -> list:
-        return self.core.rerank(items)
-
-    def ready(self) -> dict:
-        return {"reranker": self.core.name, "sources": self.core.sources}
+        return await asyncio.to_thread(self.core.rerank, items)
 
 
-async def _call(method, *args):
-    """One retry when the replica serving the call dies mid-request (a crash, a preemption, a
-    scale-down): the handle routes the retry to a live replica. Calls are reads: safe to repeat."""
-    from ray.exceptions import RayActorError
+class StageFailed(Exception):
+    """A stage's answer as an HTTP status (504 deadline, 503 shed, 4xx from the stage)."""
 
+    def __init__(self, status: int, detail: str, headers: dict | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers
+
+
+class Deadline:
+    def __init__(self, ms: float) -> None:
+        self.ms, self.end = ms, time.monotonic() + ms / 1e3
+
+    async def run(self, stage: str, method, *args):
+        """``method.remote(*args)`` within what is left of the deadline; one retry when the
+        replica serving it dies mid-request (calls are reads: safe to repeat)."""
+        from ray.exceptions import RayActorError
+
+        for attempt in (0, 1):
+            left = self.end - time.monotonic()
+            if left <= 0:
+                raise StageFailed(504, f"the request's {self.ms:.0f} ms deadline ran out before stage '{stage}'")
+            try:
+                return await asyncio.wait_for(method.remote(*args), left)
+            except TimeoutError:
+                raise StageFailed(504, f"the request's {self.ms:.0f} ms deadline ran out in stage '{stage}'") from None
+            except BackPressureError:
+                raise StageFailed(503, f"stage '{stage}' is overloaded (its queue is full); retry later",
+                                  {"Retry-After": "1"}) from None  # fmt: skip
+            except RayActorError:
+                if attempt:
+                    raise
+
+
+def request_deadline(request: Request, default_ms: float) -> Deadline:
+    """The config's deadline, or a shorter one from ``X-Timeout-Ms`` (a 422 naming the header
+    when it is not a number in range)."""
+    raw = request.headers.get("x-timeout-ms")
+    if raw is None:
+        return Deadline(default_ms)
     try:
-        return await method.remote(*args)
-    except RayActorError:
-        return await method.remote(*args)
+        ms = float(raw)
+    except ValueError:
+        ms = float("nan")
+    if not 1 <= ms <= MAX_TIMEOUT_MS:  # NaN fails too
+        raise HTTPException(422, f"header X-Timeout-Ms must be a number of milliseconds in [1, {MAX_TIMEOUT_MS}]")
+    return Deadline(min(ms, default_ms))
+
+
+@api.exception_handler(StageFailed)
+async def stage_failed(request: Request, exc: StageFailed) -> JSONResponse:
+    return JSONResponse({"detail": safe_text(exc.detail)}, status_code=exc.status, headers=exc.headers)
 
 
 def _fail(res) -> None:
@@ -105,37 +152,57 @@ def _fail(res) -> None:
         raise HTTPException(status_code=res["status"], detail=res["detail"])
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=100)
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=100,
+                  max_queued_requests=200, backpressure_config=SHED)  # fmt: skip
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, retriever: DeploymentHandle, reranker: DeploymentHandle, k_pool: int):
-        self.retriever, self.reranker, self.k_pool = retriever, reranker, k_pool
+    def __init__(self, encoder: DeploymentHandle, reranker: DeploymentHandle, cfg: dict) -> None:
+        from metamodal.serving.reranker import reranker_name
+
+        c = ServeConfig(**cfg)
+        self.encoder, self.reranker, self.cfg = encoder, reranker, c
+        self.core = RetrieverCore(c)
+        self.core.warm()
+        self.name = reranker_name(c)
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
-        r = await self.retriever.ready.remote()
-        rr = await self.reranker.ready.remote()
-        return {"status": "ok", "retriever": r, "reranker": rr}
+        """From this replica's own state: never waits on a model path."""
+        return {"status": "ok", "items": int(self.core.ds.n_items), "users": int(self.core.ds.n_users),
+                "index": self.core.index.spec.kind, "reranker": self.name}  # fmt: skip
 
     @api.get("/items/{item_id}")
     async def item(self, item_id: str) -> dict:
-        res = await self.retriever.item.remote(item_id)
-        _fail(res)
-        return res
+        try:
+            return self.core.item_info(item_id)
+        except LookupError as e:
+            raise HTTPException(404, str(e)) from None
+
+    def _retrieve(self, kind: str, value):
+        try:
+            return self.core.retrieve(kind, value, self.cfg.pool_size)
+        except LookupError as e:
+            raise HTTPException(404, str(e)) from None
+        except BadQuery as e:
+            raise HTTPException(422, str(e)) from None
 
     @api.post("/recommend")
-    async def recommend(self, req: RecommendRequest) -> RecommendResponse:
+    async def recommend(self, req: RecommendRequest, request: Request) -> RecommendResponse:
+        deadline = request_deadline(request, 1e3 * self.cfg.request_timeout_s)
         t0 = time.perf_counter()
-        kind = req.query_kind
-        got = await _call(self.retriever.retrieve, kind, getattr(req, kind), self.k_pool)
-        _fail(got)
+        kind, value = req.query_kind, getattr(req, req.query_kind)
+        timings = {}
+        if kind in ("text", "image_b64"):
+            value = await deadline.run("encode", self.encoder.encode, kind, value)
+            _fail(value)
+            kind, timings["encode"] = "content", 1e3 * (time.perf_counter() - t0)
+        got = self._retrieve(kind, value)
         t1 = time.perf_counter()
-        timings = {"retrieve": 1e3 * (t1 - t0)}
+        timings["retrieve"] = 1e3 * (t1 - t0) - timings.get("encode", 0.0)
         if req.rerank and len(got.pool):
-            rr = await _call(self.reranker.rerank, (got, req.modalities))
+            rr = await deadline.run("rerank", self.reranker.rerank, (got, req.modalities))
             timings["rerank"] = 1e3 * (time.perf_counter() - t1)
-            order, scores, name = rr.order, rr.scores, (await self._name())
-            used, tools = rr.used, rr.tools
+            order, scores, name, used, tools = rr.order, rr.scores, self.name, rr.used, rr.tools
         else:
             order, scores, name, used, tools = range(len(got.pool)), got.scores, "none", [], []
         items = [
@@ -144,13 +211,8 @@ class Ingress:
             for p in list(order)[: req.k]
         ]  # fmt: skip
         timings["total"] = 1e3 * (time.perf_counter() - t0)
-        return RecommendResponse(items=items, query=kind, reranker=name, used_modalities=used,
-                                 tools=tools, timings_ms=timings)  # fmt: skip
-
-    async def _name(self) -> str:
-        if not hasattr(self, "_reranker_name"):
-            self._reranker_name = (await self.reranker.ready.remote())["reranker"]
-        return self._reranker_name
+        return RecommendResponse(items=items, query=req.query_kind, reranker=name,
+                                 used_modalities=used, tools=tools, timings_ms=timings)  # fmt: skip
 
 
 def build_app(cfg: ServeConfig, replicas: int = 1):
@@ -158,6 +220,6 @@ def build_app(cfg: ServeConfig, replicas: int = 1):
     c = cfg.resolved().model_dump()
     # replica counts from code only when asked: a Serve config file's autoscaling must win
     opts = {"num_replicas": replicas} if replicas != 1 else {}
-    retriever = Retriever.options(**opts).bind(c)
+    encoder = QueryEncoder.options(**opts).bind(c)
     reranker = Reranker.options(**opts).bind(c)
-    return Ingress.bind(retriever, reranker, cfg.pool_size)
+    return Ingress.options(**opts).bind(encoder, reranker, c)

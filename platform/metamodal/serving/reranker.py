@@ -9,6 +9,8 @@ batch's prompts in one forward pass. MMA and RuleRouter-Fuse come from the run's
 
 from __future__ import annotations
 
+import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +48,17 @@ class RerankerCore:
 
             mrun = load_run(cfg.model_run, ds=run.ds)
             self.scorer = BaselineScorer(mrun, {n: self.store.group_of(n) for n in mrun.modalities})
-        self.name = f"model:{load_run_name(cfg)}" if self.kind == "model" else self.kind
+        self.name = reranker_name(cfg)
+        self.n_items = int(run.ds.n_items)
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """One rerank at replica start (the policy's weights paged in, its first forward pass
+        run), so the first request does not stall."""
+        n = max(1, min(self.cfg.pool_size, self.n_items - 1))
+        r = Retrieved(-1, np.array([0]), np.arange(1, n + 1), np.zeros(n), np.zeros(n, bool),
+                      "cold_user", [])  # fmt: skip
+        self.rerank([(r, None)])
 
     def available(self, modalities: list[str] | None) -> tuple[str, ...]:
         return tuple(s for s in self.sources if modalities is None or s in modalities)
@@ -65,6 +77,12 @@ class RerankerCore:
         )
 
     def rerank(self, batch: list[tuple[Retrieved, list[str] | None]]) -> list[Reranked]:
+        """Thread-safe: Serve may run this from several threads, and tokenizers and torch
+        modules must not be shared across them."""
+        with self._lock:
+            return self._rerank(batch)
+
+    def _rerank(self, batch: list[tuple[Retrieved, list[str] | None]]) -> list[Reranked]:
         eps = [self.episode(r, m) for r, m in batch]
         if self.kind == "none":
             return [Reranked(np.arange(len(e.pool)), e.first_stage, list(e.available), [])
@@ -101,7 +119,8 @@ def load_routed(cfg: ServeConfig, run, store, kind: str):
     return RoutedReranker.load(seed_dir, AgentEnv(store, tools_for(store, extra=extra)), kind)
 
 
-def load_run_name(cfg: ServeConfig) -> str:
-    import json
-
-    return json.loads((Path(cfg.model_run) / "config.json").read_text())["model"]
+def reranker_name(cfg: ServeConfig) -> str:
+    """What orders the list, as responses name it (read from disk: cheap, no model loaded)."""
+    if cfg.reranker != "model":
+        return cfg.reranker
+    return "model:" + json.loads((Path(cfg.model_run) / "config.json").read_text())["model"]

@@ -1,33 +1,26 @@
 """The retrieval side of serving: a faiss index over a trained model's item vectors, and the four
 ways a request names what it wants — a known user, a history of items, a free text, an image.
 
-Texts and images are encoded by the encoders that produced the run's features (read from the
-extraction manifest), then searched against that modality's item rows; the nearest items become
-the query's pseudo-history, so every answer comes from the same collaborative index. A request
-names items and users by their catalogue ids; unknown ids are a ``LookupError`` naming them.
+Texts and images arrive encoded (``metamodal.serving.encoders``) and are searched against that
+modality's item rows; the nearest items become the query's pseudo-history, so every answer comes
+from the same collaborative index. A request names items and users by their catalogue ids;
+unknown ids are a ``LookupError`` naming them. Everything here is a sub-millisecond faiss or
+numpy call: the ingress runs it in-process rather than paying a handle hop for it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from metamodal.retrieval.index import IndexSpec, ItemIndex
 from metamodal.serving.config import ServeConfig
+from metamodal.serving.encoders import BadQuery
 from metamodal.train.artifacts import load_run
 
 PSEUDO_HISTORY = 5  # items nearest a text / image query that stand in for a history
 RESCORE_SLACK = 8  # extra float32 candidates rescored in float64, so the pool's edge is exact
-
-
-class BadQuery(ValueError):
-    """A well-formed request the catalogue cannot answer (HTTP 422)."""
 
 
 @dataclass
@@ -60,8 +53,6 @@ class RetrieverCore:
         self.cold_items = (
             run.miss.cold_items if run.miss is not None else np.zeros(self.ds.n_items, bool)
         )
-        self.features_dir = run.config["data"].get("features")
-        self._encoders: dict[str, object] = {}
         self._content: dict[str, ItemIndex] = {}
 
     # ids ---------------------------------------------------------------------------------
@@ -95,8 +86,8 @@ class RetrieverCore:
         if kind == "history":
             hist = np.unique(self.item_index(list(value)))
             return self._search(self.items[hist].mean(0), n, hist, -1, hist, "cold_user")
-        if kind in ("text", "image_b64"):
-            hist = self.content_neighbours(kind, value)
+        if kind == "content":  # (modality, vector) from the query encoders
+            hist = self.content_history(*value)
             return self._search(self.items[hist].mean(0), n, np.array([], np.int64), -1, hist,
                                 "cold_user")  # fmt: skip
         raise BadQuery(f"unknown query kind {kind!r}")
@@ -113,51 +104,21 @@ class RetrieverCore:
                          ids)  # fmt: skip
 
     # cold start by content ---------------------------------------------------------------
-    def _manifest_encoder(self, source: str):
-        """The extraction encoder (and its modality) that reads ``source`` (text | image)."""
-        if source in self._encoders:
-            return self._encoders[source]
-        if not self.features_dir:
-            raise BadQuery(f"this model was trained without extracted features: no {source} "
-                           "query possible")  # fmt: skip
-        from metamodal.extract.encoders import Encoder, EncoderSpec
-
-        manifest = json.loads((Path(self.features_dir) / "manifest.json").read_text())
-        for spec in manifest["config"]["encoders"]:
-            es = EncoderSpec(**spec)
-            if es.source == source and es.modality in self.ds.modalities:
-                enc = Encoder(es)
-                self._encoders[source] = (enc, es)
-                return enc, es
-        raise BadQuery(f"no {source} encoder among this catalogue's features")
-
-    def content_neighbours(self, kind: str, value: str) -> np.ndarray:
-        source = "text" if kind == "text" else "image"
-        enc, spec = self._manifest_encoder(source)
-        if source == "text":
-            q = enc.encode_texts([value])
-        else:
-            q = enc.encode_images(decode_image(value, spec))
-        mod = self.ds.modalities[spec.modality]
-        if spec.modality not in self._content:
-            x = mod.features / np.maximum(
-                np.linalg.norm(mod.features, axis=1, keepdims=True), 1e-12
-            )
+    def content_history(self, modality: str, q: np.ndarray) -> np.ndarray:
+        """The items nearest an encoded text / image query in that modality's feature space:
+        the query's pseudo-history."""
+        if getattr(self.ds.modalities.get(modality), "features", None) is None:
+            raise BadQuery(f"this catalogue has no {modality!r} features")
+        if modality not in self._content:
+            mod = self.ds.modalities[modality]
+            x = mod.features / np.maximum(np.linalg.norm(mod.features, axis=1, keepdims=True), 1e-12)
             rows = np.flatnonzero(mod.present)
-            self._content[spec.modality] = ItemIndex(x[rows], IndexSpec(kind="flat"), ids=rows)
-        _, items = self._content[spec.modality].search(q, PSEUDO_HISTORY)
+            self._content[modality] = ItemIndex(x[rows], IndexSpec(kind="flat"), ids=rows)
+        _, items = self._content[modality].search(np.asarray(q, np.float32).reshape(1, -1), PSEUDO_HISTORY)
         return np.sort(items[0][items[0] >= 0])
 
-
-def decode_image(b64: str, spec) -> np.ndarray:
-    from metamodal.extract.decode import load_image
-    from metamodal.extract.encoders import image_size
-
-    try:
-        raw = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise BadQuery(f"image_b64 is not valid base64: {e}") from None
-    pixels, why = load_image(io.BytesIO(raw), image_size(spec))
-    if pixels is None:
-        raise BadQuery(f"image_b64 could not be decoded as an image ({why})")
-    return pixels[None]
+    def warm(self) -> None:
+        """Every content index built at replica start, not on the first cold-start request."""
+        for name, mod in self.ds.modalities.items():
+            if getattr(mod, "features", None) is not None and mod.present.any():
+                self.content_history(name, mod.features[np.flatnonzero(mod.present)[0]])

@@ -11,6 +11,7 @@ MAX_HISTORY = 500
 MAX_TEXT_CHARS = 2_000
 MAX_IMAGE_B64 = 2_000_000  # ~1.5 MB of image bytes
 MAX_BODY_BYTES = 4_000_000  # whole request; larger bodies are refused before parsing (413)
+MAX_TIMEOUT_MS = 300_000  # the most an X-Timeout-Ms header may ask for
 SOURCES = ("graph", "text", "image", "audio", "video")
 
 
