@@ -191,6 +191,8 @@ def test_menu_router_reads_letters_and_trains_on_ray_train(world, tiny_llm, ray_
     summary = train_menu_policy(prompts, rewards, sizes, q, tmp_path, cfg)
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     assert (tmp_path / "adapter_bc" / "adapter_config.json").is_file()
+    assert summary["bc_loss_first"] > 0 and summary["bc_loss_last"] > 0
+    assert 0 <= summary["target_entropy"] <= np.log(6)
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {"cache", "bc", "rl", "done"} <= {r["stage"] for r in rows}
     assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)

@@ -82,7 +82,7 @@ def mma_run(trained: dict, tiny_llm: Path) -> Path:
     cfg = MMAConfig(baselines=["late_fusion"], zoo_overrides=trained["zoo_overrides"],
                     fit_episodes=20, fit_fixed_users=20, select_episodes=10,
                     select_fixed_users=12, test_episodes=8, fixed_users=8, fusion_tools=1,
-                    llm_rows=8, llm_ablations=[], llm_rank="on", llm_rank_rows=24, seeds=1,
+                    llm_rows=8, llm_rule_rows=4, llm_ablations=[], llm_rank="on", llm_rank_rows=24, seeds=1,
                     policy=policy)  # fmt: skip
     run_mma(str(trained["shop"]), trained["mma"], cfg)
     return trained["mma"]
@@ -287,6 +287,9 @@ def test_served_mma_answers_exactly_what_the_run_measured(server: str, mma_run: 
     """Each validation fixed pool of the run, requested over HTTP by its user: the served top 10
     and the route's tools equal what ``mma run`` ranked (``seed0/rankings.json``)."""
     measured = json.loads((mma_run / "seed0" / "rankings.json").read_text())
+    policy = json.loads((mma_run / "seed0" / "router.json").read_text())["policy"]
+    assert policy["adapter_name"] in ("adapter", "adapter_bc")  # chosen on select
+    assert set(policy["adapter_select"]) == {"adapter", "adapter_bc"}
     want = measured["mma"]["valid"]
     assert len(want) >= 5 and {w["route"] for w in measured["rulerouter"]["valid"]}
     health = requests.get(server + "/mma/healthz", timeout=60).json()

@@ -43,7 +43,8 @@ class MMAConfig(BaseModel):
     split: Literal["mmrec", "user_time"] = "mmrec"  # or "user_time": per-user chronological 80/10/10 (the MMA paper)
     fusion_tools: int = 2  # zoo models offered to the routes as tools
     menu_size: int = 8  # routes per bucket (+ RuleRouter-Fuse's)
-    llm_rows: int = 120  # training rows per bucket for the LLM router
+    llm_rows: int = 150  # the LLM router's training rows per bucket where the gate routes
+    llm_rule_rows: int = 30  # ... and per bucket whose target is the rule's one route
     # the LLM router's warm-start targets: "gate" — the learned gate's cross-fitted route
     # probabilities in buckets where the gate beats RuleRouter-Fuse on select, the rule's route
     # elsewhere (denoised: one episode's single-target reward is mostly noise); "rewards" —
@@ -87,6 +88,7 @@ def quick(cfg: MMAConfig) -> MMAConfig:
             "test_episodes": 60,
             "fixed_users": 100,
             "llm_rows": 40,
+            "llm_rule_rows": 10,
             "llm_ablations": ["bc_only", "shuffled"],
         }
     )

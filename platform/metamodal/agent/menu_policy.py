@@ -32,8 +32,8 @@ class MenuPolicyConfig(BaseModel):
     model: str = "smollm2-135m-instruct"
     train_layers: int = 4  # top decoder layers with LoRA; the rest are cached
     lora_r: int = 16
-    bc_epochs: int = 2
-    bc_lr: float = 3e-4
+    bc_epochs: int = 6
+    bc_lr: float = 1e-3
     rl_epochs: int = 2
     rl_lr: float = 1e-4
     beta: float = 0.05  # KL(π ‖ π_warm-start) in the RL stage
@@ -285,7 +285,12 @@ def train_menu_policy(
         scaling_config=scaling,
         run_config=RunConfig(name=f"mma-router-seed{cfg.seed}", storage_path=str(out / "ray_results")),
     ).fit()
+    bc = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+          if r["stage"] == "bc"]  # fmt: skip
+    qn = q[q.sum(1) > 0]
     summary = {"rows": len(prompts), "seconds": time.perf_counter() - t0,
+               "bc_loss_first": float(np.mean(bc[:5])), "bc_loss_last": float(np.mean(bc[-10:])),
+               "target_entropy": float(-(qn * np.log(np.clip(qn, 1e-12, None))).sum(1).mean()),
                "adapter": str(out / "adapter"), "base_model": cfg.model,
                "train_layers": cfg.train_layers, "letters": int(q.shape[1]),
                "answer": cfg.answer}  # fmt: skip

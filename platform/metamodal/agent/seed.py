@@ -182,15 +182,18 @@ def task_balanced(tasks: list[str], n: int, rng: np.random.Generator) -> np.ndar
     return np.sort(np.concatenate([keep, rest[: max(0, n - len(keep))]]).astype(int))
 
 
-def llm_rows(fit: Rows, menus: dict, targets: dict, cfg: MMAConfig, seed: int, prompt_kind: str):
+def llm_rows(fit: Rows, menus: dict, learned: dict, cfg: MMAConfig, seed: int, prompt_kind: str):
     """A task-balanced subsample of each bucket's fit rows with their warm-start targets
-    (computed on all of the bucket's fit rows) and rewards, padded to the longest menu."""
+    (computed on all of the bucket's fit rows) and rewards, padded to the longest menu. Buckets
+    whose target is the rule's one route need few rows; those where the gate routes per episode
+    get ``cfg.llm_rows``."""
     n_letters = max(len(m.routes) for m in menus.values())
     prompts, rewards, sizes, q = [], [], [], []
     rng = np.random.default_rng([seed, 3])
     for key, br in fit.items():
-        qs = targets[key]
-        keep = task_balanced([st.ep.task for st in br.steps], cfg.llm_rows, rng)
+        qs = learned["targets"][key]
+        n = cfg.llm_rule_rows if learned["source"][key] == "rule" else cfg.llm_rows
+        keep = task_balanced([st.ep.task for st in br.steps], n, rng)
         src = br.prompts if prompt_kind != "bucket" else br.bucket_prompts
         for i in keep:
             prompts.append(src[i])
@@ -201,23 +204,39 @@ def llm_rows(fit: Rows, menus: dict, targets: dict, cfg: MMAConfig, seed: int, p
     return prompts, np.stack(rewards), np.array(sizes), np.stack(q)
 
 
-def train_llm(fit, menus, targets, cfg, seed, out: Path, prompt_kind: str, reuse: bool) -> dict:
+def train_llm(fit, menus, learned, cfg, seed, out: Path, prompt_kind: str, reuse: bool) -> dict:
     from metamodal.agent.menu_policy import train_menu_policy
 
     d = out / f"router_{prompt_kind}"
     if reuse and (d / "summary.json").is_file() and (d / "adapter").is_dir():
         log(f"seed {seed}: reusing the {prompt_kind} router in {d}")
         return json.loads((d / "summary.json").read_text())
-    p, r, s, q = llm_rows(fit, menus, targets, cfg, seed, prompt_kind)
+    p, r, s, q = llm_rows(fit, menus, learned, cfg, seed, prompt_kind)
     log(f"seed {seed}: training the {prompt_kind} router on {len(p)} rows")
     pcfg = cfg.policy.model_copy(update={"seed": seed})
-    return train_menu_policy(p, r, s, q, d, pcfg)
+    summary = train_menu_policy(p, r, s, q, d, pcfg)
+    log(f"seed {seed}: {prompt_kind} router: warm-start cross-entropy {summary['bc_loss_first']:.3f} -> "
+        f"{summary['bc_loss_last']:.3f} (the targets' own entropy {summary['target_entropy']:.3f}; "
+        f"{summary['seconds']:.0f} s)")  # fmt: skip
+    return summary
+
+
+def choose_adapter(summary: dict, sel_llm: Rows, prompt_kind: str) -> dict:
+    """The warm start alone or warm start + RL, whichever routes the select rows better: the RL
+    stage's per-row rewards are single-episode and noisy, and it can undo what the warm start
+    learnt. Chosen on validation; both stay on disk (the BC-only ablation reads the former)."""
+    mean = {}
+    for name in ("adapter_bc", "adapter"):
+        ch = llm_choices(summary, sel_llm, prompt_kind, str(Path(summary["adapter"]).with_name(name)))
+        mean[name] = float(np.mean(np.concatenate(list(pick(sel_llm, ch).values()))))
+    best = max(mean, key=lambda k: (mean[k], k == "adapter"))  # ties keep the RL stage
+    return {**summary, "adapter_name": best, "adapter_select": mean}
 
 
 def llm_choices(summary: dict, rows: Rows, prompt_kind: str, adapter: str | None = None) -> dict:
     from metamodal.agent.menu_policy import load_menu_policy
 
-    mn = load_menu_policy(summary, adapter)
+    mn = load_menu_policy(summary, adapter or str(Path(summary["adapter"]).with_name(summary.get("adapter_name", "adapter"))))
     out = {}
     for k, br in rows.items():
         prompts = br.prompts if prompt_kind != "bucket" else br.bucket_prompts
@@ -266,9 +285,10 @@ def routed_choices(routed: RoutedReranker, rows: Rows) -> dict:
     return {k: routed.choose(k, br.prompts) for k, br in rows.items()}
 
 
-def llm_ablations(mma: RoutedReranker, fit, test: Rows, menus, targets, cfg, seed, out, reuse) -> dict:
+def llm_ablations(mma: RoutedReranker, fit, sel_llm, test: Rows, menus, learned, cfg, seed, out,
+                  reuse) -> dict:  # fmt: skip
     """The LLM router's ablation rows on test: warm start only, shuffled statistics, and a
-    router trained on today's bucket-only prompt."""
+    router trained on today's bucket-only prompt (its adapter chosen on select as MMA's is)."""
     res, summary = {}, mma.policy
     if "bc_only" in cfg.llm_ablations:
         bc = llm_choices(summary, test, "stats", str(Path(summary["adapter"]).with_name("adapter_bc")))
@@ -276,7 +296,7 @@ def llm_ablations(mma: RoutedReranker, fit, test: Rows, menus, targets, cfg, see
     if "shuffled" in cfg.llm_ablations:  # the same prompts permuted: MMA's net has read them
         res["mma_shuffled_stats"] = pick(test, routed_choices(mma, shuffled_within(test, seed + 1)))
     if "bucket_prompt" in cfg.llm_ablations:
-        bsum = train_llm(fit, menus, targets, cfg, seed, out, "bucket", reuse)
+        bsum = choose_adapter(train_llm(fit, menus, learned, cfg, seed, out, "bucket", reuse), sel_llm, "bucket")
         res["mma_bucket_prompt"] = pick(test, llm_choices(bsum, test, "bucket"))
     return res
 
@@ -286,9 +306,9 @@ def method_rewards(store, scorers, fit, sel, test, menus, routed, learned, cfg, 
     RuleRouter-Fuse choose through ``routed`` (loaded from ``router.json``), as Serve does;
     ``learned``: the fitted gate and the LLM's warm-start targets."""
     res_t, res_s, info = {}, {}, {}
-    sel_llm = subsample(sel, cfg.select_llm_rows, seed)  # the LLM reads a share of select
+    sel_llm = learned["select_llm"]  # the LLM reads a share of select
     info["select_llm"] = sel_llm
-    choices = {kind: {"valid": routed_choices(r, sel_llm if kind == "mma" else sel),
+    choices = {kind: {"valid": learned["mma_valid"] if kind == "mma" else routed_choices(r, sel),
                       "test": routed_choices(r, test)} for kind, r in routed.items()}  # fmt: skip
     info["choices"] = choices
     res_t["rulerouter_fuse"] = pick(test, choices["rulerouter"]["test"])
@@ -304,7 +324,7 @@ def method_rewards(store, scorers, fit, sel, test, menus, routed, learned, cfg, 
     info["gate"] = {"l2_scores": learned["l2_scores"], "l2": learned["gate"].l2,
                     "warm_start": {bucket_key(k): v for k, v in learned["source"].items()}}  # fmt: skip
     t0 = time.perf_counter()
-    res_t.update(llm_ablations(routed["mma"], fit, test, menus, learned["targets"], cfg, seed, out, reuse))
+    res_t.update(llm_ablations(routed["mma"], fit, sel_llm, test, menus, learned, cfg, seed, out, reuse))
     info["ablation_seconds"] = time.perf_counter() - t0
     mma_s, mma_t = choices["mma"]["valid"], choices["mma"]["test"]
     w = max((0.5, 1.0, 2.0), key=lambda w: np.mean(np.concatenate(list(
@@ -370,7 +390,12 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     targets, source = warm_targets(gate, fit, sel, menus, cfg, seed)
     log(f"seed {seed}: warm start from " + ", ".join(f"{bucket_key(k)} {v}" for k, v in source.items()))
     learned = {"gate": gate, "l2_scores": l2_scores, "targets": targets, "source": source}
-    summary = train_llm(fit, menus, targets, cfg, seed, seed_dir, "stats", reuse_policy)
+    learned["select_llm"] = subsample(sel, cfg.select_llm_rows, seed)
+    summary = train_llm(fit, menus, learned, cfg, seed, seed_dir, "stats", reuse_policy)
+    summary = choose_adapter(summary, learned["select_llm"], "stats")
+    learned["mma_valid"] = llm_choices(summary, learned["select_llm"], "stats")
+    log(f"seed {seed}: MMA's adapter, chosen on select: {summary['adapter_name']} "
+        f"({', '.join(f'{k} {v:.4f}' for k, v in summary['adapter_select'].items())})")  # fmt: skip
     save_router(seed_dir / "router.json", tools, models, codec, menus, summary, ranker)
     routed = {kind: RoutedReranker.load(seed_dir, env, kind) for kind in KINDS}
     policy_s = time.perf_counter() - t0
