@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+QUIET = {"enable_access_log": False, "log_level": "WARNING"}  # no per-request log lines
+
 
 class RssWatch:
     """Samples each Serve replica's RSS; ``growth(t0, t1)``: the largest rise over the
@@ -57,12 +59,16 @@ class RssWatch:
 
 
 def replicas(app: str) -> dict[int, str]:
-    """pid -> deployment name of the app's live replicas."""
-    from ray.util.state import list_actors
+    """pid -> deployment name of the app's live replicas (Ray titles their processes
+    ``ray::ServeReplica:<app>:<deployment>``; the state API would need the dashboard)."""
+    import psutil
 
-    live = list_actors(filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
-    return {a.pid: a.class_name.split(":")[-1] for a in live
-            if a.class_name.startswith(f"ServeReplica:{app}:")}  # fmt: skip
+    out = {}
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        title = " ".join(p.info["cmdline"] or [])
+        if title.startswith(f"ray::ServeReplica:{app}:"):
+            out[p.info["pid"]] = title.split(":")[-1].split()[0].split(".")[0]
+    return out
 
 
 def catalogue_ids(cfg) -> tuple[list[str], list[str]]:
@@ -109,8 +115,8 @@ def main() -> None:
     start_ray()
     cfg = ServeConfig.from_mma_dir(a.mma_dir, reranker=a.reranker).resolved()
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(cfg), name="fuzz", route_prefix="/")
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=QUIET)
+    serve.run(build_app(cfg), name="fuzz", route_prefix="/", logging_config=QUIET)
     base = f"http://127.0.0.1:{port}"
     before = replicas("fuzz")
     watch = RssWatch(before)

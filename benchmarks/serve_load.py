@@ -48,6 +48,8 @@ done = function(summary, latency, requests)
 end
 """
 
+QUIET = {"enable_access_log": False, "log_level": "WARNING"}  # no per-request log lines
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -128,12 +130,12 @@ def measure(base: str, cfg, b: dict, clients: list[int], seconds: float) -> dict
 
     res: dict = {"levels": {}, "first_request_ms": {}}
     for name, hops in (("ingress", 0), ("one_hop", 1)):
-        serve.run(ceiling_app(hops), name=name, route_prefix=f"/{name}")
+        serve.run(ceiling_app(hops), name=name, route_prefix=f"/{name}", logging_config=QUIET)
         res["levels"][f"ceiling {name}"] = [wrk(base, f"/{name}/recommend", b["user"], c, seconds) for c in clients]
         serve.delete(name)
     for app in ("mma", "rulerouter"):
         t0 = time.perf_counter()
-        serve.run(build_app(cfg.model_copy(update={"reranker": app})), name=app, route_prefix=f"/{app}")
+        serve.run(build_app(cfg.model_copy(update={"reranker": app})), name=app, route_prefix=f"/{app}", logging_config=QUIET)
         res.setdefault("deploy_seconds", {})[app] = time.perf_counter() - t0
         res["first_request_ms"][app] = {k: first_request_ms(f"{base}/{app}/recommend", v[0]) for k, v in b.items()}
         for mode, a, bodies, _ in modes(b):
@@ -169,7 +171,7 @@ def fault_run(cfg, base: str, bodies: list[str], seconds: float, deployment: str
 
     from metamodal.serving.deployments import build_app
 
-    serve.run(build_app(cfg, replicas=2), name="fault", route_prefix="/fault")
+    serve.run(build_app(cfg, replicas=2), name="fault", route_prefix="/fault", logging_config=QUIET)
     url, stop, results = f"{base}/fault/recommend", threading.Event(), []
 
     def client(k: int) -> None:
@@ -270,7 +272,7 @@ def main() -> None:
     cfg = ServeConfig.from_mma_dir(a.mma_dir).resolved()
     port, clients = free_port(), [int(x) for x in a.clients.split(",")]
     base = f"http://127.0.0.1:{port}"
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=QUIET)
     b = bodies_for(cfg)
     res = measure(base, cfg, b, clients, a.seconds)
     res["bodies_kinds"] = {k: [] for k in b}

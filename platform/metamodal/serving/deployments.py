@@ -65,7 +65,7 @@ SHED = BackpressureConfig(status_code=503, retry_after_s=1)
 # Serve's default of 5 requests in flight per replica makes the router back off once 5 clients
 # wait and caps the reranker's batches at 5.
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8,
-                  max_queued_requests=32, backpressure_config=SHED)  # fmt: skip
+                  max_queued_requests=16, backpressure_config=SHED)  # fmt: skip
 class QueryEncoder:
     def __init__(self, cfg: dict) -> None:
         from metamodal.serving.encoders import QueryEncoderCore
@@ -80,8 +80,10 @@ class QueryEncoder:
             return {"status": 422, "detail": str(e)}
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=32,
-                  max_queued_requests=64, backpressure_config=SHED)  # fmt: skip
+# A queue deeper than a few batches only turns overload into deadline misses (504s after the
+# whole wait): shedding early with 503 + Retry-After lets a client back off or go elsewhere.
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=16,
+                  max_queued_requests=8, backpressure_config=SHED)  # fmt: skip
 class Reranker:
     def __init__(self, cfg: dict) -> None:
         from metamodal.serving.reranker import RerankerCore

@@ -32,6 +32,9 @@ class QueryEncoderCore:
     """``encode(kind, value) -> (modality, vector)`` for ``text`` and ``image_b64`` queries."""
 
     def __init__(self, cfg: ServeConfig) -> None:
+        from metamodal.agent.policy import quiet_transformers
+
+        quiet_transformers()  # no weight-loading bars in a replica's log
         run = load_run(cfg.retriever_run)
         self.modalities = set(run.ds.modalities)
         self.features_dir = run.config["data"].get("features")
