@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,36 @@ def test_patterns() -> None:
     )
     with pytest.raises(ValueError, match="unknown modalities"):
         mask_for_pattern(ds, ("image",))
+
+
+def test_dgmrec_protocol_counts_are_stratified_over_warm_and_cold_items(tmp_path: Path) -> None:
+    """Two thirds of warm items and two thirds of cold items lose content: a quarter of them
+    the first group only, a quarter the second only, half both; saved and reloaded alike."""
+    base = toy()
+    text = TextModality.from_texts([f"item {i}" for i in range(base.n_items)])
+    ds = dataclasses.replace(base, modalities={"text": text, "audio": base.modalities["audio"]})
+    miss = make_missingness(ds, make_split(ds, "mmrec", seed=0),
+                            MissingSpec(cold_item_frac=0.3, seed=4, protocol="dgmrec"))  # fmt: skip
+    lose_t, lose_a = ~miss.present["text"], ~miss.present["audio"]
+    for stratum in (~miss.cold_items, miss.cold_items):
+        hit = int(round(2 / 3 * stratum.sum()))
+        q = hit // 4
+        assert int((lose_t & ~lose_a & stratum).sum()) == q  # text only
+        assert int((lose_a & ~lose_t & stratum).sum()) == q  # audio only
+        assert int((lose_t & lose_a & stratum).sum()) == hit - 2 * q  # both
+    assert miss.cold_items.sum() > 20  # both strata are populated
+    miss.save(tmp_path)
+    back = Missingness.load(tmp_path)
+    assert back.spec.protocol == "dgmrec"
+    np.testing.assert_array_equal(back.present["audio"], miss.present["audio"])
+
+
+def test_dgmrec_protocol_refuses_rates_and_single_groups() -> None:
+    with pytest.raises(ValueError, match="no item_rates"):
+        MissingSpec(item_rates={"audio": 0.5}, protocol="dgmrec")
+    with pytest.raises(ValueError, match="protocol"):
+        MissingSpec(protocol="sometimes")
+    base = toy()
+    one = dataclasses.replace(base, modalities={"audio": base.modalities["audio"]})
+    with pytest.raises(ValueError, match="two content groups"):
+        make_missingness(one, make_split(one, "mmrec", seed=0), MissingSpec(protocol="dgmrec"))

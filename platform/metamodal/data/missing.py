@@ -2,7 +2,9 @@
 
 Three kinds of missingness, combinable:
 - item-level: each content modality goes missing for a random fraction of items (on top of
-  what the source already lacks);
+  what the source already lacks); or DGMRec's protocol (``protocol="dgmrec"``): two thirds of
+  the items lose content — a quarter of those the first content group only, a quarter the
+  second only, half both — drawn separately among warm and cold items;
 - cold users: a fraction of evaluated users lose their whole training history (the model trains
   without it); cold items: a fraction of evaluated items lose every training interaction;
 - availability patterns over the evidence sources — ``graph`` (history / co-interactions) plus
@@ -27,14 +29,23 @@ from metamodal.data.splits import Split
 GRAPH = "graph"
 
 
+PROTOCOLS = ("rates", "dgmrec")
+DGMREC_FRAC = 2 / 3  # of items that lose content under DGMRec's protocol
+
+
 @dataclass
 class MissingSpec:
     item_rates: dict[str, float] = field(default_factory=dict)
     cold_user_frac: float = 0.0
     cold_item_frac: float = 0.0
     seed: int = 0
+    protocol: str = "rates"  # or "dgmrec" (item_rates must then be empty)
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"missing protocol {self.protocol!r}: expected one of {PROTOCOLS}")
+        if self.protocol == "dgmrec" and self.item_rates:
+            raise ValueError("missing protocol 'dgmrec' draws its own item masks: give no item_rates")
         for name, r in {
             **self.item_rates,
             "cold_user_frac": self.cold_user_frac,
@@ -108,7 +119,39 @@ def make_missingness(ds: Dataset, split: Split, spec: MissingSpec) -> Missingnes
         cand = np.unique(ids)
         k = int(round(frac * len(cand)))
         mask[rng.choice(cand, size=k, replace=False)] = True
+    if spec.protocol == "dgmrec":
+        present = dgmrec_present(ds, cold_items, spec.seed)
     return Missingness(spec, present, cold_users, cold_items)
+
+
+def content_groups(ds: Dataset) -> dict[str, list[str]]:
+    """Content kind (text, image, audio, …) -> its modalities, in the dataset's order."""
+    out: dict[str, list[str]] = {}
+    for name, mod in ds.modalities.items():
+        out.setdefault(mod.kind, []).append(name)
+    return out
+
+
+def dgmrec_present(ds: Dataset, cold_items: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """DGMRec's masks over the first two content groups: within warm and within cold items
+    separately (so coldness and missingness are independent), ``DGMREC_FRAC`` of the items lose
+    content — a quarter of them group A only, a quarter group B only, half both."""
+    groups = content_groups(ds)
+    if len(groups) < 2:
+        raise ValueError(f"missing protocol 'dgmrec' needs two content groups; {ds.name} has {sorted(groups)}")
+    (ga, a_mods), (gb, b_mods) = list(groups.items())[:2]
+    rng = np.random.default_rng([seed, 17])
+    lose_a, lose_b = np.zeros(ds.n_items, bool), np.zeros(ds.n_items, bool)
+    for stratum in (np.flatnonzero(~cold_items), np.flatnonzero(cold_items)):
+        hit = rng.permutation(stratum)[: int(round(DGMREC_FRAC * len(stratum)))]
+        q = len(hit) // 4
+        lose_a[hit[:q]] = lose_b[hit[q : 2 * q]] = True
+        lose_a[hit[2 * q :]] = lose_b[hit[2 * q :]] = True
+    out = {}
+    for name, mod in ds.modalities.items():
+        lose = lose_a if name in a_mods else lose_b if name in b_mods else np.zeros(ds.n_items, bool)
+        out[name] = mod.present & ~lose
+    return out
 
 
 def evidence_sources(ds: Dataset) -> list[str]:

@@ -48,6 +48,7 @@ class MissingSection(Strict):
     cold_item_frac: float = Field(0.0, ge=0, le=1)
     cold_user_frac: float = Field(0.0, ge=0, le=1)
     seed: int = 0
+    protocol: Literal["rates", "dgmrec"] = "rates"  # "dgmrec": DGMRec's 2/3-of-items masks
 
 
 class DataSection(Strict):

@@ -69,6 +69,7 @@ def missingness_for(ds: Dataset, split: Split, spec: dict | None, out: Path) -> 
     """Draw (or reload) the run's missingness; None when the config asks for none."""
     if not spec or not (
         spec.get("item_rates") or spec.get("cold_item_frac") or spec.get("cold_user_frac")
+        or spec.get("protocol", "rates") != "rates"
     ):
         return None
     d = out / "split"
