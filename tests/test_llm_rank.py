@@ -58,9 +58,47 @@ def test_masked_text_never_reaches_a_prompt(world, ranker, pattern) -> None:
     assert res.usable and len(res.scores) == len(ep.pool)
     kw = store.keywords["text"]
     allowed = {w for i in (*ep.history, *ep.pool) for w in kw[int(i)]}
-    words = {w for p in rec.prompts for line in p.splitlines() for w in line.split(" ")[1:]}
+    words = prompt_words(rec.prompts)
     assert words and words - {"-"} <= allowed  # only this episode's own items' keywords
     assert np.isnan(res.scores[[not kw[int(i)] for i in ep.pool]]).all()
+
+
+def prompt_words(prompts: list[str]) -> set[str]:
+    return {w for p in prompts for line in p.splitlines() for w in line.split(": ", 1)[1].split()}
+
+
+@pytest.fixture(scope="module")
+def visual_store(world):
+    """The world's store plus visual keywords for the image group (as extraction writes them
+    for a pretrained image classifier): words no text keyword uses."""
+    from metamodal.agent.evidence import EvidenceStore
+    from metamodal.data.modalities import TextModality
+
+    ds, _, _, b, store = world
+    cats = ds.item_meta["category"].astype("category").cat.codes.to_numpy()
+    present = ds.modalities["image"].present
+    texts = [f"vis{c}shape, vis{i % 5}tone" if p else None for i, (c, p) in enumerate(zip(cats, present, strict=True))]
+    mods = {**ds.modalities, "image_vec_labels": TextModality("image_vec_labels", "image", present.copy(), texts)}
+    return EvidenceStore.build(replace(ds, modalities=mods), graph_items=store.graph_items)
+
+
+@pytest.mark.parametrize("pattern", [("image",), ("graph", "image"), ("graph",), ("graph", "text"), FULL])
+def test_visual_keywords_where_only_the_image_survives(world, ranker, visual_store, pattern) -> None:
+    """Text first; the image's visual keywords where text is masked; neither where both are."""
+    _, _, _, b, _ = world
+    ep = b.under(b.target_positive_part("test", "warm_user", FULL, limit=1, seed=1)[0], pattern)
+    rec = Recording(ranker)
+    res = llm_rank_tool(rec)(visual_store.view(ep))
+    words = prompt_words(rec.prompts) - {"-"}
+    visual = {w for w in words if w.startswith("vis")}
+    if "text" in pattern:
+        assert res.usable and words and not visual and rec.prompts[0].startswith("liked (text): ")
+    elif "image" in pattern:
+        kw = visual_store.keywords["image"]
+        assert res.usable and rec.prompts[0].startswith("liked (image): ")
+        assert words and words <= {w for i in (*ep.history, *ep.pool) for w in kw[int(i)]}
+    else:
+        assert res.status == "unavailable" and not rec.prompts
 
 
 def test_trains_on_ray_train_and_scores_pools_longer_than_its_window(world, ranker) -> None:
@@ -72,14 +110,14 @@ def test_trains_on_ray_train_and_scores_pools_longer_than_its_window(world, rank
     prompts, rewards, sizes = training_rows(store, b.target_positive_part(
         "valid", "warm_user", FULL, limit=40, seed=0), 32, 0)  # fmt: skip
     assert (rewards.sum(1) == 1).all() and (rewards.argmax(1) < sizes).all()
-    assert all(p.startswith("liked: ") for p in prompts)
+    assert all(p.startswith("liked (text): ") for p in prompts)
     ep = b.fixed(int(b.target_positive_part("test", "warm_user", FULL, limit=1, seed=1)[0].user),
                  "test", FULL)  # fmt: skip
     more = np.setdiff1d(np.arange(store.graph_items.shape[0]), ep.pool)[:WINDOW + 7 - len(ep.pool)]
     pool = np.concatenate([ep.pool, more])
     long = replace(ep, pool=pool, cold=np.zeros(len(pool), bool), first_stage=np.zeros(len(pool)))
-    prompts = episode_prompts(store.view(long))
-    assert len(prompts) == 2
+    group, prompts = episode_prompts(store.view(long))
+    assert group == "text" and len(prompts) == 2
     s = ranker.scores(prompts, len(long.pool))
     assert s.shape == (len(long.pool),) and np.isfinite(s).all() and (s <= 0).all()
 

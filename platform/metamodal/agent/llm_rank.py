@@ -1,10 +1,12 @@
-"""``llm_rank``: the policy LM reads the observed text evidence — the history's keyword profile
-and each candidate's keyword summary — and scores the candidates listwise from its next-token
-logits over their letters in one forward pass (LlamaRec's verbalizer). Routing alone cannot help
-when one modality is left; reading that modality better can.
+"""``llm_rank``: the policy LM reads the observed keyword evidence — the history's keyword
+profile and each candidate's keyword summary, from the text where text is observed, else from
+the image (its visual keywords: an ImageNet-pretrained encoder's top classes, written by
+extraction) — and scores the candidates listwise from its next-token logits over their letters
+in one forward pass (LlamaRec's verbalizer). Routing alone cannot help when one modality is
+left; reading that modality better can.
 
 It is a tool like every other: it reads the episode's ``Evidence`` view (keywords of a masked
-text group raise, so the tool answers ``unavailable`` and no masked text reaches a prompt), its
+group raise, so the tool answers ``unavailable`` and nothing masked reaches a prompt), its
 scores enter the statistics and the route menus, and the router weighs it per episode. Pools
 longer than the letter set are read in windows, each scored on its own forward pass.
 
@@ -37,9 +39,20 @@ def profile_of(history_kw: list[list[str]]) -> list[str]:
     return [w for w, _ in Counter(w for kw in history_kw for w in kw).most_common(PROFILE_WORDS)]
 
 
-def listwise_prompt(profile: list[str], candidates: list[list[str]]) -> str:
-    """``liked: …`` then one line per candidate letter (``-``: no text)."""
-    lines = ["liked: " + " ".join(profile)]
+KEYWORD_GROUPS = ("text", "image")  # where keywords come from, in order of preference
+
+
+def keyword_group(ev: Evidence) -> str | None:
+    """The first observed group that has keywords (text, else the image's visual keywords)."""
+    for g in KEYWORD_GROUPS:
+        if ev.observed(g) and ev.keywords(g) is not None:
+            return g
+    return None
+
+
+def listwise_prompt(profile: list[str], candidates: list[list[str]], group: str = "text") -> str:
+    """``liked (group): …`` then one line per candidate letter (``-``: no keywords)."""
+    lines = [f"liked ({group}): " + " ".join(profile)]
     letters = LETTERS[: len(candidates)]
     lines += [
         f"{c}: {' '.join(kw[:ITEM_WORDS]) or '-'}"
@@ -48,21 +61,23 @@ def listwise_prompt(profile: list[str], candidates: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def episode_prompts(ev: Evidence) -> list[str] | None:
-    """The episode's prompts, one per window of candidates; None when text is masked, absent
-    or no history item has any (the tool then has no evidence)."""
-    try:
-        kw = ev.keywords("text")
-    except MaskedModality:
+def episode_prompts(ev: Evidence) -> tuple[str, list[str]] | None:
+    """(the keyword group read, the episode's prompts: one per window of candidates); None
+    when no observed group has keywords or no history item has any (no evidence)."""
+    group = keyword_group(ev)
+    if group is None:
         return None
-    if kw is None:
+    try:
+        kw = ev.keywords(group)
+    except MaskedModality:  # keyword_group checked; kept so a change there cannot leak
         return None
     ep = ev.ep
     profile = profile_of([kw[i] for i in ep.history])
     if not profile:
         return None
     cands = [kw[i] for i in ep.pool]
-    return [listwise_prompt(profile, cands[s : s + WINDOW]) for s in range(0, len(cands), WINDOW)]
+    return group, [listwise_prompt(profile, cands[s : s + WINDOW], group)
+                   for s in range(0, len(cands), WINDOW)]  # fmt: skip
 
 
 class ListwiseRanker:
@@ -87,13 +102,14 @@ def llm_rank_tool(ranker: ListwiseRanker) -> Tool:
     """Candidates without text are unscored (NaN), as for every content tool."""
 
     def run(ev: Evidence) -> ToolResult:
-        if not ev.observed("text"):
+        if keyword_group(ev) is None:
             return unavailable(NAME)
-        prompts = episode_prompts(ev)
-        if prompts is None:
-            return result_of(NAME, None, " (no history item has text)")
+        got = episode_prompts(ev)
+        if got is None:
+            return result_of(NAME, None, " (no history item has keywords)")
+        group, prompts = got
         s = ranker.scores(prompts, len(ev.ep.pool))
-        kw = ev.keywords("text")
+        kw = ev.keywords(group)
         s[[not kw[i] for i in ev.ep.pool]] = np.nan
         return result_of(NAME, s)
 
@@ -101,20 +117,20 @@ def llm_rank_tool(ranker: ListwiseRanker) -> Tool:
 
 
 def training_rows(store: EvidenceStore, episodes: list[Episode], limit: int, seed: int):
-    """(prompts, one-hot rewards, sizes) of target-positive episodes whose text is observed and
-    whose target has keywords, at most ``limit``, drawn with ``seed``."""
+    """(prompts, one-hot rewards, sizes) of target-positive episodes with observed keywords
+    whose target has them, at most ``limit``, drawn with ``seed``."""
     rows = []
     for ep in episodes:
         if ep.pool_kind != "target_positive" or len(ep.pool) > WINDOW:
             continue
-        prompts = episode_prompts(store.view(ep))
+        got = episode_prompts(store.view(ep))
         t = int(np.flatnonzero(ep.labels)[0])
-        if prompts is None or not store.keywords["text"][int(ep.pool[t])]:
+        if got is None or not store.keywords[got[0]][int(ep.pool[t])]:
             continue
-        rows.append((prompts[0], t, len(ep.pool)))
+        rows.append((got[1][0], t, len(ep.pool)))
     keep = np.sort(np.random.default_rng([seed, 5]).permutation(len(rows))[:limit])
     if not len(keep):
-        raise ValueError("llm_rank: no fit episode with observed text and a target that has it")
+        raise ValueError("llm_rank: no fit episode with observed keywords and a target that has them")
     r = np.zeros((len(keep), WINDOW), np.float32)
     for j, i in enumerate(keep):
         r[j, rows[i][1]] = 1.0

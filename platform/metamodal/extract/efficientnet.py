@@ -93,8 +93,12 @@ def penultimate(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def top_labels(model: torch.nn.Module, x: torch.Tensor, k: int = 3) -> list[list[str]]:
     """The ``k`` most probable ImageNet class names per image (first synonym only)."""
+    return labels_of_logits(model(x), k)
+
+
+def labels_of_logits(logits: torch.Tensor, k: int = 3) -> list[list[str]]:
     from timm.data import ImageNetInfo
 
     info = ImageNetInfo()
-    top = model(x).topk(k, dim=-1).indices.cpu().numpy()
+    top = logits.topk(k, dim=-1).indices.cpu().numpy()
     return [[info.index_to_description(int(i)).split(",")[0] for i in row] for row in top]

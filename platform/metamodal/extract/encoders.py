@@ -223,6 +223,23 @@ class Encoder:
         x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).to(self.device)
         return l2_normalise(self.embed_pixels(x))
 
+    @property
+    def labels_images(self) -> bool:
+        """Whether this encoder also names what it sees (an ImageNet-pretrained classifier):
+        the visual keywords ``llm_rank`` reads where only the image survives."""
+        return self.spec.type == "efficientnet_image" and not self.random_init
+
+    @torch.inference_mode()
+    def encode_images_labelled(self, pixels: np.ndarray, k: int = 3) -> tuple[np.ndarray, list[str]]:
+        """Embeddings as ``encode_images`` and, from the same forward pass, each image's top
+        ``k`` ImageNet labels joined by ", "."""
+        from metamodal.extract.efficientnet import labels_of_logits
+
+        x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).to(self.device)
+        pre = self.embed_pixels(x)
+        labels = labels_of_logits(self.model.get_classifier()(pre), k)
+        return l2_normalise(pre), [", ".join(row) for row in labels]
+
     @torch.inference_mode()
     def embed_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 [B, S, S, 3] on the encoder's device -> unnormalised embeddings [B, dim]."""

@@ -93,6 +93,7 @@ def _write_shard(
     emb = np.stack(
         [rows[i][0] if rows[i][0] is not None else np.zeros(dim, np.float32) for i in idx]
     )
+    labels = {"labels": pa.array([rows[i][3] for i in idx])} if any(rows[i][3] for i in idx) else {}
     table = pa.table(
         {
             "item_id": pa.array([str(ids[i]) for i in idx]),
@@ -103,6 +104,7 @@ def _write_shard(
             ),
             "present": pa.array([bool(rows[i][1]) for i in idx]),
             "reason": pa.array([rows[i][2] for i in idx]),
+            **labels,  # an image classifier's top ImageNet classes ("" where absent)
         }
     )
     tmp = path.with_suffix(".tmp")
@@ -153,9 +155,9 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
     for k in todo:
         for i in range(k * cfg.shard_size, min((k + 1) * cfg.shard_size, ds.n_items)):
             if payload[i] is None:
-                rows[k][i] = (None, False, absent_reason)
+                rows[k][i] = (None, False, absent_reason, "")
             elif spec.source == "text" and not has_text(payload[i]):
-                rows[k][i] = (None, False, "text_empty")
+                rows[k][i] = (None, False, "text_empty", "")
             else:
                 # texts were checked for content above; images are judged by the decode task
                 records.append({"idx": i, "payload": payload[i], "ok": True, "reason": ""})
@@ -188,11 +190,11 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
             if first_out is None:
                 first_out, first_n = time.perf_counter(), len(batch["idx"])
             dim = batch["embedding"].shape[1]
-            for i, ok, why, e in zip(
-                batch["idx"], batch["present"], batch["reason"], batch["embedding"], strict=True
-            ):
+            labels = batch.get("labels", np.full(len(batch["idx"]), "", dtype=object))
+            for i, ok, why, e, lab in zip(batch["idx"], batch["present"], batch["reason"],
+                                          batch["embedding"], labels, strict=True):  # fmt: skip
                 k = int(i) // cfg.shard_size
-                rows[k][int(i)] = (e if ok else None, bool(ok), str(why))
+                rows[k][int(i)] = (e if ok else None, bool(ok), str(why), str(lab or ""))
             for k in [
                 k
                 for k in rows
@@ -232,7 +234,8 @@ def read_modality(out: str | Path, modality: str) -> pa.Table:
     files = sorted((Path(out) / modality).glob("shard-*.parquet"))
     if not files:
         raise FileNotFoundError(f"{Path(out) / modality}: no shards")
-    return pa.concat_tables([pq.read_table(f) for f in files])
+    # shards written before labels existed lack the column: promoted to nulls, not an error
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
 
 
 def summarise(out: Path, spec: EncoderSpec, n_items: int) -> dict:
@@ -241,9 +244,11 @@ def summarise(out: Path, spec: EncoderSpec, n_items: int) -> dict:
     reasons = Counter(
         r for r, p in zip(t.column("reason").to_pylist(), present, strict=True) if not p
     )
+    labels = t.column("labels").to_pylist() if "labels" in t.column_names else []
     return {
         "present": int(present.sum()),
         "missing": int((~present).sum()),
+        "labelled": sum(bool(x) for x in labels),  # items with visual keywords
         "reasons": dict(reasons),
         "rows": t.num_rows,
         "complete": t.num_rows == n_items,
@@ -307,8 +312,10 @@ def run_extraction(
     return manifest
 
 
-def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality]:
-    """Turn extraction output into the dataset's feature modalities, aligned by item id."""
+def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality | TextModality]:
+    """Turn extraction output into the dataset's feature modalities, aligned by item id; an
+    image classifier's labels become a text modality of the image's kind (``<name>_labels``:
+    visual keywords, observed exactly when the image is)."""
     manifest = json.loads((Path(out) / "manifest.json").read_text())
     index = {str(i): k for k, i in enumerate(ds.item_ids)}
     mods = {}
@@ -328,6 +335,11 @@ def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality]:
         feats[pos], present[pos] = emb, np.asarray(t.column("present"))
         kind = EncoderSpec(**info["encoder"]).source
         mods[name] = FeatureModality(name, kind, present, feats, source=str(Path(out) / name))
+        if "labels" in t.column_names:
+            texts: list[str | None] = [None] * ds.n_items
+            for p, lab in zip(pos, t.column("labels").to_pylist(), strict=True):
+                texts[p] = lab or None
+            mods[f"{name}_labels"] = TextModality(f"{name}_labels", kind, np.array([bool(x) for x in texts]), texts)
     return mods
 
 

@@ -2,7 +2,8 @@
 
 Rows arrive with ``idx``, ``payload`` (text, or the image path), ``ok`` and ``reason`` (and
 ``pixels`` for images, from ``decode.decode_batch``) and leave with ``embedding`` (zeros where
-absent), ``present`` and ``reason``.
+absent), ``present`` and ``reason`` — and ``labels`` (top ImageNet classes, "" where absent)
+when the encoder is a pretrained classifier.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ class Encode:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = batch["ok"].astype(bool)
         emb = np.zeros((len(ok), self.encoder.dim), dtype=np.float32)
-        if ok.any():
-            if "pixels" in batch:
-                emb[ok] = self.encoder.encode_images(batch["pixels"][ok])
-            else:
-                emb[ok] = self.encoder.encode_texts([str(t) for t in batch["payload"][ok]])
-        return {"idx": batch["idx"], "present": ok, "reason": batch["reason"], "embedding": emb}
+        out = {"idx": batch["idx"], "present": ok, "reason": batch["reason"], "embedding": emb}
+        if "pixels" in batch and self.encoder.labels_images:
+            labels = np.full(len(ok), "", dtype=object)
+            if ok.any():
+                emb[ok], labels[ok] = self.encoder.encode_images_labelled(batch["pixels"][ok])
+            out["labels"] = labels
+        elif ok.any() and "pixels" in batch:
+            emb[ok] = self.encoder.encode_images(batch["pixels"][ok])
+        elif ok.any():
+            emb[ok] = self.encoder.encode_texts([str(t) for t in batch["payload"][ok]])
+        return out
