@@ -3,9 +3,10 @@
 ``fuzz_cases`` draws a reproducible mix of malformed and hostile requests (broken JSON, wrong
 types, non-finite and huge numbers, lone surrogates, unknown ids, oversized, chunked and lying
 bodies, odd methods, paths and headers, image bombs and extreme aspect ratios) plus bursts of
-concurrent valid requests; ``run_fuzz`` sends them one group at a time, probes ``/healthz``
-throughout and reports status counts per group. What counts as a failure: any 5xx other than
-a load-shedding 503 that carries ``Retry-After``, or a ``/healthz`` probe that is not 200.
+concurrent valid requests — a burst within the app's capacity and an overload beyond it;
+``run_fuzz`` sends them one group at a time, probes ``/healthz`` throughout and reports status
+counts per group. What counts as a failure: any 5xx other than a load-shedding 503 that carries
+``Retry-After`` (which only the overload group should meet), or a ``/healthz`` probe not 200.
 ``benchmarks/serve_fuzz.py`` drives it against a served run; the suite runs a subset.
 """
 
@@ -140,9 +141,12 @@ def fuzz_cases(users: list[str], items: list[str], n: int = 1000, seed: int = 0)
         extra = {"x-timeout-ms": str(int(rng.integers(1, 20_000)))} if rng.random() < 0.2 else {}
         body = c.body.replace(user.encode(), u.encode()) if c.body else c.body
         out.append(Case(c.group, c.method, c.path, body, {**c.headers, **extra}, c.chunked, c.declared))
-    bursts = [Case("burst", body=jbody({"user_id": users[int(rng.integers(len(users)))], "k": 10}))
-              for _ in range(max(50, n // 10))]  # fmt: skip
-    return out + bursts
+    def valid(group: str) -> Case:
+        return Case(group, body=jbody({"user_id": users[int(rng.integers(len(users)))], "k": 10}))
+
+    bursts = [valid("burst") for _ in range(max(50, n // 10))]
+    overload = [valid("overload") for _ in range(n // 10)]
+    return out + bursts + overload
 
 
 def send(base: str, c: Case, timeout: float = 30.0) -> tuple[str, dict]:
@@ -192,9 +196,14 @@ def is_failure(code: str, headers: dict) -> bool:
     return int(code) >= 500 and not (code == "503" and "retry-after" in headers)
 
 
+BURST_CLIENTS = 16  # within the reranker's capacity (16 in flight + 8 queued): all answered
+OVERLOAD_CLIENTS = 64  # beyond it: shed with 503 + Retry-After, by design
+
+
 def run_fuzz(base: str, cases: list[Case], health_every: int = 20,
              on_request: Callable[[Case, float, float], None] | None = None) -> dict:  # fmt: skip
-    """Every case in order (bursts concurrently), ``/healthz`` probed every ``health_every``
+    """Every case in order, then the ``burst`` cases from ``BURST_CLIENTS`` threads and the
+    ``overload`` cases from ``OVERLOAD_CLIENTS``; ``/healthz`` probed every ``health_every``
     requests; status counts per group. ``on_request(case, t_start, t_end)`` lets a caller
     attribute replica memory to single requests."""
     by: dict[str, dict[str, int]] = {}
@@ -206,7 +215,7 @@ def run_fuzz(base: str, cases: list[Case], health_every: int = 20,
             failures.append({"group": c.group, "status": code, "path": c.path,
                              "body_head": (c.body or b"")[:120].decode("utf-8", "replace")})  # fmt: skip
 
-    serial = [c for c in cases if c.group != "burst"]
+    serial = [c for c in cases if c.group not in ("burst", "overload")]
     for i, c in enumerate(serial):
         t0 = time.monotonic()
         code, headers = send(base, c)
@@ -216,10 +225,11 @@ def run_fuzz(base: str, cases: list[Case], health_every: int = 20,
         if i % health_every == 0:
             health["probes"] += 1
             health["ok"] += send(base, Case("health", "GET", "/healthz"), 10.0)[0] == "200"
-    burst = [c for c in cases if c.group == "burst"]
-    with ThreadPoolExecutor(32) as pool:
-        for c, (code, headers) in zip(burst, pool.map(lambda c: send(base, c), burst), strict=True):
-            record(c, code, headers)
+    for group, clients in (("burst", BURST_CLIENTS), ("overload", OVERLOAD_CLIENTS)):
+        burst = [c for c in cases if c.group == group]
+        with ThreadPoolExecutor(clients) as pool:
+            for c, (code, headers) in zip(burst, pool.map(lambda c: send(base, c), burst), strict=True):
+                record(c, code, headers)
     health["probes"] += 1
     health["ok"] += send(base, Case("health", "GET", "/healthz"), 10.0)[0] == "200"
     return {"requests": len(cases), "by_group": by, "failures": failures, "healthz": health}
