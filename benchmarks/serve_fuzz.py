@@ -111,6 +111,7 @@ def main() -> None:
     from metamodal.serving.config import ServeConfig
     from metamodal.serving.deployments import build_app
     from metamodal.serving.fuzz import fuzz_cases, run_fuzz
+    from serve_load import free_port  # this directory's sibling script
 
     start_ray()
     cfg = ServeConfig.from_mma_dir(a.mma_dir, reranker=a.reranker).resolved()
@@ -141,14 +142,6 @@ def main() -> None:
     write_md(res, out.with_suffix(".md"))
     print(out.with_suffix(".md").read_text(), flush=True)
     serve.shutdown()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

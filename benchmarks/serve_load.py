@@ -150,10 +150,10 @@ def measure(base: str, cfg, b: dict, clients: list[int], seconds: float) -> dict
     return res
 
 
-def ratios(res: dict, clients: list[int]) -> dict:
+def ratios(res: dict, clients: list[int], bodies: dict[str, list[str]]) -> dict:
     """Each mode's throughput over its ceiling's, per client count."""
     out = {}
-    for mode, _, _, ceiling in modes(res["bodies_kinds"]):
+    for mode, _, _, ceiling in modes(bodies):
         if mode in res["levels"]:
             out[mode] = {str(c): r["throughput_rps"] / cl["throughput_rps"] for c, r, cl in
                          zip(clients, res["levels"][mode], res["levels"][f"ceiling {ceiling}"], strict=True)}  # fmt: skip
@@ -280,8 +280,7 @@ def main() -> None:
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=QUIET)
     b = bodies_for(cfg)
     res = measure(base, cfg, b, clients, a.seconds)
-    res["bodies_kinds"] = {k: [] for k in b}
-    res["ratios"] = ratios(res, clients)
+    res["ratios"] = ratios(res, clients, b)
     one = {m: rows[0] for m, rows in res["levels"].items() if rows[0]["clients"] == 1}
     res["budgets_met"] = {m: one[m]["p99_ms"] <= BUDGET_P99_MS["retrieve" if m == "retrieve" else "retrieve+rerank"]
                           for m in one if not m.startswith("ceiling")}  # fmt: skip

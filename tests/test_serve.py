@@ -17,33 +17,12 @@ import pytest
 import requests
 
 from metamodal.extract.encoders import EncoderSpec
+from metamodal.serving.fuzz import image_bytes, png_header
 
 TEXT = EncoderSpec("minilm", "text_minilm")
 IMAGE = EncoderSpec(
     "open_clip_image", "image_clip", arch="ViT-S-32", random_init=True, image_size=32, seed=1
 )
-
-
-def png_bytes(w: int, h: int) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (w, h), (20, 120, 220)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def png_header(w: int, h: int) -> bytes:
-    """A PNG header declaring ``w`` x ``h`` pixels over garbage data (a bomb's header)."""
-    import struct
-    import zlib
-
-    def chunk(t: bytes, d: bytes) -> bytes:
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"\x00" * 64)
 
 
 def free_port() -> int:
@@ -194,7 +173,7 @@ def test_concurrent_requests_are_batched_and_all_answered(server: str, trained: 
         ('{"history": ["P1", "\\udfffx"]}', 422, "history"),
         ('{"text": "lamp \\ud83d"}', 422, "text"),
         ({"image_b64": base64.b64encode(png_header(65535, 65535)).decode()}, 422, "too_large"),
-        ({"image_b64": base64.b64encode(png_bytes(3, 600)).decode()}, 422, "aspect"),
+        ({"image_b64": base64.b64encode(image_bytes(3, 600)).decode()}, 422, "aspect"),
     ],
 )
 def test_bad_requests_get_a_clear_4xx_and_the_service_stays_up(server, body, code, says) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from metamodal.agent.episodes import Episode
-from metamodal.agent.evidence import Evidence, EvidenceStore, MaskedModality
+from metamodal.agent.evidence import Evidence, EvidenceStore
 from metamodal.agent.menu_policy import LETTERS, MenuPolicyConfig
 from metamodal.agent.tools import Tool, ToolResult, result_of, unavailable
 
@@ -67,10 +67,7 @@ def episode_prompts(ev: Evidence) -> tuple[str, list[str]] | None:
     group = keyword_group(ev)
     if group is None:
         return None
-    try:
-        kw = ev.keywords(group)
-    except MaskedModality:  # keyword_group checked; kept so a change there cannot leak
-        return None
+    kw = ev.keywords(group)  # observed: keyword_group checked (a masked group would raise)
     ep = ev.ep
     profile = profile_of([kw[i] for i in ep.history])
     if not profile:

@@ -221,16 +221,17 @@ def train_llm(fit, menus, learned, cfg, seed, out: Path, prompt_kind: str, reuse
     return summary
 
 
-def choose_adapter(summary: dict, sel_llm: Rows, prompt_kind: str) -> dict:
+def choose_adapter(summary: dict, sel_llm: Rows, prompt_kind: str) -> tuple[dict, dict]:
     """The warm start alone or warm start + RL, whichever routes the select rows better: the RL
     stage's per-row rewards are single-episode and noisy, and it can undo what the warm start
-    learnt. Chosen on validation; both stay on disk (the BC-only ablation reads the former)."""
-    mean = {}
+    learnt. Chosen on validation; both stay on disk (the BC-only ablation reads the former).
+    Returns the summary naming the choice, and the chosen adapter's routes on ``sel_llm``."""
+    mean, choices = {}, {}
     for name in ("adapter_bc", "adapter"):
-        ch = llm_choices(summary, sel_llm, prompt_kind, str(Path(summary["adapter"]).with_name(name)))
-        mean[name] = float(np.mean(np.concatenate(list(pick(sel_llm, ch).values()))))
+        choices[name] = llm_choices(summary, sel_llm, prompt_kind, str(Path(summary["adapter"]).with_name(name)))
+        mean[name] = float(np.mean(np.concatenate(list(pick(sel_llm, choices[name]).values()))))
     best = max(mean, key=lambda k: (mean[k], k == "adapter"))  # ties keep the RL stage
-    return {**summary, "adapter_name": best, "adapter_select": mean}
+    return {**summary, "adapter_name": best, "adapter_select": mean}, choices[best]
 
 
 def llm_choices(summary: dict, rows: Rows, prompt_kind: str, adapter: str | None = None) -> dict:
@@ -296,7 +297,7 @@ def llm_ablations(mma: RoutedReranker, fit, sel_llm, test: Rows, menus, learned,
     if "shuffled" in cfg.llm_ablations:  # the same prompts permuted: MMA's net has read them
         res["mma_shuffled_stats"] = pick(test, routed_choices(mma, shuffled_within(test, seed + 1)))
     if "bucket_prompt" in cfg.llm_ablations:
-        bsum = choose_adapter(train_llm(fit, menus, learned, cfg, seed, out, "bucket", reuse), sel_llm, "bucket")
+        bsum, _ = choose_adapter(train_llm(fit, menus, learned, cfg, seed, out, "bucket", reuse), sel_llm, "bucket")
         res["mma_bucket_prompt"] = pick(test, llm_choices(bsum, test, "bucket"))
     return res
 
@@ -392,8 +393,7 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     learned = {"gate": gate, "l2_scores": l2_scores, "targets": targets, "source": source}
     learned["select_llm"] = subsample(sel, cfg.select_llm_rows, seed)
     summary = train_llm(fit, menus, learned, cfg, seed, seed_dir, "stats", reuse_policy)
-    summary = choose_adapter(summary, learned["select_llm"], "stats")
-    learned["mma_valid"] = llm_choices(summary, learned["select_llm"], "stats")
+    summary, learned["mma_valid"] = choose_adapter(summary, learned["select_llm"], "stats")
     log(f"seed {seed}: MMA's adapter, chosen on select: {summary['adapter_name']} "
         f"({', '.join(f'{k} {v:.4f}' for k, v in summary['adapter_select'].items())})")  # fmt: skip
     save_router(seed_dir / "router.json", tools, models, codec, menus, summary, ranker)

@@ -96,14 +96,6 @@ class Reranker:
         return await asyncio.to_thread(self.core.rerank, items)
 
 
-class StageFailed(Exception):
-    """A stage's answer as an HTTP status (504 deadline, 503 shed, 4xx from the stage)."""
-
-    def __init__(self, status: int, detail: str, headers: dict | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.headers = status, detail, headers
-
-
 class Deadline:
     def __init__(self, ms: float) -> None:
         self.ms, self.end = ms, time.monotonic() + ms / 1e3
@@ -116,14 +108,14 @@ class Deadline:
         for attempt in (0, 1):
             left = self.end - time.monotonic()
             if left <= 0:
-                raise StageFailed(504, f"the request's {self.ms:.0f} ms deadline ran out before stage '{stage}'")
+                raise HTTPException(504, f"the request's {self.ms:.0f} ms deadline ran out before stage '{stage}'")
             try:
                 return await asyncio.wait_for(method.remote(*args), left)
             except TimeoutError:
-                raise StageFailed(504, f"the request's {self.ms:.0f} ms deadline ran out in stage '{stage}'") from None
+                raise HTTPException(504, f"the request's {self.ms:.0f} ms deadline ran out in stage '{stage}'") from None
             except BackPressureError:
-                raise StageFailed(503, f"stage '{stage}' is overloaded (its queue is full); retry later",
-                                  {"Retry-After": "1"}) from None  # fmt: skip
+                raise HTTPException(503, f"stage '{stage}' is overloaded (its queue is full); retry later",
+                                    {"Retry-After": "1"}) from None  # fmt: skip
             except RayActorError:
                 if attempt:
                     raise
@@ -142,11 +134,6 @@ def request_deadline(request: Request, default_ms: float) -> Deadline:
     if not 1 <= ms <= MAX_TIMEOUT_MS:  # NaN fails too
         raise HTTPException(422, f"header X-Timeout-Ms must be a number of milliseconds in [1, {MAX_TIMEOUT_MS}]")
     return Deadline(min(ms, default_ms))
-
-
-@api.exception_handler(StageFailed)
-async def stage_failed(request: Request, exc: StageFailed) -> JSONResponse:
-    return JSONResponse({"detail": safe_text(exc.detail)}, status_code=exc.status, headers=exc.headers)
 
 
 def _fail(res) -> None:

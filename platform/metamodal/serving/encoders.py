@@ -21,7 +21,7 @@ import numpy as np
 from metamodal.serving.config import ServeConfig
 from metamodal.train.artifacts import load_run
 
-SOURCES = {"text": "text", "image_b64": "image"}
+CONTENT_QUERIES = {"text": "text", "image_b64": "image"}
 
 
 class BadQuery(ValueError):
@@ -64,15 +64,15 @@ class QueryEncoderCore:
     def warm(self) -> None:
         """One encode per encoder at replica start: weights loaded, kernels and tokenizer caches
         built, so the first request does not stall."""
-        for kind, source in SOURCES.items():
+        for kind, source in CONTENT_QUERIES.items():
             if source in self._encoders:
                 value = "warm up" if source == "text" else base64.b64encode(tiny_png()).decode()
                 self.encode(kind, value)
 
     def encode(self, kind: str, value: str) -> tuple[str, np.ndarray]:
-        if kind not in SOURCES:
+        if kind not in CONTENT_QUERIES:
             raise BadQuery(f"unknown content query kind {kind!r}")
-        source = SOURCES[kind]
+        source = CONTENT_QUERIES[kind]
         if source not in self._encoders:
             why = ("this model was trained without extracted features" if not self.features_dir
                    else f"no {source} encoder among this catalogue's features")  # fmt: skip
