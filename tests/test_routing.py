@@ -14,7 +14,7 @@ from metamodal.agent.episodes import pool_ndcg
 from metamodal.agent.evidence import EvidenceStore
 from metamodal.agent.menus import LearnedGate, build_menu, fit_rule_route, soft_targets
 from metamodal.agent.routes import Route, candidate_routes, make_batch, reward_table
-from metamodal.agent.rows import observe_rows, render_rows
+from metamodal.agent.rows import observe_rows, render_rows, shuffled_within
 from metamodal.agent.stats import StatsCodec, episode_stats
 from metamodal.agent.tools import run_tools, tools_for
 
@@ -90,6 +90,27 @@ def test_rows_cover_fixed_pools_as_their_own_bucket_and_menus_hold_the_rule(worl
     assert menu.routes[menu.rr] == rr and 5 <= len(menu.routes) <= 6
     q = soft_targets(r, 0.05, 20.0)
     np.testing.assert_allclose(q.sum(1), 1.0)
+
+
+def test_shuffled_statistics_keep_each_episodes_task_and_move_the_rest(world) -> None:
+    """The shuffled control must remove per-episode information only: a prompt that moved to an
+    episode of another task would also remove the task, which routing on the task alone uses."""
+    ds, split, _, b, store = world
+    env = AgentEnv(store, tools_for(store))
+    eps = [b.under(e, FULL) for t in ("warm_user", "cold_user")
+           for e in b.target_positive_part("valid", t, FULL, limit=20, seed=0)]  # fmt: skip
+    rows = observe_rows(env, eps)
+    render_rows(rows, StatsCodec(list(env.tools)).fit([st for br in rows.values() for st in br.stats]))
+    br = rows[("target_positive", FULL)]
+    sh = shuffled_within(rows, seed=3)[("target_positive", FULL)]
+    moved = 0
+    for i, step in enumerate(br.steps):
+        j = next(k for k, st in enumerate(br.stats) if st is sh.stats[i])
+        assert br.steps[j].ep.task == step.ep.task
+        assert sh.prompts[i] == br.prompts[j]
+        np.testing.assert_array_equal(sh.x[i], br.x[j])
+        moved += j != i
+    assert moved > len(br) // 2
 
 
 def test_rule_route_never_abstains_even_when_every_tool_ranks_the_target_last() -> None:

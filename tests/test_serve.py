@@ -283,3 +283,21 @@ def test_served_mma_answers_exactly_what_the_run_measured(server: str, mma_run: 
     r = post(server + "/mma", {"user_id": want[0]["user"], "k": 5, "modalities": ["text"]})
     assert r.status_code == 200, r.text
     assert r.json()["used_modalities"] == ["text"] and len(r.json()["items"]) == 5
+
+
+def test_a_run_cut_off_before_its_last_seed_reports_the_seeds_it_finished(
+    trained: dict, mma_run: Path
+) -> None:
+    """A 5-seed run stopped after seed 0, rerun with ``--seeds 1``: seed 0 is reused, not
+    trained again (the seed count is not part of what a seed's result depends on)."""
+    from metamodal.agent.config import MMAConfig
+    from metamodal.agent.run import run_mma
+
+    conf = mma_run / "config.json"
+    cfg = MMAConfig.model_validate(json.loads(conf.read_text()))
+    conf.write_text(json.dumps({**cfg.model_dump(), "seeds": 5}))
+    before = (mma_run / "seed0" / "result.json").stat().st_mtime_ns
+    rep = run_mma(str(trained["shop"]), mma_run, cfg)
+    assert rep["timing"]["reused_seeds"] == [0]
+    assert (mma_run / "seed0" / "result.json").stat().st_mtime_ns == before
+    assert json.loads(conf.read_text())["seeds"] == 1

@@ -65,12 +65,17 @@ def score_rows(rows: Rows, menus: dict[Bucket, Menu], tools: list[str]) -> None:
 
 
 def shuffled_within(rows: Rows, seed: int) -> Rows:
-    """The statistics permuted among a bucket's episodes (prompts and gate inputs alike),
-    rewards left in place: whatever per-episode routing gained must then vanish."""
+    """The statistics permuted among a bucket's episodes of the same task (prompts and gate
+    inputs alike), rewards left in place: the task stays known, so whatever routing on the task
+    alone gains survives, and whatever per-episode routing gained beyond it must vanish."""
     out: Rows = {}
     rng = np.random.default_rng(seed)
     for key, br in rows.items():
-        p = rng.permutation(len(br))
+        p = np.arange(len(br))
+        tasks = np.array([s.ep.task for s in br.steps])
+        for task in np.unique(tasks):
+            idx = np.flatnonzero(tasks == task)
+            p[idx] = idx[rng.permutation(len(idx))]
         out[key] = BucketRows(br.steps, [br.stats[i] for i in p], br.rewards,
                               [br.prompts[i] for i in p], br.bucket_prompts, br.x[p])  # fmt: skip
     return out

@@ -58,6 +58,12 @@ class Retriever:
         return self.items @ self.items[hist].mean(0)
 
 
+def _per_seed(conf: dict) -> dict:
+    """What a seed's result depends on: everything but how many seeds there are, so that a
+    3-seed run extends to 5 (or reports its first 3) without training anything twice."""
+    return {k: v for k, v in conf.items() if k != "seeds"}
+
+
 def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = False) -> dict:
     """``reevaluate``: with the same configuration, keep the trained policies and evaluate every
     seed again (after a change to evaluation or selection); otherwise finished seeds are kept."""
@@ -66,7 +72,7 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = Fa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     conf, wanted = out / "config.json", json.loads(json.dumps(cfg.model_dump()))
-    same = conf.is_file() and json.loads(conf.read_text()) == wanted
+    same = conf.is_file() and _per_seed(json.loads(conf.read_text())) == _per_seed(wanted)
     if reevaluate and not same:
         raise ConfigError(f"--reevaluate needs {conf} to hold this same configuration")
     (out / "config.json.tmp").write_text(json.dumps(wanted, indent=2))
