@@ -183,10 +183,10 @@ def test_baselines_see_only_the_observed_modalities(world) -> None:
     load the training-time features back over the masked ones."""
     import torch
 
-    from metamodal.agent.baselines import BaselineScorer
     from metamodal.models import ZOO
     from metamodal.train.artifacts import TrainedRun
     from metamodal.train.data import build_model_data
+    from metamodal.train.masked_scores import MaskedRunScorer
 
     ds, split, miss, b, store = world
     names = ["text_vec", "image_vec"]
@@ -200,7 +200,7 @@ def test_baselines_see_only_the_observed_modalities(world) -> None:
         "train": {"seed": 0},
     }
     run = TrainedRun(Path("."), "late_fusion", config, ds, split, miss, names, state)
-    sc = BaselineScorer(run, {n: store.group_of(n) for n in names})
+    sc = MaskedRunScorer(run, {n: store.group_of(n) for n in names})
     u_full, i_full = sc.vectors(FULL)
     u_text, i_text = sc.vectors(("text",))
     _, i_image = sc.vectors(("image",))
@@ -223,7 +223,7 @@ def test_baselines_see_only_the_observed_modalities(world) -> None:
     for name, mask_ok in (("image_vec", True), ("text_vec", False)):
         x = rng.normal(size=ds.modalities[name].features.shape).astype(np.float32)
         run2 = TrainedRun(Path("."), "late_fusion", config, ds, split, miss, names, state)
-        sc2 = BaselineScorer(run2, {n: store.group_of(n) for n in names})
+        sc2 = MaskedRunScorer(run2, {n: store.group_of(n) for n in names})
         sc2._raw = {**sc2._raw, name: (x, sc2._raw[name][1])}
         after = model_tool(sc2, "fusion")(store.view(ep)).scores
         assert np.allclose(before, after) == mask_ok, name

@@ -39,9 +39,10 @@ def test_align_then_extract_with_the_aligned_checkpoint(
     ray_session, small_shop: Path, tmp_path: Path
 ) -> None:
     from metamodal.data import load_dataset
+    from metamodal.data.loaders.embeddings import load_embeddings
     from metamodal.extract.align import AlignConfig, build_clip, run_align
     from metamodal.extract.encoders import Encoder, EncoderSpec
-    from metamodal.extract.pipeline import build_config, load_embeddings, run_extraction
+    from metamodal.extract.pipeline import build_config, run_extraction
 
     cfg = AlignConfig(epochs=2, batch_size=32, co_weight=0.5, seed=1)
     rep = run_align(small_shop, tmp_path / "align", cfg)

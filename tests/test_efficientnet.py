@@ -86,7 +86,8 @@ def test_encoder_gives_normalised_1280_d_features_and_specs_are_checked() -> Non
 def test_extraction_with_no_flags_uses_the_imagenet_weights(ray_session, tmp_path: Path) -> None:
     from PIL import Image
 
-    from metamodal.extract.pipeline import build_config, load_embeddings, run_extraction
+    from metamodal.data.loaders.embeddings import load_embeddings
+    from metamodal.extract.pipeline import build_config, run_extraction
 
     (tmp_path / "img").mkdir()
     rows = []

@@ -58,7 +58,8 @@ def test_bad_inputs_counted_once_per_item_and_aligned(
     ray_session, catalog: Path, tmp_path: Path
 ) -> None:
     from metamodal.data import load_dataset
-    from metamodal.extract.pipeline import load_embeddings, read_modality, run_extraction
+    from metamodal.data.loaders.embeddings import load_embeddings, read_modality
+    from metamodal.extract.pipeline import run_extraction
 
     m = run_extraction(catalog, tmp_path, cfg(encoders=[TEXT, IMAGE]))
     img, txt = m["modalities"]["image_clip"], m["modalities"]["text_minilm"]
@@ -93,12 +94,19 @@ def test_bad_inputs_counted_once_per_item_and_aligned(
         not feats["image_clip"].present[[3, 6, 7, 8]].any()
         and feats["image_clip"].present[[0, 9]].all()
     )
+    assert feats["image_clip"].kind == "image" and f.kind == "text"
+    # an older manifest that does not say which raw modality each encoder read fails, naming it
+    del saved["modalities"]["image_clip"]["source"]
+    (tmp_path / "manifest.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="manifest.json: modality 'image_clip' names no source"):
+        load_embeddings(tmp_path, ds)
 
 
 def test_resume_matches_uninterrupted_and_rerun_skips(
     ray_session, catalog: Path, tmp_path: Path
 ) -> None:
-    from metamodal.extract.pipeline import read_modality, run_extraction
+    from metamodal.data.loaders.embeddings import read_modality
+    from metamodal.extract.pipeline import run_extraction
 
     part = run_extraction(catalog, tmp_path / "a", cfg(max_new_shards=1))
     assert part["modalities"]["image_clip"]["complete"] is False

@@ -11,7 +11,7 @@ from pathlib import Path
 import metamodal
 
 LAYERS = {
-    "raylogs": 0,
+    "raylogs": 0, "config": 0,
     "data": 1,
     "models": 2, "extract": 2, "retrieval": 2,
     "eval": 3,

@@ -12,8 +12,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from metamodal.config import ConfigError, parse_override
 from metamodal.models import ZOO, ModelData
-from metamodal.train.config import ConfigError, load_config, parse_override
+from metamodal.train.config import load_config
 from metamodal.train.sampler import TripleSampler
 
 

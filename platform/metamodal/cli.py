@@ -220,7 +220,7 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="replace a run made with another config")] = False,
 ) -> None:
     """Train a zoo model on Ray Train; writes results.json, metrics.jsonl, curves.png."""
-    from metamodal.train.config import ConfigError
+    from metamodal.config import ConfigError
     from metamodal.train.runner import run_training
 
     try:
@@ -311,7 +311,7 @@ def mma_run(
 
     from metamodal.agent.config import load_mma_config
     from metamodal.agent.run import run_mma
-    from metamodal.train.config import ConfigError
+    from metamodal.config import ConfigError
 
     try:
         extra = [f"split={'user_time' if split == 'time' else split}"] if split else []

@@ -99,7 +99,7 @@ def load_mma_config(
 ) -> MMAConfig:
     """Defaults ← ``key.path=value`` overrides (validated: unknown keys fail naming them) ←
     the ``--quick`` preset ← ``--seeds``."""
-    from metamodal.train.config import merge_layers, parse_override
+    from metamodal.config import merge_layers, parse_override
 
     raw: dict = {}
     for o in overrides or []:

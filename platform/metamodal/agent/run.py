@@ -16,8 +16,8 @@ from metamodal.agent.config import MMAConfig
 from metamodal.agent.evidence import EvidenceStore
 from metamodal.agent.seed import log, run_seed
 from metamodal.agent.tools import tools_for
+from metamodal.config import ConfigError
 from metamodal.train.artifacts import TrainedRun, load_run
-from metamodal.train.config import ConfigError
 
 
 def train_zoo(dataset: str, out: Path, cfg: MMAConfig) -> dict[str, TrainedRun]:

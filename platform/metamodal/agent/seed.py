@@ -356,7 +356,7 @@ def conditions(res: dict, sources: list[str]) -> dict[str, dict[str, list[float]
 
 def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retriever, out: Path,
              reuse_policy: bool = False) -> dict:  # fmt: skip
-    from metamodal.agent.baselines import BaselineScorer
+    from metamodal.train.masked_scores import MaskedRunScorer
 
     t_seed = time.perf_counter()
     run = runs[cfg.retriever]
@@ -371,7 +371,7 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     fit_e = episodes_of(b, "valid", fit_u, cfg.fit_episodes, cfg.fit_fixed_users, patterns, full, seed)
     sel_e = episodes_of(b, "valid", sel_u, cfg.select_episodes, cfg.select_fixed_users, patterns, full, seed)
     test_e = episodes_of(b, "test", test_u, cfg.test_episodes, cfg.fixed_users, ooma_patterns(sources), full, seed)
-    scorers = {n: BaselineScorer(r, {m: store.group_of(m) for m in r.modalities}) for n, r in runs.items()}
+    scorers = {n: MaskedRunScorer(r, {m: store.group_of(m) for m in r.modalities}) for n, r in runs.items()}
     models = choose_tool_models(scorers, cfg.retriever, sel_e, cfg.fusion_tools)
     seed_dir = out / f"seed{seed}"
     env, ranker = seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse_policy)

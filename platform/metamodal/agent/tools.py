@@ -181,7 +181,7 @@ def clarify_tool(store: EvidenceStore) -> Tool:
 def model_tool(scorer, name: str = "fusion") -> Tool:
     """A trained zoo fusion model's scores under the episode's observed sources: the model is
     rebuilt on the masked features (and without the graph when ``graph`` is unobserved), so
-    it reads exactly what the other tools may read (``BaselineScorer``)."""
+    it reads exactly what the other tools may read (``MaskedRunScorer``)."""
 
     def run(ev: Evidence) -> ToolResult:
         if not any(ev.observed(g) for g in ev.ep.available):

@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from metamodal.data import Dataset, FeatureModality, load_dataset
+from metamodal.data import Dataset, load_dataset
+from metamodal.data.loaders.embeddings import read_modality
 from metamodal.data.modalities import ImageModality, TextModality, has_text
 from metamodal.extract.decode import decode_batch
 from metamodal.extract.encoders import EncoderSpec, checkpoint_arch, image_size
@@ -230,14 +231,6 @@ def _known_dim(d: Path) -> int | None:
     return None
 
 
-def read_modality(out: str | Path, modality: str) -> pa.Table:
-    files = sorted((Path(out) / modality).glob("shard-*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{Path(out) / modality}: no shards")
-    # shards written before labels existed lack the column: promoted to nulls, not an error
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
-
-
 def summarise(out: Path, spec: EncoderSpec, n_items: int) -> dict:
     t = read_modality(out, spec.modality)
     present = np.asarray(t.column("present"))
@@ -253,6 +246,7 @@ def summarise(out: Path, spec: EncoderSpec, n_items: int) -> dict:
         "rows": t.num_rows,
         "complete": t.num_rows == n_items,
         "encoder": spec.to_dict(),
+        "source": spec.source,  # what the reader needs of the encoder: the raw modality it read
     }
 
 
@@ -310,37 +304,6 @@ def run_extraction(
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
-
-
-def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality | TextModality]:
-    """Turn extraction output into the dataset's feature modalities, aligned by item id; an
-    image classifier's labels become a text modality of the image's kind (``<name>_labels``:
-    visual keywords, observed exactly when the image is)."""
-    manifest = json.loads((Path(out) / "manifest.json").read_text())
-    index = {str(i): k for k, i in enumerate(ds.item_ids)}
-    mods = {}
-    for name, info in manifest["modalities"].items():
-        if not info.get("complete"):
-            raise ValueError(f"{out}/{name}: extraction incomplete; resume it first")
-        t = read_modality(out, name)
-        ids = t.column("item_id").to_pylist()
-        pos = np.array([index.get(i, -1) for i in ids])
-        if (pos < 0).any():
-            raise ValueError(
-                f"{out}/{name}: item id {ids[int(np.flatnonzero(pos < 0)[0])]!r} is not in {ds.path}"
-            )
-        emb = np.asarray(t.column("embedding").combine_chunks().flatten()).reshape(t.num_rows, -1)
-        feats = np.zeros((ds.n_items, emb.shape[1]), np.float32)
-        present = np.zeros(ds.n_items, bool)
-        feats[pos], present[pos] = emb, np.asarray(t.column("present"))
-        kind = EncoderSpec(**info["encoder"]).source
-        mods[name] = FeatureModality(name, kind, present, feats, source=str(Path(out) / name))
-        if "labels" in t.column_names:
-            texts: list[str | None] = [None] * ds.n_items
-            for p, lab in zip(pos, t.column("labels").to_pylist(), strict=True):
-                texts[p] = lab or None
-            mods[f"{name}_labels"] = TextModality(f"{name}_labels", kind, np.array([bool(x) for x in texts]), texts)
-    return mods
 
 
 def build_config(

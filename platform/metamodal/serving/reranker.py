@@ -44,10 +44,10 @@ class RerankerCore:
         if self.kind in ("mma", "rulerouter"):
             self.routed = load_routed(cfg, run, self.store, self.kind)
         elif self.kind == "model":
-            from metamodal.agent.baselines import BaselineScorer
+            from metamodal.train.masked_scores import MaskedRunScorer
 
             mrun = load_run(cfg.model_run, ds=run.ds)
-            self.scorer = BaselineScorer(mrun, {n: self.store.group_of(n) for n in mrun.modalities})
+            self.scorer = MaskedRunScorer(mrun, {n: self.store.group_of(n) for n in mrun.modalities})
         self.name = reranker_name(cfg)
         self.n_items = int(run.ds.n_items)
         self._lock = threading.Lock()
@@ -102,16 +102,16 @@ class RerankerCore:
 def load_routed(cfg: ServeConfig, run, store, kind: str):
     """The seed's router exactly as ``mma run`` measured it (``seedN/router.json``), with the
     zoo models it routes to as fusion tools."""
-    from metamodal.agent.baselines import BaselineScorer
     from metamodal.agent.env import AgentEnv
     from metamodal.agent.routed import RoutedReranker, read_router
     from metamodal.agent.tools import model_tool, tools_for
+    from metamodal.train.masked_scores import MaskedRunScorer
 
     seed_dir = Path(cfg.mma_dir) / f"seed{cfg.mma_seed}"
     state, extra = read_router(seed_dir), {}
     for m in state["fusion_tools"]:
         trun = load_run(Path(cfg.mma_dir) / "zoo" / m, ds=run.ds)
-        extra[m] = model_tool(BaselineScorer(trun, {n: store.group_of(n) for n in trun.modalities}), m)
+        extra[m] = model_tool(MaskedRunScorer(trun, {n: store.group_of(n) for n in trun.modalities}), m)
     if state.get("llm_rank"):
         from metamodal.agent.llm_rank import NAME, ListwiseRanker, llm_rank_tool
 

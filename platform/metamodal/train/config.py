@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from metamodal.config import ConfigError, merge_layers, parse_override
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -70,33 +72,9 @@ class RunConfig(Strict):
     params: dict[str, Any] = {}
 
 
-class ConfigError(ValueError):
-    """A configuration layer has an unknown key or a bad value."""
-
-
 def _package_yaml(rel: str) -> dict:
     f = resources.files("metamodal") / "configs" / rel
     return yaml.safe_load(f.read_text()) or {} if f.is_file() else {}
-
-
-def merge_layers(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = (
-            merge_layers(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        )
-    return out
-
-
-def parse_override(text: str) -> dict:
-    """``"train.lr=0.01"`` -> ``{"train": {"lr": 0.01}}`` (the value parsed as YAML)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {text!r}: expected key.path=value")
-    value: Any = yaml.safe_load(raw)
-    for part in reversed(key.strip().split(".")):
-        value = {part: value}
-    return value
 
 
 def load_config(

@@ -18,7 +18,7 @@ from metamodal.models import ModelData
 def attach_features(ds: Dataset, features_dir: str | None) -> Dataset:
     """Add an extraction run's modalities (``metamodal extract --out DIR``) to the dataset."""
     if features_dir:
-        from metamodal.extract.pipeline import load_embeddings
+        from metamodal.data.loaders.embeddings import load_embeddings
 
         ds.modalities.update(load_embeddings(Path(features_dir), ds))
     return ds

@@ -15,6 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+WORKER_GROUP_NOTE = ".worker_group_pg"  # the placement group a sweep releases if Tune kills the run
+
+
+def note_worker_group(out: str | Path) -> None:
+    """Rank 0 writes its workers' placement group id into the run directory: Ray Train leaves
+    the group reserved when a Tune trial is killed, and only this id lets the sweep free it."""
+    from ray.util import get_current_placement_group
+
+    pg = get_current_placement_group()
+    if pg is not None:
+        (Path(out) / WORKER_GROUP_NOTE).write_text(pg.id.hex())
+
 
 def _stop_together(stop: bool, world: int) -> bool:
     """Rank 0 decides; every rank must leave the epoch loop at the same step."""
@@ -36,13 +48,12 @@ def train_loop(config: dict) -> None:
     from metamodal.models import ZOO
     from metamodal.raylogs import quiet_ray_train_logs
     from metamodal.train.data import attach_features, build_model_data, content_modalities
-    from metamodal.train.placement import note_worker_group
     from metamodal.train.sampler import TripleSampler
 
     quiet_ray_train_logs()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if rank == 0:  # a sweep's driver releases it if Tune kills this run (train/placement.py)
+    if rank == 0:  # a sweep's driver releases it if Tune kills this run (tuning/placement.py)
         note_worker_group(config["out"])
     if config["threads"]:
         torch.set_num_threads(config["threads"])

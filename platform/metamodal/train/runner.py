@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metamodal.config import ConfigError
 from metamodal.data import Dataset, load_dataset
 from metamodal.data.splits import Split, make_split
 from metamodal.eval.protocol import evaluate_split
 from metamodal.models import ZOO
-from metamodal.train.config import ConfigError, load_config
+from metamodal.train.config import load_config
 from metamodal.train.data import (
     attach_features,
     build_model_data,

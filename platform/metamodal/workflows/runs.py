@@ -34,12 +34,12 @@ def conditions(groups: list[str]) -> dict[str, tuple[str, ...]]:
 
 
 def evaluate_run(run_dir: str | Path) -> dict:
-    from metamodal.agent.baselines import BaselineScorer
+    from metamodal.train.masked_scores import MaskedRunScorer
 
     run = load_run(run_dir)
     group_of = {n: run.ds.modalities[n].kind for n in run.modalities}
     groups = list(dict.fromkeys(group_of.values()))
-    scorer = BaselineScorer(run, group_of)
+    scorer = MaskedRunScorer(run, group_of)
     res: dict = {"model": run.model, "run": str(run_dir), "conditions": {}}
     for name, pattern in conditions(groups).items():
         u, i = scorer.vectors(pattern)

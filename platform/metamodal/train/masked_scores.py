@@ -1,29 +1,40 @@
-"""The non-interactive baselines on the agent's episodes: trained zoo models (the retriever
-alone, late fusion, MARGO, MAGNET, imputation, feature propagation, generative reconstruction)
-scoring a pool under an availability pattern.
+"""A trained zoo run scoring a candidate pool under an availability pattern: how evaluation,
+the agent's baselines and fusion tools, and Serve's model reranker all read a trained model.
 
 A pattern is applied the way missingness reaches a model in the data: the unobserved content
 modalities are absent for every item (the model is rebuilt on masked features — feature
 propagation and MAGNET's kNN view are computed from what is present — and loads its trained
 weights). With ``graph`` unobserved, nothing collaborative may be used: the model is rebuilt
-on an empty interaction graph, item ID embeddings are zeroed and the user is folded in from the history's item vectors instead of a learned user
-embedding; cold-user episodes always fold in (the short history is all there is).
+on an empty interaction graph, item ID embeddings are zeroed and the user is folded in from
+the history's item vectors instead of a learned user embedding; cold-user requests always fold
+in (the short history is all there is).
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from metamodal.agent.episodes import Episode
 from metamodal.data.missing import GRAPH
 from metamodal.models import ZOO, ModelData
 from metamodal.train.artifacts import TrainedRun
 from metamodal.train.data import normalise_features
 
 
-class BaselineScorer:
+class PoolRequest(Protocol):
+    """What scoring reads of an episode (``agent.episodes.Episode`` or a served request)."""
+
+    user: int
+    history: np.ndarray
+    pool: np.ndarray
+    available: tuple[str, ...]
+    task: str
+
+
+class MaskedRunScorer:
     def __init__(self, run: TrainedRun, group_of: dict[str, str]) -> None:
         self.run, self.group_of = run, group_of
         self.name = run.model
@@ -60,7 +71,7 @@ class BaselineScorer:
         self._cache[key] = out
         return out
 
-    def scores(self, ep: Episode) -> np.ndarray:
+    def scores(self, ep: PoolRequest) -> np.ndarray:
         users, items = self.vectors(ep.available)
         if users is None or ep.task == "cold_user":
             q = items[ep.history].mean(0) if len(ep.history) else np.zeros(items.shape[1])

@@ -80,8 +80,8 @@ def _trial(config: dict, *, model: str, dataset: str, overrides: list[str], cpus
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from metamodal.train.placement import note_owner
     from metamodal.train.runner import run_training
+    from metamodal.tuning.placement import note_owner
 
     out = Path(ray.tune.get_context().get_trial_dir()) / "run"
     note_owner(out)
@@ -104,8 +104,8 @@ def run_tune(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from metamodal.train.placement import release_new, reserved_by_this_job, stop_orphan_cleaners
     from metamodal.train.runner import worker_scaling
+    from metamodal.tuning.placement import release_new, reserved_by_this_job, stop_orphan_cleaners
 
     spec = load_spec(space_file)
     spec = spec.model_copy(update={k: v for k, v in {"num_samples": num_samples,
@@ -175,11 +175,11 @@ def _release_callback():
 
     from ray import tune
 
-    from metamodal.train.placement import owner_dead, release_worker_group
+    from metamodal.tuning.placement import owner_dead, release_worker_group
 
     class ReleaseWorkerGroups(tune.Callback):
         """Frees an ended trial's Train placement group once its actor is dead
-        (``train/placement.py``)."""
+        (``tuning/placement.py``)."""
 
         def __init__(self) -> None:
             self.pending: list[Path] = []

@@ -5,7 +5,7 @@ controller dies with it, but the workers' placement group is scoped to the job d
 reserved (ray-project/ray#54305). Ray's own cleaner actor needs the state API, i.e. the
 dashboard; without it (local runs, CI) the reservations pile up until the next trial's worker
 group never fits — a sweep that hangs. So rank 0 of every training notes its placement group in
-the run directory, the trial notes its own actor, and the sweep's driver removes the group once
+the run directory (``train/loop.py``), the trial notes its own actor, and the sweep's driver removes the group once
 that actor is dead — not before: a controller still shutting down takes the removal for a worker
 failure and starts a new group. Trials also train with ``max_failures=0`` (Tune retries them),
 and at the end of a sweep whatever this job still holds from it is released.
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-NOTE = ".worker_group_pg"
+from metamodal.train.loop import WORKER_GROUP_NOTE as NOTE
+
 OWNER = ".trial_actor"
 
 
@@ -37,15 +38,6 @@ def owner_dead(out: str | Path) -> bool:
         return True
     info = state.actors(actor_id=actor)
     return not info or info.get("State") == "DEAD"
-
-
-def note_worker_group(out: str | Path) -> None:
-    """Called by rank 0 inside the training loop."""
-    from ray.util import get_current_placement_group
-
-    pg = get_current_placement_group()
-    if pg is not None:
-        (Path(out) / NOTE).write_text(pg.id.hex())
 
 
 def release_worker_group(out: str | Path) -> bool:

@@ -1,0 +1,66 @@
+"""Extraction output read as the dataset's feature modalities: one more feature source, like a
+catalogue's own ``.npy`` files. The layout is the extraction job's (``extract/pipeline.py``)::
+
+    manifest.json                     {"modalities": {name: {complete, source, ...}}}
+    <modality>/shard-00000.parquet    item_id, idx, modality, embedding, present, reason[, labels]
+
+Training, evaluation and Serve read it here, so none of them imports the extraction job.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from metamodal.data.dataset import Dataset
+from metamodal.data.modalities import FeatureModality, TextModality
+
+
+def read_modality(out: str | Path, modality: str) -> pa.Table:
+    files = sorted((Path(out) / modality).glob("shard-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{Path(out) / modality}: no shards")
+    # shards written before labels existed lack the column: promoted to nulls, not an error
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+
+
+def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality | TextModality]:
+    """Every extracted modality aligned to ``ds`` by item id; an image classifier's labels
+    become a text modality of the image's kind (``<name>_labels``: visual keywords, observed
+    exactly when the image is)."""
+    manifest_file = Path(out) / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    mods: dict[str, FeatureModality | TextModality] = {}
+    for name, info in manifest["modalities"].items():
+        if not info.get("complete"):
+            raise ValueError(f"{out}/{name}: extraction incomplete; resume it first")
+        if info.get("source") not in ("text", "image"):
+            raise ValueError(f"{manifest_file}: modality {name!r} names no source (text or image): "
+                             "written by an older extraction; re-run it with --overwrite")  # fmt: skip
+        mods.update(_modality(Path(out), name, info["source"], ds))
+    return mods
+
+
+def _modality(out: Path, name: str, kind: str, ds: Dataset) -> dict:
+    t = read_modality(out, name)
+    ids = t.column("item_id").to_pylist()
+    index = {str(i): k for k, i in enumerate(ds.item_ids)}
+    pos = np.array([index.get(i, -1) for i in ids])
+    if (pos < 0).any():
+        raise ValueError(f"{out}/{name}: item id {ids[int(np.flatnonzero(pos < 0)[0])]!r} is not in {ds.path}")
+    emb = np.asarray(t.column("embedding").combine_chunks().flatten()).reshape(t.num_rows, -1)
+    feats = np.zeros((ds.n_items, emb.shape[1]), np.float32)
+    present = np.zeros(ds.n_items, bool)
+    feats[pos], present[pos] = emb, np.asarray(t.column("present"))
+    out_mods: dict = {name: FeatureModality(name, kind, present, feats, source=str(out / name))}
+    if "labels" in t.column_names:
+        texts: list[str | None] = [None] * ds.n_items
+        for p, lab in zip(pos, t.column("labels").to_pylist(), strict=True):
+            texts[p] = lab or None
+        labelled = np.array([bool(x) for x in texts])
+        out_mods[f"{name}_labels"] = TextModality(f"{name}_labels", kind, labelled, texts)
+    return out_mods
