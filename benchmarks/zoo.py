@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metamodal.eval.report import table
+from metamodal.eval.tables import table
 from metamodal.models import ZOO
 from metamodal.train.runner import run_training
 

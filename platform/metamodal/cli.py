@@ -109,8 +109,8 @@ def baselines(
 ) -> None:
     """Popularity and random baselines: results.json, results.md, results.png."""
     from metamodal.data.missing import MissingSpec
-    from metamodal.eval.report import table
-    from metamodal.workflows.baselines import COLUMNS, run_baselines
+    from metamodal.eval.tables import table
+    from metamodal.workflows.reference import COLUMNS, run_baselines
 
     spec = MissingSpec(parse_rates(missing), cold_users, cold_items, seed)
     ds = load_dataset(path, format)

@@ -68,7 +68,7 @@ class Episode:
         return replace(self, available=tuple(available))
 
 
-ScoreFn = Callable[[np.ndarray], np.ndarray]  # history item indices -> scores [n_items]
+HistoryScoreFn = Callable[[np.ndarray], np.ndarray]  # history item indices -> scores [n_items]
 # (content group, history item indices) -> scores [n_items] (−inf: cannot score), or None
 ContentScoreFn = Callable[[str, np.ndarray], "np.ndarray | None"]
 
@@ -95,7 +95,7 @@ class EpisodeBuilder:
         ds: Dataset,
         split: Split,
         user_scores: Callable[[int], np.ndarray],
-        history_scores: ScoreFn,
+        history_scores: HistoryScoreFn,
         miss: Missingness | None = None,
         cfg: PoolConfig | None = None,
         content_scores: ContentScoreFn | None = None,

@@ -1,6 +1,6 @@
 """``metamodal mma run``: train (or reuse) the zoo models MMA sits behind and compares with,
 then run every seed (``metamodal.agent.seed``) and write ``DIR/report.json`` (+ Markdown and
-plots, ``metamodal.agent.report``). A rerun with the same configuration resumes at the first
+plots, ``metamodal.agent.mma_report``). A rerun with the same configuration resumes at the first
 unfinished seed; ``--reevaluate`` keeps trained routers and evaluates again.
 """
 
@@ -40,7 +40,7 @@ def train_zoo(dataset: str, out: Path, cfg: MMAConfig) -> dict[str, TrainedRun]:
     return runs
 
 
-class Retriever:
+class FirstStageScores:
     """First-stage scores from the retriever's vectors: a warm user's own vector, or the mean of
     a (short) history's item vectors."""
 
@@ -67,7 +67,7 @@ def _per_seed(conf: dict) -> dict:
 def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = False) -> dict:
     """``reevaluate``: with the same configuration, keep the trained policies and evaluate every
     seed again (after a change to evaluation or selection); otherwise finished seeds are kept."""
-    from metamodal.agent.report import write_report
+    from metamodal.agent.mma_report import write_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = Fa
     runs = train_zoo(dataset, out, cfg)
     zoo_s = time.perf_counter() - t0
     run = runs[cfg.retriever]
-    retriever = Retriever(run)
+    retriever = FirstStageScores(run)
     store = EvidenceStore.build(run.ds, graph_items=retriever.items)
     log(f"evidence sources: {store.sources()}; tools: {list(tools_for(store))}")
     seeds, reused = [], []

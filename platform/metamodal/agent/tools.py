@@ -184,7 +184,7 @@ def model_tool(scorer, name: str = "fusion") -> Tool:
     it reads exactly what the other tools may read (``MaskedRunScorer``)."""
 
     def run(ev: Evidence) -> ToolResult:
-        if not any(ev.observed(g) for g in ev.ep.available):
+        if not ev.ep.available:  # nothing observed: not even the model's ID embeddings
             return unavailable(name)
         return result_of(name, np.asarray(scorer.scores(ev.ep), dtype=np.float64))
 

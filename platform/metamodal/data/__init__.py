@@ -1,9 +1,9 @@
 """Data layer: one ``Dataset`` type, real-format loaders, splits, missingness, the synthetic shop."""
 
 from metamodal.data.dataset import Dataset, Interactions
+from metamodal.data.load_errors import DataError, LoadReport
 from metamodal.data.loaders import FORMATS, detect_format, load_dataset
 from metamodal.data.modalities import FeatureModality, ImageModality, Modality, TextModality
-from metamodal.data.report import DataError, LoadReport
 
 __all__ = [
     "FORMATS",

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from metamodal.data.load_errors import LoadReport
 from metamodal.data.modalities import FeatureModality, Modality
-from metamodal.data.report import LoadReport
 
 SPLIT_NAMES = ("train", "valid", "test")
 

@@ -2,7 +2,6 @@
 (trained on Ray Train through ``metamodal.train``). One file per model; this is the one list."""
 
 from metamodal.models.base import Recommender
-from metamodal.models.baselines import BASELINES, Popularity, Random
 from metamodal.models.bpr import BPR
 from metamodal.models.early_fusion import EarlyFusion, ImputeMean, ImputeZero
 from metamodal.models.freedom import FREEDOM
@@ -11,6 +10,7 @@ from metamodal.models.late_fusion import LateFusion
 from metamodal.models.lightgcn import LightGCN
 from metamodal.models.magnet import MAGNET
 from metamodal.models.margo import MARGO
+from metamodal.models.reference import BASELINES, Popularity, Random
 from metamodal.models.vbpr import VBPR
 from metamodal.models.zoo_base import ModelData, ZooModel
 

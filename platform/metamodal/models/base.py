@@ -1,6 +1,8 @@
-"""The smallest interface every recommender here honours: fit on training interactions, score
-a batch of users against the whole catalogue. The model zoo extends it (a loss per batch,
-user/item vectors for ANN retrieval); the evaluator needs only ``full_scores``."""
+"""The smallest interface a non-trained recommender honours (popularity, random): fit on
+training interactions, score a batch of users against the whole catalogue. The trained zoo has
+its own interface (``zoo_base.ZooModel``: a loss per batch, user/item vectors for ANN
+retrieval) and does not inherit this one. The evaluator needs only a score function:
+``full_scores`` here, ``ZooModel.scorer()`` there."""
 
 from __future__ import annotations
 

@@ -99,9 +99,9 @@ class LateFusion(ZooModel):
 
     def batch_scores(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-source scores for positives and negatives [B, S], the fused scores [B] of both,
-        and the presence mask of the positives [B, S]."""
+        and the positives' fusion weights and presence mask [B, S]."""
         u, reps, w, mask = self.fused()
         s_pos = (u[:, users] * reps[:, pos]).sum(-1).T
         s_neg = (u[:, users] * reps[:, neg]).sum(-1).T

@@ -138,8 +138,9 @@ class MAGNET(ZooModel):
         )
         return out[: self.n_users], out[self.n_users :]
 
-    def route(self, g_items: torch.Tensor) -> torch.Tensor:
-        """[n_items, E] sparse gates: top-K of the router's softmax, renormalised."""
+    def route(self, g_items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[n_items, E] sparse gates (top-K of the router's softmax, renormalised) and the full
+        softmax, which the load-balancing loss reads."""
         probs = torch.softmax(self.router(g_items), 1)
         top = probs.topk(min(self.p.top_k, probs.shape[1]), 1)
         gates = torch.zeros_like(probs).scatter(1, top.indices, top.values)

@@ -15,8 +15,8 @@ from metamodal.data.inspect import describe
 from metamodal.data.missing import MissingSpec
 from metamodal.data.splits import Split
 from metamodal.data.synth import SynthConfig, generate
-from metamodal.eval.report import table
-from metamodal.workflows.baselines import COLUMNS, run_baselines
+from metamodal.eval.tables import table
+from metamodal.workflows.reference import COLUMNS, run_baselines
 
 DEMO_MISSING = MissingSpec(
     item_rates={"text": 0.3, "image": 0.3}, cold_user_frac=0.1, cold_item_frac=0.1

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from metamodal.data.dataset import Dataset
+from metamodal.data.load_errors import DataError
 from metamodal.data.loaders import generic, lattice_json, mmrec, movielens
-from metamodal.data.report import DataError
 
 # Detection order matters: a generic catalog may also hold .npy files, a MovieLens folder
 # may hold other files; the most specific signature goes first.

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metamodal.data.load_errors import DataError, LoadReport
 from metamodal.data.modalities import FeatureModality, guess_feature_kind
-from metamodal.data.report import DataError, LoadReport
 
 
 def read_table(path: Path, **kwargs) -> pd.DataFrame:

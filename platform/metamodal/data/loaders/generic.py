@@ -19,6 +19,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from metamodal.data.dataset import Dataset, Interactions, drop_duplicates
+from metamodal.data.load_errors import DataError, LoadReport
 from metamodal.data.loaders.common import (
     integer_column,
     load_feature_matrix,
@@ -26,7 +27,6 @@ from metamodal.data.loaders.common import (
     require_columns,
 )
 from metamodal.data.modalities import ImageModality, Modality, TextModality
-from metamodal.data.report import DataError, LoadReport
 
 SPLIT_CODES = {"train": 0, "valid": 1, "val": 1, "validation": 1, "test": 2, "0": 0, "1": 1, "2": 2}
 

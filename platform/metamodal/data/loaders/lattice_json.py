@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from metamodal.data.dataset import Dataset, Interactions, drop_duplicates
+from metamodal.data.load_errors import DataError, LoadReport
 from metamodal.data.loaders.common import feature_files, load_feature_matrix, read_table
 from metamodal.data.modalities import Modality
-from metamodal.data.report import DataError, LoadReport
 
 FILES = (("train.json", 0), ("val.json", 1), ("test.json", 2))
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from metamodal.data.dataset import Dataset, Interactions, drop_duplicates
+from metamodal.data.load_errors import DataError, LoadReport
 from metamodal.data.loaders.common import (
     feature_files,
     integer_column,
@@ -20,7 +21,6 @@ from metamodal.data.loaders.common import (
     require_columns,
 )
 from metamodal.data.modalities import Modality, TextModality
-from metamodal.data.report import DataError, LoadReport
 
 USER_COLS = ("userID", "user_id")
 ITEM_COLS = ("itemID", "item_id")

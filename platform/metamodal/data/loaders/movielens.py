@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from metamodal.data.dataset import Dataset, Interactions, drop_duplicates
+from metamodal.data.load_errors import DataError, LoadReport
 from metamodal.data.loaders.common import integer_column, read_table
 from metamodal.data.modalities import ImageModality, Modality, TextModality
-from metamodal.data.report import DataError, LoadReport
 
 GENRES = [
     "unknown",

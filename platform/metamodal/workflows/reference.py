@@ -20,7 +20,7 @@ from metamodal.data.missing import MissingSpec, make_missingness  # noqa: E402
 from metamodal.data.splits import make_split  # noqa: E402
 from metamodal.eval.metrics import DEFAULT_KS  # noqa: E402
 from metamodal.eval.protocol import evaluate_split  # noqa: E402
-from metamodal.eval.report import table  # noqa: E402
+from metamodal.eval.tables import table  # noqa: E402
 from metamodal.models import REGISTRY  # noqa: E402
 
 COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20", "map@20", "hit@20")
