@@ -31,6 +31,8 @@ def start_ray() -> None:
     import ray
 
     if not ray.is_initialized():
+        # Train V2 turns a worker's print into a root-logger record that reaches the driver
+        # beside the print itself: every progress line came twice
         ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False,
-                 runtime_env={"worker_process_setup_hook":
-                              "metamodal.raylogs.quiet_ray_train_logs"})  # fmt: skip
+                 runtime_env={"worker_process_setup_hook": "metamodal.raylogs.quiet_ray_train_logs",
+                              "env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})  # fmt: skip
