@@ -301,3 +301,25 @@ def test_a_run_cut_off_before_its_last_seed_reports_the_seeds_it_finished(
     assert rep["timing"]["reused_seeds"] == [0]
     assert (mma_run / "seed0" / "result.json").stat().st_mtime_ns == before
     assert json.loads(conf.read_text())["seeds"] == 1
+
+
+def test_served_rulerouter_runs_only_its_routes_tools_and_ranks_as_measured(mma_run: Path) -> None:
+    """RuleRouter-Fuse in the Reranker (in process): each validation fixed pool ranks as
+    ``mma run`` measured it, while only the route's own tools are called."""
+    from metamodal.serving.config import ServeConfig
+    from metamodal.serving.reranker import RerankerCore
+    from metamodal.serving.retriever import RetrieverCore
+
+    cfg = ServeConfig.from_mma_dir(mma_run, reranker="rulerouter", pool_size=50)
+    retriever, core = RetrieverCore(cfg), RerankerCore(cfg)
+    called: list[str] = []
+    for name, tool in list(core.routed.env.tools.items()):
+        core.routed.env.tools[name] = lambda ev, t=tool, n=name: called.append(n) or t(ev)
+    want = json.loads((mma_run / "seed0" / "rankings.json").read_text())["rulerouter"]["valid"]
+    assert want
+    for w in want:
+        got = retriever.retrieve("user_id", w["user"])
+        called.clear()
+        (r,) = core.rerank([(got, None)])
+        assert [got.pool_ids[i] for i in r.order[:10]] == w["items"], w["user"]
+        assert r.tools == w["tools"] and sorted(called) == sorted(w["tools"])

@@ -26,6 +26,7 @@ item of the user — may be absent, and then the episode scores zero, as in full
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -103,6 +104,8 @@ class EpisodeBuilder:
         self.ds, self.split, self.cfg = ds, split, cfg or PoolConfig()
         self.user_scores, self.history_scores = user_scores, history_scores
         self.content_scores = content_scores
+        # (part, task) -> episodes left out because too few negatives could fill their pool
+        self.short_pools: Counter[tuple[str, str]] = Counter()
         self.cold_items = miss.cold_items if miss is not None else np.zeros(ds.n_items, bool)
         inter = ds.interactions
         self.seen: dict[int, set[int]] = {}
@@ -225,7 +228,9 @@ class EpisodeBuilder:
         self, part: str, task: str, available: tuple[str, ...], limit: int | None, seed: int
     ) -> list[Episode]:
         """One episode per held-out interaction of ``part`` that fits the task (cold-item
-        episodes need a cold target; the others a warm one), at most ``limit``, seeded."""
+        episodes need a cold target; the others a warm one), at most ``limit``, seeded. A pool
+        that too few eligible negatives leave short of ``pool_size`` (a small catalogue's cold
+        items) would be an easier task: it is left out and counted in ``short_pools``."""
         rng = np.random.default_rng([self.cfg.seed, seed, TASKS.index(task)])
         inter, idx = self.ds.interactions, getattr(self.split, part)
         cold_t = self.cold_items[inter.item[idx]]
@@ -233,12 +238,15 @@ class EpisodeBuilder:
         idx = idx[np.isin(inter.user[idx], list(self.train_items))]  # someone to query with
         if limit is not None and len(idx) > limit:
             idx = np.sort(rng.choice(idx, limit, replace=False))
-        return [
+        eps = [
             self.target_positive(
                 int(inter.user[i]), int(inter.item[i]), task, available, rng, key=int(i)
             )
             for i in idx
         ]
+        full = [e for e in eps if len(e.pool) == self.cfg.pool_size]
+        self.short_pools[(part, task)] += len(eps) - len(full)
+        return full
 
 
 def pool_ndcg(scores: np.ndarray, ep: Episode, k: int = 10) -> float:

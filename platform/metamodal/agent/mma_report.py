@@ -151,7 +151,8 @@ def markdown(rep: dict, title: str) -> str:
         parts = []
         for m, v in g.items():
             key = next(k for k in sig if k.startswith(f"{m}_vs_"))
-            parts.append(f"{m} {v:+.1f}% (Wilcoxon p={sig[key]['wilcoxon_p']:.3g})")
+            gain = "no relative gain (the baseline scores 0)" if v is None else f"{v:+.1f}%"
+            parts.append(f"{m} {gain} (Wilcoxon p={sig[key]['wilcoxon_p']:.3g})")
         lines.append(f"- {check}: " + "; ".join(parts) + f" — paper's bar +{TARGETS[check]}%")
     for name, t in rep["significance"]["router_control"].items():
         lines.append(f"- {name}: OOMA {t['ooma']['mean_diff']:+.4f} (p={t['ooma']['wilcoxon_p']:.3g})"

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import torch
 
-from metamodal.agent.actions import chat
-
 DEFAULT_MODEL = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -122,7 +120,3 @@ def with_lora(net, spec: PolicySpec):
         task_type="CAUSAL_LM",
     )
     return get_peft_model(net, cfg)
-
-
-def prompt_text(tok, prompt: str) -> str:
-    return tok.apply_chat_template(chat(prompt), tokenize=False, add_generation_prompt=True)

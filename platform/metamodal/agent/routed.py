@@ -109,8 +109,10 @@ class RoutedReranker:
     def rank(self, episodes: list[Episode]) -> list[tuple[np.ndarray, Route]]:
         """Per episode, the chosen route's score per pool position, and the route. Episodes
         are grouped by bucket so the LLM reads each bucket's prompts in one batch."""
-        steps = [self.env.observe(e) for e in episodes]
         keys = [(e.pool_kind, tuple(e.available)) for e in episodes]
+        if self.net is None:
+            return [self._rule(e, k) for e, k in zip(episodes, keys, strict=True)]
+        steps = [self.env.observe(e) for e in episodes]
         picks = np.zeros(len(steps), dtype=np.int64)
         for key in dict.fromkeys(keys):
             idx = [i for i, k in enumerate(keys) if k == key]
@@ -120,6 +122,15 @@ class RoutedReranker:
             route = self.menu(key).routes[i]
             out.append((route.scores(s.results, s.first, len(s.ep.pool)), route))
         return out
+
+
+    def _rule(self, ep: Episode, key: Bucket) -> tuple[np.ndarray, Route]:
+        """RuleRouter-Fuse's route is its bucket's: it reads no statistics, so only the
+        route's own tools run (fusion reads nothing else)."""
+        m = self.menu(key)
+        route = m.routes[m.rr]
+        s = self.env.observe(ep, [t for t, _ in route.weights])
+        return route.scores(s.results, s.first, len(ep.pool)), route
 
 
 def fixed_rankings(rows: Rows, routed: RoutedReranker, choice: dict, ds, k: int = 10) -> list:

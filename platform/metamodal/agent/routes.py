@@ -83,6 +83,9 @@ def make_batch(steps, tools: list[str]) -> Batch:
         for j, t in enumerate(tools):
             r = s.results.get(t)
             if r is not None and r.usable:
+                if len(r.scores) != p:
+                    raise ValueError(f"tool {t!r} scored {len(r.scores)} candidates of a "
+                                     f"{p}-candidate pool ({s.ep.pool_kind}, {s.ep.task})")
                 z[i, j], usable[i, j] = zscore(r.scores), True
         if s.first is not None:
             first[i], has_first[i] = zscore(s.first), True

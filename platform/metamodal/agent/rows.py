@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metamodal.agent.actions import history_bucket
 from metamodal.agent.env import AgentEnv, Step
 from metamodal.agent.episodes import Episode
 from metamodal.agent.menus import Bucket, Menu
 from metamodal.agent.routes import make_batch, reward_table
-from metamodal.agent.stats import StatsCodec, bucket_prompt, episode_stats
+from metamodal.agent.stats import StatsCodec, bucket_prompt, episode_stats, history_bucket
 
 
 @dataclass

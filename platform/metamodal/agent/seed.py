@@ -376,6 +376,8 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     seed_dir = out / f"seed{seed}"
     env, ranker = seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse_policy)
     tools = list(env.tools)
+    if short := {f"{p}/{t}": n for (p, t), n in b.short_pools.items() if n}:
+        log(f"seed {seed}: held-out interactions left out, too few negatives to fill a pool: {short}")
     fit, sel, test = (observe_rows(env, e) for e in (fit_e, sel_e, test_e))
     log(f"seed {seed}: rows fit {sum(map(len, fit.values()))}, select "
         f"{sum(map(len, sel.values()))}, test {sum(map(len, test.values()))} "

@@ -148,6 +148,10 @@ class StatsCodec:
         return "\n".join(lines)
 
 
+def history_bucket(n: int) -> str:
+    return "none" if n == 0 else "1-2 items" if n <= 2 else "3-10 items" if n <= 10 else "10+ items"
+
+
 def bucket_prompt(
     task: str, pool_kind: str, pool: int, usable: list[str], first: bool, history_bucket: str
 ) -> str:
