@@ -1,7 +1,7 @@
-"""The package's imports run one way: data → models (extract and retrieval beside them) → eval →
-train → agent (tuning beside it) → serving → workflows → cli. Every import is walked, top-level
-and inside functions alike; an edge to a higher layer, or sideways between two packages of one
-layer, fails naming the file and the line."""
+"""The package's imports run one way: config and raylogs → rundir → data → models (extract and
+retrieval beside them) → eval → train → agent (tuning beside it) → serving → workflows → cli.
+Every import is walked, top-level and inside functions alike; an edge to a higher layer, or
+sideways between two packages of one layer, fails naming the file and the line."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import metamodal
 
 LAYERS = {
     "raylogs": 0, "config": 0,
-    "data": 1,
-    "models": 2, "extract": 2, "retrieval": 2,
-    "eval": 3,
-    "train": 4,
-    "agent": 5, "tuning": 5,
-    "serving": 6,
-    "workflows": 7,
-    "cli": 8,
+    "rundir": 1,
+    "data": 2,
+    "models": 3, "extract": 3, "retrieval": 3,
+    "eval": 4,
+    "train": 5,
+    "agent": 6, "tuning": 6,
+    "serving": 7,
+    "workflows": 8,
+    "cli": 9,
 }  # fmt: skip
 ROOT = Path(metamodal.__file__).parent
 

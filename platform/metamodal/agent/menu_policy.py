@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from metamodal.rundir import write_json
+
 LETTERS = "ABCDEFGHIJKLMNOPQRST"  # a route menu, or a listwise window of candidates
 ANSWER = "\nroute:"
 MEMO_ROWS = 50_000  # remembered read-outs (oldest dropped first): bounded memory in Serve
@@ -294,9 +296,7 @@ def train_menu_policy(
                "adapter": str(out / "adapter"), "base_model": cfg.model,
                "train_layers": cfg.train_layers, "letters": int(q.shape[1]),
                "answer": cfg.answer}  # fmt: skip
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary))
-    tmp.replace(out / "summary.json")
+    write_json(out / "summary.json", summary)
     return summary
 
 

@@ -5,10 +5,11 @@ held-out modality, so it is reported apart and never counts as a baseline or a w
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from metamodal.rundir import write_json
 
 AGENT_METHODS = ("mma_auto", "rulerouter_fuse", "learned_gate", "mma_interactive")
 # routers and ablations: reported, never a baseline
@@ -215,8 +216,7 @@ def write_report(out: Path, dataset: str, cfg, seeds: list[dict], timing: dict) 
         for s in seeds
     }  # fmt: skip
     rep["config"] = cfg.model_dump()
-    (out / "report.json.tmp").write_text(json.dumps(rep, indent=2, default=float))
-    (out / "report.json.tmp").replace(out / "report.json")
+    write_json(out / "report.json", rep, indent=2, default=float)
     md = markdown(rep, f"MMA on {Path(str(dataset)).name} ({len(seeds)} seeds)")
     (out / "report.md").write_text(md)
     rep["plots"] = plots(rep, out)

@@ -18,6 +18,7 @@ from metamodal.agent.episodes import Episode
 from metamodal.agent.menus import Bucket, Menu
 from metamodal.agent.routes import Route
 from metamodal.agent.stats import StatsCodec, episode_stats
+from metamodal.rundir import write_json
 
 if TYPE_CHECKING:
     from metamodal.agent.rows import Rows
@@ -40,10 +41,7 @@ def save_router(path: Path, tools: list[str], fusion_tools: list[str], codec: St
                                   "rr": m.rr} for k, m in menus.items()},
         "policy": policy, "llm_rank": llm_rank,
     }  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    tmp.replace(path)
+    write_json(path, state)
 
 
 def read_router(seed_dir: Path) -> dict:
@@ -154,6 +152,4 @@ def fixed_rankings(rows: Rows, routed: RoutedReranker, choice: dict, ds, k: int 
 def write_rankings(path: Path, rows: dict[str, Rows], routed: dict, choices: dict, ds) -> None:
     state = {kind: {part: fixed_rankings(r, routed[kind], choices[kind][part], ds)
                     for part, r in rows.items()} for kind in routed}  # fmt: skip
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    tmp.replace(path)
+    write_json(path, state)

@@ -17,6 +17,7 @@ from metamodal.agent.evidence import EvidenceStore
 from metamodal.agent.seed import log, run_seed
 from metamodal.agent.tools import tools_for
 from metamodal.config import ConfigError
+from metamodal.rundir import write_json
 from metamodal.train.artifacts import TrainedRun, load_run
 
 
@@ -75,8 +76,7 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = Fa
     same = conf.is_file() and _per_seed(json.loads(conf.read_text())) == _per_seed(wanted)
     if reevaluate and not same:
         raise ConfigError(f"--reevaluate needs {conf} to hold this same configuration")
-    (out / "config.json.tmp").write_text(json.dumps(wanted, indent=2))
-    (out / "config.json.tmp").replace(conf)
+    write_json(conf, wanted, indent=2)
     t0 = time.perf_counter()
     runs = train_zoo(dataset, out, cfg)
     zoo_s = time.perf_counter() - t0
@@ -93,10 +93,7 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = Fa
             reused.append(seed)
             continue
         seeds.append(run_seed(seed, cfg, runs, store, retriever, out, reuse_policy=same))
-        done.parent.mkdir(parents=True, exist_ok=True)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps(seeds[-1], default=float))
-        tmp.replace(done)
+        write_json(done, seeds[-1], default=float)
     wall = time.perf_counter() - t0
     timing = {"zoo_seconds": zoo_s, "wall_seconds": wall, "reused_seeds": reused,
               "reevaluated": reevaluate}  # fmt: skip

@@ -25,6 +25,7 @@ import numpy as np
 
 from metamodal.data.dataset import Dataset
 from metamodal.data.splits import Split
+from metamodal.rundir import write_json
 
 GRAPH = "graph"
 
@@ -84,7 +85,7 @@ class Missingness:
             cold_items=self.cold_items,
             **{f"present__{k}": v for k, v in self.present.items()},
         )
-        (d / "missing.json").write_text(json.dumps(self.summary(), indent=2))
+        write_json(d / "missing.json", self.summary(), indent=2)
         return d
 
     @classmethod

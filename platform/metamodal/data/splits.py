@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from metamodal.data.dataset import SPLIT_NAMES, Dataset
+from metamodal.rundir import write_json
 
 METHODS = ("mmrec", "loo", "time", "user_time", "given")
 
@@ -57,7 +58,7 @@ class Split:
         d.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(d / "split.npz", **self.parts())
         meta = {**self.summary(), "fingerprint": self.fingerprint}
-        (d / "split.json").write_text(json.dumps(meta, indent=2))
+        write_json(d / "split.json", meta, indent=2)
         return d
 
     @classmethod

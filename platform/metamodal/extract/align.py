@@ -40,6 +40,7 @@ from metamodal.extract.encoders import (
     normalise_pixels,
     register_clip_configs,
 )
+from metamodal.rundir import write_json
 
 KS = (1, 5, 10)
 
@@ -292,8 +293,8 @@ def run_align(
         "checkpoint": str(out / "aligned.pt"),
         "seconds": time.perf_counter() - t0,
     }
-    (out / "aligned.json").write_text(json.dumps({"arch": cfg.arch, "report": "align_report.json"}))
-    (out / "align_report.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "align_report.json", report, indent=2)
+    write_json(out / "aligned.json", {"arch": cfg.arch, "report": "align_report.json"})
     plot_curve(curve, before, after, out / "align_curve.png")
     print(
         f"align: test image->text Recall@10 {before['i2t_recall@10']:.3f} before -> "

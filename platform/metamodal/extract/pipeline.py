@@ -14,9 +14,7 @@ outputs (use a new OUT or ``overwrite=True``).
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from metamodal.data.modalities import ImageModality, TextModality, has_text
 from metamodal.extract.decode import decode_batch
 from metamodal.extract.encoders import EncoderSpec, checkpoint_arch, image_size
 from metamodal.extract.stages import Encode
+from metamodal.rundir import claim, write_json
 
 
 def default_encoders() -> list[EncoderSpec]:
@@ -134,16 +133,8 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
 
     d = out / spec.modality
     d.mkdir(parents=True, exist_ok=True)
-    conf_path = d / "config.json"
     conf = {"encoder": spec.to_dict(), "shard_size": cfg.shard_size, "items": ds.n_items}
-    if conf_path.exists() and json.loads(conf_path.read_text()) != conf:
-        if not cfg.overwrite:
-            raise ValueError(
-                f"{conf_path}: written with another configuration; use a new --out or --overwrite"
-            )
-        shutil.rmtree(d)
-        d.mkdir(parents=True)
-    conf_path.write_text(json.dumps(conf, indent=2))
+    claim(d / "config.json", conf, cfg.overwrite, stale=["*"])
 
     payload, absent_reason = _raw(ds, spec.source)
     n_shards = math.ceil(ds.n_items / cfg.shard_size)
@@ -302,7 +293,7 @@ def run_extraction(
         "modalities": mods,
         "random_init": random_flags,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    write_json(out / "manifest.json", manifest, indent=2, default=str)
     return manifest
 
 

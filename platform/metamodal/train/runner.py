@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from metamodal.config import ConfigError
 from metamodal.data import Dataset, load_dataset
 from metamodal.data.splits import Split, make_split
 from metamodal.eval.protocol import evaluate_split
 from metamodal.models import ZOO
+from metamodal.rundir import claim, write_json
 from metamodal.train.config import load_config
 from metamodal.train.data import (
     attach_features,
@@ -86,50 +85,79 @@ def run_training(
     """Train ``model`` into ``out``. ``callbacks`` go to Ray Train's RunConfig (Tune's report
     callback), ``cpus_per_worker`` overrides the CPU share, and ``test_eval=False`` leaves the
     test part unread (tuning selects on validation only)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
-    from ray.train.torch import TorchTrainer
+    dataset, out = Path(dataset).resolve(), Path(out).resolve()  # found again from anywhere
+    cfg, params = resolve_config(model, dataset, overrides, override_file, out, overwrite)
+    ds = attach_features(load_dataset(dataset), cfg.data.features)
+    split = prepare_split(ds, cfg.split.method, cfg.split.seed, out)
+    miss = missingness_for(ds, split, cfg.missing.model_dump(), out)
+    t0 = time.perf_counter()
+    result = fit_on_ray(model, dataset, cfg, params, out, miss is not None, callbacks, cpus_per_worker)
+    wall = time.perf_counter() - t0
+    names = content_modalities(ds, cfg.data.modalities)
+    net, state = best_model(result, model, ds, split, names, miss, cfg, params, out)
+    scorer = net.scorer()
+    valid = evaluate_split(scorer, ds, split, "valid", miss, slices=False)
+    test = evaluate_split(scorer, ds, split, "test", miss) if test_eval else None
+    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    res = {
+        "model": model,
+        "dataset": str(dataset),
+        "config": json.loads((out / "config.json").read_text()),
+        "valid": valid.metrics,
+        "test": test.metrics if test else None,
+        "test_slices": test.slices if test else None,
+        "epochs": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "resumed_from": state.get("resumed_from", []),
+        **curve_timings(curve),
+        "wall_seconds": wall,
+        "modalities": names,
+        "missing": miss.summary() if miss else None,
+        "checkpoint": str(out / "model.pt"),
+        "retrieval": retrieval_check(net, cfg.train.seed) if cfg.train.retrieval_check else None,
+    }
+    write_json(out / "results.json", res, indent=2)
+    plot_curves(curve, cfg.train.valid_metric, out / "curves.png", model)
+    print_summary(res, wall)
+    return res
 
-    dataset = Path(dataset).resolve()  # config.json must find it again from anywhere
+
+def resolve_config(model, dataset: Path, overrides, override_file, out: Path, overwrite: bool):
+    """The validated config, claimed for ``out``: the same one again resumes from Ray Train's
+    checkpoint; another one refuses unless ``overwrite`` (then the old run's state goes)."""
     cfg, params = load_config(model, dataset, overrides, override_file)
     if cfg.data.features:  # workers (and later readers of config.json) may run elsewhere
         cfg.data.features = str(Path(cfg.data.features).resolve())
-    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     resolved = {**cfg.model_dump(), "params": params.model_dump()}
-    conf = out / "config.json"
-    if conf.is_file() and json.loads(conf.read_text()) != resolved:
-        if not overwrite:
-            raise ConfigError(
-                f"{out} holds a run with another configuration; use a new --out or --overwrite"
-            )
-        for d in ("ray_results", "split"):
-            shutil.rmtree(out / d, ignore_errors=True)
-        for f in ("metrics.jsonl", ".failed_once"):
-            (out / f).unlink(missing_ok=True)
-    elif (
-        not conf.is_file()
-    ):  # a fresh run; the same config again resumes from Ray Train's checkpoint
+    stale = ["ray_results", "split", "metrics.jsonl", ".failed_once"]
+    if claim(out / "config.json", resolved, overwrite, stale) == "new":
         (out / "metrics.jsonl").unlink(missing_ok=True)
-    conf.write_text(json.dumps(resolved, indent=2))
-    ds = attach_features(load_dataset(dataset), cfg.data.features)
-    split = prepare_split(ds, cfg.split.method, cfg.split.seed, out)
-    names = content_modalities(ds, cfg.data.modalities)
-    miss = missingness_for(ds, split, cfg.missing.model_dump(), out)
-    use_gpu, scaling, share = worker_scaling(cfg.train.workers, cfg.train.use_gpu, cpus_per_worker)
+    return cfg, params
+
+
+def fit_on_ray(model, dataset: Path, cfg, params, out: Path, missing_on: bool, callbacks,
+               cpus_per_worker: float | None):  # fmt: skip
+    """The worker loop (``train.loop``) in a ``TorchTrainer``; its result holds the best
+    checkpoint."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+
+    from metamodal.train.loop import train_loop
+
     t = cfg.train
+    _, scaling, share = worker_scaling(t.workers, t.use_gpu, cpus_per_worker)
     loop_config = {
         **t.model_dump(),
         "model": model,
-        "dataset": str(Path(dataset).resolve()),
+        "dataset": str(dataset),
         "params": params.model_dump(),
         "split_dir": str(out / "split"),
         "out": str(out),
         "threads": t.threads or max(1, int(share)),
         "data": cfg.data.model_dump(),
-        "missing_on": miss is not None,
+        "missing_on": missing_on,
     }
-    from metamodal.train.loop import train_loop
-
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -142,55 +170,42 @@ def run_training(
             callbacks=callbacks,
         ),
     )
-    t0 = time.perf_counter()
     result = trainer.fit()
-    wall = time.perf_counter() - t0
     if result.checkpoint is None:
         raise RuntimeError(f"train {model}: no checkpoint reported ({result.error})")
-    torch.manual_seed(t.seed)
+    return result
+
+
+def best_model(result, model: str, ds, split, names, miss, cfg, params, out: Path):
+    """The model at its best checkpoint, saved as ``model.pt``, and the loop's state."""
+    torch.manual_seed(cfg.train.seed)
     data, _ = build_model_data(ds, split, names, miss, cfg.data.normalise)
     net = ZOO[model](data, params)
     with result.checkpoint.as_directory() as d:
         net.load_state_dict(torch.load(Path(d) / "best.pt", weights_only=True))
         state = json.loads((Path(d) / "state.json").read_text())
-    torch.save(net.state_dict(), out / "model.pt")
+    tmp = out / "model.pt.tmp"
+    torch.save(net.state_dict(), tmp)
+    os.replace(tmp, out / "model.pt")
     net.set_epoch(state["best_epoch"] - 1)  # staged models score as at the kept epoch
-    scorer = net.scorer()
-    valid = evaluate_split(scorer, ds, split, "valid", miss, slices=False)
-    test = evaluate_split(scorer, ds, split, "test", miss) if test_eval else None
-    retrieval = retrieval_check(net, t.seed) if t.retrieval_check else None
-    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return net, state
+
+
+def curve_timings(curve: list[dict]) -> dict:
     epoch_s = [r["train_seconds"] for r in curve]
-    res = {
-        "model": model,
-        "dataset": str(dataset),
-        "config": json.loads((out / "config.json").read_text()),
-        "valid": valid.metrics,
-        "test": test.metrics if test else None,
-        "test_slices": test.slices if test else None,
-        "epochs": state["epoch"],
-        "best_epoch": state["best_epoch"],
-        "resumed_from": state.get("resumed_from", []),
-        "seconds_per_epoch": float(np.median(epoch_s)) if epoch_s else None,
-        "eval_seconds": float(
-            np.median([r["eval_seconds"] for r in curve if "eval_seconds" in r] or [0])
-        ),
-        "wall_seconds": wall,
-        "modalities": names,
-        "missing": miss.summary() if miss else None,
-        "checkpoint": str(out / "model.pt"),
-        "retrieval": retrieval,
-    }
-    (out / "results.json").write_text(json.dumps(res, indent=2))
-    plot_curves(curve, t.valid_metric, out / "curves.png", model)
-    shown = ("test", test.metrics) if test else ("valid", valid.metrics)
+    evals = [r["eval_seconds"] for r in curve if "eval_seconds" in r]
+    return {"seconds_per_epoch": float(np.median(epoch_s)) if epoch_s else None,
+            "eval_seconds": float(np.median(evals or [0]))}  # fmt: skip
+
+
+def print_summary(res: dict, wall: float) -> None:
+    shown = ("test", res["test"]) if res["test"] else ("valid", res["valid"])
     print(
-        f"{model}: best epoch {state['best_epoch']} of {state['epoch']}; {shown[0]} recall@20 "
+        f"{res['model']}: best epoch {res['best_epoch']} of {res['epochs']}; {shown[0]} recall@20 "
         f"{shown[1]['recall@20']:.4f} ndcg@20 {shown[1]['ndcg@20']:.4f}; "
         f"{res['seconds_per_epoch']:.2f} s/epoch; {wall:.0f} s",
         flush=True,
     )
-    return res
 
 
 def retrieval_check(net, seed: int, k: int = 20, n_queries: int = 2000) -> dict:

@@ -12,13 +12,14 @@ TensorBoard event files under ``OUT/ray_results`` and an offline wandb run.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from metamodal.rundir import write_json
 
 SAMPLERS = ("choice", "uniform", "loguniform", "randint", "grid")
 
@@ -245,7 +246,7 @@ def write_results(grid, spec: TuneSpec, out: Path) -> dict:
                "best": best, "best_config": str(out / "best.yaml"),
                "table": str(out / "trials.md"), "plot": str(out / "curves.png"),
                "tensorboard": str(out / "ray_results")}  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(out / "summary.json", summary, indent=2, default=str)
     print(table, flush=True)
     return summary
 

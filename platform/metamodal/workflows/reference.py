@@ -22,6 +22,7 @@ from metamodal.eval.metrics import DEFAULT_KS  # noqa: E402
 from metamodal.eval.protocol import evaluate_split  # noqa: E402
 from metamodal.eval.tables import table  # noqa: E402
 from metamodal.models import REGISTRY  # noqa: E402
+from metamodal.rundir import write_json
 
 COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20", "map@20", "hit@20")
 
@@ -83,7 +84,7 @@ def run_baselines(
         "missing": miss.summary(),
         "models": results,
     }
-    (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_json(out / "results.json", summary, indent=2, default=float)
     md = [
         f"# Baselines on {ds.name}",
         "",

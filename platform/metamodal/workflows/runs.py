@@ -11,7 +11,6 @@ can go too, are ``metamodal mma run``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 
 from metamodal.data.missing import GRAPH
 from metamodal.eval.protocol import evaluate_split
+from metamodal.rundir import write_json
 from metamodal.train.artifacts import load_run
 
 METRICS = ("recall@20", "ndcg@20")
@@ -69,7 +69,7 @@ def evaluate_runs(run_dirs: list[str | Path], out: str | Path) -> dict:
         print(f"[evaluate] {r['model']}: " + ", ".join(
             f"{c} R@20 {v['test']['recall@20']:.4f}" for c, v in r["conditions"].items()),
             flush=True)  # fmt: skip
-    (out / "evaluation.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "evaluation.json", results, indent=2)
     md = markdown(results)
     (out / "evaluation.md").write_text(md + "\n")
     plot(results, out / "evaluation.png")
