@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metamodal.eval.tables import markdown_table
 from metamodal.rundir import write_json
 
 AGENT_METHODS = ("mma_auto", "rulerouter_fuse", "learned_gate", "mma_interactive")
@@ -133,15 +134,15 @@ def summarise(seeds: list[dict]) -> dict:
 def markdown(rep: dict, title: str) -> str:
     sources = list(next(iter(rep["ooma"].values()))["per_modality"])
     head = ["method", "OOMA NDCG@10", *[f"only {s}" for s in sources], "fixed-pool NDCG@10"]
-    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = sorted(rep["ooma"], key=lambda m: (m not in AGENT_METHODS, -rep["ooma"][m]["ndcg@10"]))
+    rows = []
     for m in order:
         o, f = rep["ooma"][m], rep["fixed_pool"][m]
-        cells = [f"{o['ndcg@10']:.4f} ± {o['std']:.4f}"]
-        cells += [f"{o['per_modality'][s]:.4f}" for s in sources]
-        cells.append(f"{f['ndcg@10']:.4f} ± {f['std']:.4f}")
         name = f"{m} (upper bound: reads held-out evidence)" if m == "mma_interactive" else m
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append([name, f"{o['ndcg@10']:.4f} ± {o['std']:.4f}",
+                     *(f"{o['per_modality'][s]:.4f}" for s in sources),
+                     f"{f['ndcg@10']:.4f} ± {f['std']:.4f}"])  # fmt: skip
+    lines = [f"# {title}", "", markdown_table(head, rows)]
     sb, st = rep["strongest_baseline"], rep["strongest_baseline_on_test"]
     lines += ["", f"Strongest non-interactive baseline, chosen on validation: OOMA `{sb['ooma']}`, "
               f"fixed pool `{sb['fixed_pool']}` (best on test: `{st['ooma']}`, "

@@ -12,6 +12,13 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The one Markdown table writer: cells already formatted by the caller."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def table(
     rows: Mapping[str, Mapping[str, object]],
     columns: Sequence[str],
@@ -21,9 +28,7 @@ def table(
     header = [first, *columns]
     body = [[name, *(_fmt(r.get(c, "")) for c in columns)] for name, r in rows.items()]
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in body]
-        return "\n".join(lines)
+        return markdown_table(header, body)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     return "\n".join(

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from metamodal.eval.tables import markdown_table
 from metamodal.rundir import write_json
 
 SAMPLERS = ("choice", "uniform", "loguniform", "randint", "grid")
@@ -256,6 +257,4 @@ def md_table(rows: list[dict]) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     head = list(rows[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(cell(r[h]) for h in head) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(head, [[cell(r[h]) for h in head] for r in rows])

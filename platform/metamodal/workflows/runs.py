@@ -18,6 +18,7 @@ import torch
 
 from metamodal.data.missing import GRAPH
 from metamodal.eval.protocol import evaluate_split
+from metamodal.eval.tables import markdown_table
 from metamodal.rundir import write_json
 from metamodal.train.artifacts import load_run
 
@@ -80,14 +81,14 @@ def evaluate_runs(run_dirs: list[str | Path], out: str | Path) -> dict:
 def markdown(results: dict) -> str:
     conds = list(dict.fromkeys(c for r in results.values() for c in r["conditions"]))
     head = ["model", "valid R@20", *(f"test R@20 {c}" for c in conds), "test N@20 all"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for m, r in results.items():
         c = r["conditions"]
         cells = [m, f"{c['all']['valid']['recall@20']:.4f}"]
         cells += [f"{c[k]['test']['recall@20']:.4f}" if k in c else "" for k in conds]
         cells.append(f"{c['all']['test']['ndcg@20']:.4f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(head, rows)
 
 
 def plot(results: dict, path: Path) -> None:
