@@ -135,93 +135,10 @@ def _image_paths(
 def load(path: Path) -> Dataset:
     report = LoadReport()
     schema = read_schema(path)
-    items_path = (
-        path / schema.items if schema.items else _first(path, ("items.jsonl", "items.parquet"))
-    )
-    inter_path = (
-        path / schema.interactions
-        if schema.interactions
-        else _first(path, ("interactions.csv", "interactions.parquet"))
-    )
-    if items_path is None or inter_path is None:
-        raise DataError(
-            path, "generic catalog needs items.jsonl|parquet and interactions.csv|parquet"
-        )
+    items_path, inter_path = _catalog_files(path, schema)
     items = read_items(items_path)
-    require_columns(items, items_path, [schema.id_field])
-    ids = items[schema.id_field]
-    if ids.isna().any():
-        raise DataError(
-            items_path,
-            "empty id",
-            row=int(np.flatnonzero(ids.isna())[0]) + 1,
-            field=schema.id_field,
-        )
-    ids = ids.astype(str)
-    dup = ids.duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0])
-        raise DataError(
-            items_path, f"duplicate item id {ids.iloc[row]!r}", row=row + 1, field=schema.id_field
-        )
-    item_ids = ids.to_numpy()
-    item_index = pd.Index(item_ids)
-
-    inter = read_table(inter_path, dtype={schema.user_field: str, schema.item_field: str})
-    require_columns(inter, inter_path, [schema.user_field, schema.item_field])
-    raw_item = inter[schema.item_field].astype(str)
-    iidx = item_index.get_indexer(raw_item)
-    if (iidx < 0).any():
-        row = int(np.flatnonzero(iidx < 0)[0])
-        raise DataError(
-            inter_path,
-            f"unknown item id {raw_item.iloc[row]!r} (not in {items_path.name})",
-            row=row + 1,
-            field=schema.item_field,
-        )
-    raw_user = inter[schema.user_field]
-    if raw_user.isna().any():
-        raise DataError(
-            inter_path,
-            "empty user id",
-            row=int(np.flatnonzero(raw_user.isna())[0]) + 1,
-            field=schema.user_field,
-        )
-    user_ids, uidx = np.unique(raw_user.astype(str).to_numpy(), return_inverse=True)
-
-    def opt(field: str | None) -> str | None:
-        return field if field and field in inter.columns else None
-
-    rating = None
-    if f := opt(schema.rating_field):
-        r = pd.to_numeric(inter[f], errors="coerce")
-        if r.isna().any():
-            row = int(np.flatnonzero(r.isna())[0])
-            raise DataError(
-                inter_path, f"not a number: {inter[f].iloc[row]!r}", row=row + 1, field=f
-            )
-        rating = r.to_numpy(np.float32)
-    ts = (
-        integer_column(inter, inter_path, f, min_value=None)
-        if (f := opt(schema.timestamp_field))
-        else None
-    )
-    label = None
-    if f := opt(schema.split_field):
-        codes = inter[f].astype(str).str.lower().map(SPLIT_CODES)
-        if codes.isna().any():
-            row = int(np.flatnonzero(codes.isna())[0])
-            raise DataError(
-                inter_path,
-                f"split must be train/valid/test, got {inter[f].iloc[row]!r}",
-                row=row + 1,
-                field=f,
-            )
-        label = codes.to_numpy(np.int8)
-    interactions = drop_duplicates(
-        Interactions(uidx, iidx, rating, ts, label), report, str(inter_path)
-    )
-
+    item_ids = _item_ids(items, items_path, schema.id_field)
+    interactions, user_ids = _interactions(inter_path, items_path, pd.Index(item_ids), schema, report)
     modalities: dict[str, Modality] = {}
     if any(f in items.columns for f in schema.text_fields):
         modalities["text"] = TextModality.from_texts(_text_column(items, schema.text_fields))
@@ -247,3 +164,73 @@ def load(path: Path) -> Dataset:
         item_meta=meta,
         report=report,
     )
+
+
+def _catalog_files(path: Path, schema: CatalogSchema) -> tuple[Path, Path]:
+    items = path / schema.items if schema.items else _first(path, ("items.jsonl", "items.parquet"))
+    inter = (path / schema.interactions if schema.interactions
+             else _first(path, ("interactions.csv", "interactions.parquet")))  # fmt: skip
+    if items is None or inter is None:
+        raise DataError(path, "generic catalog needs items.jsonl|parquet and interactions.csv|parquet")
+    return items, inter
+
+
+def _first_row(mask) -> int:
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def _item_ids(items: pd.DataFrame, items_path: Path, field: str) -> np.ndarray:
+    require_columns(items, items_path, [field])
+    ids = items[field]
+    if ids.isna().any():
+        raise DataError(items_path, "empty id", row=_first_row(ids.isna()) + 1, field=field)
+    ids = ids.astype(str)
+    if (dup := ids.duplicated()).any():
+        row = _first_row(dup)
+        raise DataError(items_path, f"duplicate item id {ids.iloc[row]!r}", row=row + 1, field=field)
+    return ids.to_numpy()
+
+
+def _interactions(inter_path: Path, items_path: Path, item_index: pd.Index, schema: CatalogSchema,
+                  report: LoadReport) -> tuple[Interactions, np.ndarray]:  # fmt: skip
+    """(interactions without duplicates, user ids): every item id must be in the catalogue."""
+    inter = read_table(inter_path, dtype={schema.user_field: str, schema.item_field: str})
+    require_columns(inter, inter_path, [schema.user_field, schema.item_field])
+    raw_item = inter[schema.item_field].astype(str)
+    iidx = item_index.get_indexer(raw_item)
+    if (iidx < 0).any():
+        row = _first_row(iidx < 0)
+        raise DataError(inter_path, f"unknown item id {raw_item.iloc[row]!r} (not in {items_path.name})",
+                        row=row + 1, field=schema.item_field)  # fmt: skip
+    raw_user = inter[schema.user_field]
+    if raw_user.isna().any():
+        raise DataError(inter_path, "empty user id", row=_first_row(raw_user.isna()) + 1,
+                        field=schema.user_field)  # fmt: skip
+    user_ids, uidx = np.unique(raw_user.astype(str).to_numpy(), return_inverse=True)
+
+    def opt(field: str | None) -> str | None:
+        return field if field and field in inter.columns else None
+
+    rating = _ratings(inter, inter_path, f) if (f := opt(schema.rating_field)) else None
+    ts = integer_column(inter, inter_path, f, min_value=None) if (f := opt(schema.timestamp_field)) else None
+    label = _split_codes(inter, inter_path, f) if (f := opt(schema.split_field)) else None
+    found = Interactions(uidx, iidx, rating, ts, label)
+    return drop_duplicates(found, report, str(inter_path)), user_ids
+
+
+def _ratings(inter: pd.DataFrame, inter_path: Path, f: str) -> np.ndarray:
+    r = pd.to_numeric(inter[f], errors="coerce")
+    if r.isna().any():
+        row = _first_row(r.isna())
+        raise DataError(inter_path, f"not a number: {inter[f].iloc[row]!r}", row=row + 1, field=f)
+    return r.to_numpy(np.float32)
+
+
+def _split_codes(inter: pd.DataFrame, inter_path: Path, f: str) -> np.ndarray:
+    codes = inter[f].astype(str).str.lower().map(SPLIT_CODES)
+    if codes.isna().any():
+        row = _first_row(codes.isna())
+        raise DataError(inter_path, f"split must be train/valid/test, got {inter[f].iloc[row]!r}",
+                        row=row + 1, field=f)  # fmt: skip
+    return codes.to_numpy(np.int8)
+
