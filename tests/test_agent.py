@@ -259,6 +259,7 @@ def test_report_picks_the_strongest_baseline_and_pairs_episodes() -> None:
     sig = rep["significance"]["ooma"]["mma_auto_vs_margo"]
     assert sig["n"] == 180 and sig["wilcoxon_p"] < 1e-6 and sig["mean_diff"] == pytest.approx(0.1)
     assert rep["router_control"]["rulerouter_below_mma"]
+    assert rep["targets_met"] == {"ooma": True, "fixed_pool": True}  # the bar, and p < 0.05
     assert rep["router_control"]["learned_gate_below_mma"]
     assert rep["significance"]["router_control"]["mma_auto_vs_learned_gate"]["ooma"]["n"] == 180
     assert set(rep["ooma"]["margo"]["per_modality"]) == {"graph", "text"}
