@@ -359,25 +359,12 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     from metamodal.train.masked_scores import MaskedRunScorer
 
     t_seed = time.perf_counter()
-    run = runs[cfg.retriever]
-    ds, split = run.ds, run.split
-    sources, full = store.sources(), tuple(store.sources())
-    pool_cfg = PoolConfig(cfg.pool_size, cfg.fixed_k, cold_history=cfg.cold_history, seed=seed)
-    b = EpisodeBuilder(ds, split, retriever.user_scores, retriever.history_scores, run.miss,
-                       pool_cfg, content_scores=store.catalogue_scores)  # fmt: skip
-    fit_u, sel_u = split_users(ds.interactions.user[split.valid], seed)
-    test_u = set(np.unique(ds.interactions.user[split.test]).tolist())
-    patterns = availability_patterns(sources)
-    fit_e = episodes_of(b, "valid", fit_u, cfg.fit_episodes, cfg.fit_fixed_users, patterns, full, seed)
-    sel_e = episodes_of(b, "valid", sel_u, cfg.select_episodes, cfg.select_fixed_users, patterns, full, seed)
-    test_e = episodes_of(b, "test", test_u, cfg.test_episodes, cfg.fixed_users, ooma_patterns(sources), full, seed)
+    fit_e, sel_e, test_e = seed_episodes(seed, cfg, runs[cfg.retriever], store, retriever)
     scorers = {n: MaskedRunScorer(r, {m: store.group_of(m) for m in r.modalities}) for n, r in runs.items()}
     models = choose_tool_models(scorers, cfg.retriever, sel_e, cfg.fusion_tools)
     seed_dir = out / f"seed{seed}"
     env, ranker = seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse_policy)
     tools = list(env.tools)
-    if short := {f"{p}/{t}": n for (p, t), n in b.short_pools.items() if n}:
-        log(f"seed {seed}: held-out interactions left out, too few negatives to fill a pool: {short}")
     fit, sel, test = (observe_rows(env, e) for e in (fit_e, sel_e, test_e))
     log(f"seed {seed}: rows fit {sum(map(len, fit.values()))}, select "
         f"{sum(map(len, sel.values()))}, test {sum(map(len, test.values()))} "
@@ -389,35 +376,63 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     for rows in (fit, sel, test):
         score_rows(rows, menus, tools)
     t0 = time.perf_counter()
-    gate, l2_scores = fit_seed_gate(fit, sel)
-    targets, source = warm_targets(gate, fit, sel, menus, cfg, seed)
-    log(f"seed {seed}: warm start from " + ", ".join(f"{bucket_key(k)} {v}" for k, v in source.items()))
-    learned = {"gate": gate, "l2_scores": l2_scores, "targets": targets, "source": source}
-    learned["select_llm"] = subsample(sel, cfg.select_llm_rows, seed)
-    summary = train_llm(fit, menus, learned, cfg, seed, seed_dir, "stats", reuse_policy)
-    summary, learned["mma_valid"] = choose_adapter(summary, learned["select_llm"], "stats")
-    log(f"seed {seed}: MMA's adapter, chosen on select: {summary['adapter_name']} "
-        f"({', '.join(f'{k} {v:.4f}' for k, v in summary['adapter_select'].items())})")  # fmt: skip
+    learned, summary = train_router(fit, sel, menus, cfg, seed, seed_dir, reuse_policy)
     save_router(seed_dir / "router.json", tools, models, codec, menus, summary, ranker)
     routed = {kind: RoutedReranker.load(seed_dir, env, kind) for kind in KINDS}
     policy_s = time.perf_counter() - t0
     res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, routed, learned, cfg,
                                         seed, seed_dir, reuse_policy)  # fmt: skip
     write_rankings(seed_dir / "rankings.json", {"valid": info.pop("select_llm"), "test": test},
-                   routed, info.pop("choices"), ds)  # fmt: skip
-    info["policy"], info["policy_seconds"] = summary, policy_s + info.pop("ablation_seconds")
+                   routed, info.pop("choices"), runs[cfg.retriever].ds)  # fmt: skip
+    sources = store.sources()
     per_episode = conditions(res_t, sources)
-    validation = {c: {m: float(np.mean(v)) for m, v in d.items()}
-                  for c, d in conditions(res_s, sources).items()}  # fmt: skip
     for c, d in per_episode.items():
         log(f"seed {seed}: {c}: " + ", ".join(f"{m} {np.mean(v):.4f}" for m, v in d.items()))
     return {
-        "seed": seed, "per_episode": per_episode, "validation": validation,
+        "seed": seed, "per_episode": per_episode,
+        "validation": {c: {m: float(np.mean(v)) for m, v in d.items()}
+                       for c, d in conditions(res_s, sources).items()},
         "fusion_tools": models, "tools": tools,
         "menus": {bucket_key(k): [r.label() for r in m.routes] for k, m in menus.items()},
         "rulerouter": {bucket_key(k): m.routes[m.rr].label() for k, m in menus.items()},
         "example_prompts": [br.prompts[0] for br in list(test.values())[:3]],
-        "policy": info["policy"], "policy_seconds": info["policy_seconds"],
+        "policy": summary, "policy_seconds": policy_s + info.pop("ablation_seconds"),
         "gate": info["gate"], "clarify_weight": info["clarify_weight"],
         "seconds": time.perf_counter() - t_seed,
-    }
+    }  # fmt: skip
+
+
+def seed_episodes(seed: int, cfg: MMAConfig, run, store: EvidenceStore, retriever) -> tuple:
+    """(fit, select, test) episodes: validation users halved into fit and select, each
+    target-positive episode crossed with every pattern (test: the OOMA patterns), plus the
+    fixed pools. Pools too short to be the same task are left out and said."""
+    ds, split = run.ds, run.split
+    sources, full = store.sources(), tuple(store.sources())
+    pool_cfg = PoolConfig(cfg.pool_size, cfg.fixed_k, cold_history=cfg.cold_history, seed=seed)
+    b = EpisodeBuilder(ds, split, retriever.user_scores, retriever.history_scores, run.miss,
+                       pool_cfg, content_scores=store.catalogue_scores)  # fmt: skip
+    fit_u, sel_u = split_users(ds.interactions.user[split.valid], seed)
+    test_u = set(np.unique(ds.interactions.user[split.test]).tolist())
+    patterns = availability_patterns(sources)
+    fit_e = episodes_of(b, "valid", fit_u, cfg.fit_episodes, cfg.fit_fixed_users, patterns, full, seed)
+    sel_e = episodes_of(b, "valid", sel_u, cfg.select_episodes, cfg.select_fixed_users, patterns, full, seed)
+    test_e = episodes_of(b, "test", test_u, cfg.test_episodes, cfg.fixed_users, ooma_patterns(sources), full, seed)
+    if short := {f"{p}/{t}": n for (p, t), n in b.short_pools.items() if n}:
+        log(f"seed {seed}: held-out interactions left out, too few negatives to fill a pool: {short}")
+    return fit_e, sel_e, test_e
+
+
+def train_router(fit: Rows, sel: Rows, menus: dict, cfg: MMAConfig, seed: int, seed_dir: Path,
+                 reuse_policy: bool) -> tuple[dict, dict]:  # fmt: skip
+    """The learned gate, the LLM router's warm-start targets from it, the LLM router trained on
+    them (+ the RL stage) and the adapter chosen on select: (what was learned, its summary)."""
+    gate, l2_scores = fit_seed_gate(fit, sel)
+    targets, source = warm_targets(gate, fit, sel, menus, cfg, seed)
+    log(f"seed {seed}: warm start from " + ", ".join(f"{bucket_key(k)} {v}" for k, v in source.items()))
+    learned = {"gate": gate, "l2_scores": l2_scores, "targets": targets, "source": source,
+               "select_llm": subsample(sel, cfg.select_llm_rows, seed)}  # fmt: skip
+    summary = train_llm(fit, menus, learned, cfg, seed, seed_dir, "stats", reuse_policy)
+    summary, learned["mma_valid"] = choose_adapter(summary, learned["select_llm"], "stats")
+    log(f"seed {seed}: MMA's adapter, chosen on select: {summary['adapter_name']} "
+        f"({', '.join(f'{k} {v:.4f}' for k, v in summary['adapter_select'].items())})")  # fmt: skip
+    return learned, summary
