@@ -18,7 +18,8 @@ import numpy as np
 
 from metamodal.agent.config import MMAConfig, wants_llm_rank
 from metamodal.agent.env import AgentEnv
-from metamodal.agent.episodes import TASKS, Episode, EpisodeBuilder, PoolConfig, pool_ndcg
+from metamodal.agent.episode_sets import seed_episodes
+from metamodal.agent.episodes import Episode, pool_ndcg
 from metamodal.agent.evidence import EvidenceStore
 from metamodal.agent.llm_rank import NAME as LLM_RANK
 from metamodal.agent.llm_rank import llm_rank_tool, train_llm_rank
@@ -42,41 +43,11 @@ from metamodal.agent.rows import (
 )
 from metamodal.agent.stats import StatsCodec
 from metamodal.agent.tools import model_tool, tools_for
-from metamodal.data.missing import availability_patterns, ooma_patterns
+from metamodal.data.missing import ooma_patterns
 
 
 def log(msg: str) -> None:
     print(f"[mma] {msg}", flush=True)
-
-
-def split_users(users: np.ndarray, seed: int) -> tuple[set[int], set[int]]:
-    perm = np.random.default_rng(seed).permutation(np.unique(users))
-    half = len(perm) // 2
-    return set(perm[:half].tolist()), set(perm[half:].tolist())
-
-
-def base_episodes(b: EpisodeBuilder, part: str, users, per_task: int, full, seed) -> list[Episode]:
-    out = []
-    for task in TASKS:
-        eps = b.target_positive_part(part, task, full, limit=None, seed=seed)
-        if users is not None:
-            eps = [e for e in eps if e.user in users]
-        keep = np.random.default_rng([seed, TASKS.index(task), 7]).permutation(len(eps))[:per_task]
-        out += [eps[i] for i in sorted(keep)]
-    return out
-
-
-def fixed_episodes(b: EpisodeBuilder, part: str, users, n: int, full, seed) -> list[Episode]:
-    users = np.random.default_rng([seed, 11]).permutation(sorted(users))[:n]
-    return [e for u in sorted(users.tolist()) if (e := b.fixed(int(u), part, full)) is not None]
-
-
-def episodes_of(b, part, users, per_task, n_fixed, patterns, full, seed) -> list[Episode]:
-    """Target-positive episodes crossed with ``patterns`` (each pool redrawn from what the
-    pattern observes), then the fixed pools."""
-    base = base_episodes(b, part, users, per_task, full, seed)
-    tp = [b.under(e, p) for p in patterns for e in base]
-    return tp + fixed_episodes(b, part, users, n_fixed, full, seed)
 
 
 def choose_tool_models(scorers, exclude: str, sel: list[Episode], n: int) -> list[str]:
@@ -359,7 +330,9 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     from metamodal.train.masked_scores import MaskedRunScorer
 
     t_seed = time.perf_counter()
-    fit_e, sel_e, test_e = seed_episodes(seed, cfg, runs[cfg.retriever], store, retriever)
+    fit_e, sel_e, test_e, short = seed_episodes(seed, cfg, runs[cfg.retriever], store, retriever)
+    if short:
+        log(f"seed {seed}: held-out interactions left out, too few negatives to fill a pool: {short}")
     scorers = {n: MaskedRunScorer(r, {m: store.group_of(m) for m in r.modalities}) for n, r in runs.items()}
     models = choose_tool_models(scorers, cfg.retriever, sel_e, cfg.fusion_tools)
     seed_dir = out / f"seed{seed}"
@@ -400,26 +373,6 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
         "gate": info["gate"], "clarify_weight": info["clarify_weight"],
         "seconds": time.perf_counter() - t_seed,
     }  # fmt: skip
-
-
-def seed_episodes(seed: int, cfg: MMAConfig, run, store: EvidenceStore, retriever) -> tuple:
-    """(fit, select, test) episodes: validation users halved into fit and select, each
-    target-positive episode crossed with every pattern (test: the OOMA patterns), plus the
-    fixed pools. Pools too short to be the same task are left out and said."""
-    ds, split = run.ds, run.split
-    sources, full = store.sources(), tuple(store.sources())
-    pool_cfg = PoolConfig(cfg.pool_size, cfg.fixed_k, cold_history=cfg.cold_history, seed=seed)
-    b = EpisodeBuilder(ds, split, retriever.user_scores, retriever.history_scores, run.miss,
-                       pool_cfg, content_scores=store.catalogue_scores)  # fmt: skip
-    fit_u, sel_u = split_users(ds.interactions.user[split.valid], seed)
-    test_u = set(np.unique(ds.interactions.user[split.test]).tolist())
-    patterns = availability_patterns(sources)
-    fit_e = episodes_of(b, "valid", fit_u, cfg.fit_episodes, cfg.fit_fixed_users, patterns, full, seed)
-    sel_e = episodes_of(b, "valid", sel_u, cfg.select_episodes, cfg.select_fixed_users, patterns, full, seed)
-    test_e = episodes_of(b, "test", test_u, cfg.test_episodes, cfg.fixed_users, ooma_patterns(sources), full, seed)
-    if short := {f"{p}/{t}": n for (p, t), n in b.short_pools.items() if n}:
-        log(f"seed {seed}: held-out interactions left out, too few negatives to fill a pool: {short}")
-    return fit_e, sel_e, test_e
 
 
 def train_router(fit: Rows, sel: Rows, menus: dict, cfg: MMAConfig, seed: int, seed_dir: Path,
