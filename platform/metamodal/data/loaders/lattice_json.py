@@ -64,54 +64,16 @@ def load(path: Path) -> Dataset:
     if d is None:
         raise DataError(path, "no 5-core/{train,val,test}.json")
     root = d.parent if d.name == "5-core" else d
-    users, items, labels = [], [], []
-    for fname, label in FILES:
-        data = _read_json(d / fname)
-        for row, (u, its) in enumerate(data.items(), start=1):
-            try:
-                uid = int(u)
-            except ValueError:
-                raise DataError(
-                    d / fname, f"user id {u!r} is not an integer", row=row, field="user"
-                ) from None
-            if not isinstance(its, list) or not all(isinstance(i, int) and i >= 0 for i in its):
-                raise DataError(
-                    d / fname,
-                    "expected a list of non-negative integer item ids",
-                    row=row,
-                    field=str(u),
-                )
-            users.extend([uid] * len(its))
-            items.extend(its)
-            labels.extend([label] * len(its))
-    user, item = np.array(users, dtype=np.int64), np.array(items, dtype=np.int64)
+    user, item, labels = _split_files(d)
     item_raw = _id_map(root / "item2id.json")
     user_raw = _id_map(root / "user2id.json")
     n_items = len(item_raw) if item_raw else int(item.max(initial=-1)) + 1
     n_users = len(user_raw) if user_raw else int(user.max(initial=-1)) + 1
     for arr, n, what in ((item, n_items, "item"), (user, n_users, "user")):
         if len(arr) and arr.max() >= n:
-            raise DataError(
-                root / f"{what}2id.json",
-                f"{what} id {int(arr.max())} is out of range 0..{n - 1}",
-                field=what,
-            )
-
-    inter = drop_duplicates(
-        Interactions(user, item, label=np.array(labels, dtype=np.int8)), report, str(d)
-    )
-    meta = None
-    url_csv = next(iter(sorted(root.glob("*url*.csv"))), None)
-    if url_csv is not None:
-        urls = read_table(url_csv)
-        if "itemID" in urls.columns:
-            meta = pd.DataFrame({"item": np.arange(n_items)}).merge(
-                urls.rename(columns={"itemID": "item"}), on="item", how="left"
-            )
-            report.note(
-                f"{url_csv.name}: {int(meta.iloc[:, -1].notna().sum())} items have image URLs only; "
-                "nothing is fetched at run time, so there is no image modality"
-            )
+            raise DataError(root / f"{what}2id.json", f"{what} id {int(arr.max())} is out of range "
+                            f"0..{n - 1}", field=what)  # fmt: skip
+    inter = drop_duplicates(Interactions(user, item, label=labels), report, str(d))
     modalities: dict[str, Modality] = {}
     for p in feature_files(root):
         mod = load_feature_matrix(p, n_items, report)
@@ -124,6 +86,43 @@ def load(path: Path) -> Dataset:
         item_ids=np.array(item_raw if item_raw else np.arange(n_items)),
         interactions=inter,
         modalities=modalities,
-        item_meta=meta,
+        item_meta=_image_urls(root, n_items, report),
         report=report,
     )
+
+
+def _split_files(d: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, item, split label) per interaction of ``train/val/test.json`` ({user: [items]})."""
+    users, items, labels = [], [], []
+    for fname, label in FILES:
+        for row, (u, its) in enumerate(_read_json(d / fname).items(), start=1):
+            try:
+                uid = int(u)
+            except ValueError:
+                raise DataError(d / fname, f"user id {u!r} is not an integer", row=row, field="user") from None
+            if not isinstance(its, list) or not all(isinstance(i, int) and i >= 0 for i in its):
+                raise DataError(d / fname, "expected a list of non-negative integer item ids",
+                                row=row, field=str(u))  # fmt: skip
+            users.extend([uid] * len(its))
+            items.extend(its)
+            labels.extend([label] * len(its))
+    return (np.array(users, dtype=np.int64), np.array(items, dtype=np.int64),
+            np.array(labels, dtype=np.int8))  # fmt: skip
+
+
+def _image_urls(root: Path, n_items: int, report: LoadReport) -> pd.DataFrame | None:
+    """Item metadata from an image-URL table, when there is one: URLs only, never fetched."""
+    url_csv = next(iter(sorted(root.glob("*url*.csv"))), None)
+    if url_csv is None:
+        return None
+    urls = read_table(url_csv)
+    if "itemID" not in urls.columns:
+        return None
+    meta = pd.DataFrame({"item": np.arange(n_items)}).merge(
+        urls.rename(columns={"itemID": "item"}), on="item", how="left"
+    )
+    report.note(
+        f"{url_csv.name}: {int(meta.iloc[:, -1].notna().sum())} items have image URLs only; "
+        "nothing is fetched at run time, so there is no image modality"
+    )
+    return meta
