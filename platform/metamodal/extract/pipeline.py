@@ -129,55 +129,21 @@ def _resources(cfg: ExtractConfig) -> tuple[str, int, dict, int]:
 
 
 def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConfig) -> dict:
-    import ray
-
     d = out / spec.modality
     d.mkdir(parents=True, exist_ok=True)
     conf = {"encoder": spec.to_dict(), "shard_size": cfg.shard_size, "items": ds.n_items}
     claim(d / "config.json", conf, cfg.overwrite, stale=["*"])
-
-    payload, absent_reason = _raw(ds, spec.source)
     n_shards = math.ceil(ds.n_items / cfg.shard_size)
     todo = [k for k in range(n_shards) if not _shard_path(d, k).exists()]
     if cfg.max_new_shards is not None:
         todo = todo[: cfg.max_new_shards]
     t0 = time.perf_counter()
-    rows: dict[int, dict[int, tuple]] = defaultdict(dict)
-    records = []
-    for k in todo:
-        for i in range(k * cfg.shard_size, min((k + 1) * cfg.shard_size, ds.n_items)):
-            if payload[i] is None:
-                rows[k][i] = (None, False, absent_reason, "")
-            elif spec.source == "text" and not has_text(payload[i]):
-                rows[k][i] = (None, False, "text_empty", "")
-            else:
-                # texts were checked for content above; images are judged by the decode task
-                records.append({"idx": i, "payload": payload[i], "ok": True, "reason": ""})
-    if spec.source == "text":
-        # Length-sorted batches pad less (MiniLM on ml100k overviews: 25 -> 64 texts/s). Sorting
-        # within each shard keeps shards finishing one by one, so an interrupted run resumes.
-        records.sort(key=lambda r: (r["idx"] // cfg.shard_size, len(r["payload"])))
+    rows, records = _pending(ds, spec, cfg.shard_size, todo)
     device, n_actors, res, threads = _resources(cfg)
     batch_size = cfg.batch_size or (512 if device == "cuda" else 64)
     dim, first_out, first_n = None, None, 0
     if records:
-        pipe = ray.data.from_items(
-            records, override_num_blocks=max(1, math.ceil(len(records) / batch_size))
-        )
-        if spec.source == "image":  # decode + resize in CPU tasks; text needs no decoding
-            pipe = pipe.map_batches(
-                decode_batch,
-                fn_kwargs={"size": image_size(spec)},
-                batch_size=batch_size,
-                num_cpus=cfg.decode_cpus,
-            )
-        pipe = pipe.map_batches(
-            Encode,
-            fn_constructor_args=(spec, device, threads),
-            batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=n_actors),
-            **res,
-        )
+        pipe = _encode_pipeline(records, spec, cfg, batch_size, (device, n_actors, res, threads))
         for batch in pipe.iter_batches(batch_size=None, batch_format="numpy"):
             if first_out is None:
                 first_out, first_n = time.perf_counter(), len(batch["idx"])
@@ -187,22 +153,15 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
                                           batch["embedding"], labels, strict=True):  # fmt: skip
                 k = int(i) // cfg.shard_size
                 rows[k][int(i)] = (e if ok else None, bool(ok), str(why), str(lab or ""))
-            for k in [
-                k
-                for k in rows
-                if len(rows[k]) == min(cfg.shard_size, ds.n_items - k * cfg.shard_size)
-            ]:
+            for k in [k for k in rows if len(rows[k]) == min(cfg.shard_size, ds.n_items - k * cfg.shard_size)]:
                 _write_shard(_shard_path(d, k), ds.item_ids, spec.modality, rows.pop(k), dim)
     if rows:  # shards with no encodable item at all
         dim = dim or _known_dim(d) or 1
         for k in list(rows):
             _write_shard(_shard_path(d, k), ds.item_ids, spec.modality, rows.pop(k), dim)
     t1 = time.perf_counter()
-    steady = (
-        (len(records) - first_n) / (t1 - first_out)
-        if first_out is not None and t1 > first_out and len(records) > first_n
-        else None
-    )
+    steady = (len(records) - first_n) / (t1 - first_out) if (
+        first_out is not None and t1 > first_out and len(records) > first_n) else None  # fmt: skip
     return {
         "seconds": t1 - t0,
         "startup_seconds": (first_out - t0) if first_out is not None else None,
@@ -213,6 +172,41 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
         "device": device,
         "actors": n_actors,
     }
+
+
+def _pending(ds: Dataset, spec: EncoderSpec, shard_size: int, todo: list[int]) -> tuple[dict, list]:
+    """(rows already decided per shard: absent or empty inputs, records to encode). Texts are
+    checked for content here; images are judged by the decode task."""
+    payload, absent_reason = _raw(ds, spec.source)
+    rows: dict[int, dict[int, tuple]] = defaultdict(dict)
+    records = []
+    for k in todo:
+        for i in range(k * shard_size, min((k + 1) * shard_size, ds.n_items)):
+            if payload[i] is None:
+                rows[k][i] = (None, False, absent_reason, "")
+            elif spec.source == "text" and not has_text(payload[i]):
+                rows[k][i] = (None, False, "text_empty", "")
+            else:
+                records.append({"idx": i, "payload": payload[i], "ok": True, "reason": ""})
+    if spec.source == "text":
+        # Length-sorted batches pad less. Sorting within each shard keeps shards finishing one
+        # by one, so an interrupted run resumes.
+        records.sort(key=lambda r: (r["idx"] // shard_size, len(r["payload"])))
+    return rows, records
+
+
+def _encode_pipeline(records: list, spec: EncoderSpec, cfg: ExtractConfig, batch_size: int,
+                     placement: tuple):  # fmt: skip
+    """Ray Data: decode + resize in CPU tasks (images only), then the encoder in an actor pool."""
+    import ray
+
+    device, n_actors, res, threads = placement
+    pipe = ray.data.from_items(records, override_num_blocks=max(1, math.ceil(len(records) / batch_size)))
+    if spec.source == "image":
+        pipe = pipe.map_batches(decode_batch, fn_kwargs={"size": image_size(spec)},
+                                batch_size=batch_size, num_cpus=cfg.decode_cpus)  # fmt: skip
+    return pipe.map_batches(Encode, fn_constructor_args=(spec, device, threads), batch_size=batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=n_actors), **res)  # fmt: skip
 
 
 def _known_dim(d: Path) -> int | None:
