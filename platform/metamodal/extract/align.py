@@ -126,17 +126,14 @@ def train_loop(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     data = np.load(config["data"])
-    split, partners = data["split"], data["partners"]
-    train_idx = np.flatnonzero(split == 0)
-    valid = split == 1
+    train_idx = np.flatnonzero(data["split"] == 0)
     clip = build_clip(config["arch"], config["init"], config["seed"])
-    dim = int(clip.text_projection.shape[1])
-    net = ray.train.torch.prepare_model(AlignNet(clip, dim, config["co_weight"] > 0))
+    net = ray.train.torch.prepare_model(AlignNet(clip, int(clip.text_projection.shape[1]), config["co_weight"] > 0))
     opt = torch.optim.AdamW(net.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
     steps = config["epochs"] * max(1, len(train_idx) // (config["batch_size"] * world))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config["lr"], total_steps=steps + 1)
-    clip_loss = ClipLoss(gather_with_grad=world > 1, rank=rank, world_size=world)
-    pixels, tokens = data["pixels"], data["tokens"]
+    step = _Step(net, clip, opt, sched, ClipLoss(gather_with_grad=world > 1, rank=rank, world_size=world),
+                 device, config["co_weight"])  # fmt: skip
     best = -1.0
     for epoch in range(config["epochs"]):
         t0 = time.perf_counter()
@@ -145,59 +142,75 @@ def train_loop(config: dict) -> None:
         order = rng.permutation(train_idx)
         per_rank = len(order) // world
         mine = order[rank * per_rank : (rank + 1) * per_rank]
-        losses = []
         bs = config["batch_size"]
-        for s in range(0, len(mine) - bs + 1, bs):  # equal, full batches on every rank
-            b = mine[s : s + bs]
-            cand = partners[b]
-            has = (cand >= 0).any(1)
-            pick = np.array(
-                [rng.choice(c[c >= 0]) if h else i for c, h, i in zip(cand, has, b, strict=True)]
-            )
-            x = normalise_pixels(torch.from_numpy(pixels[b]).to(device), clip_pixel_stats(clip.visual))
-            tok = torch.from_numpy(tokens[b]).to(device)
-            ptok = torch.from_numpy(tokens[pick]).to(device)
-            img, txt, scale, h_img, h_txt = net(x, tok, ptok)
-            loss = clip_loss(img, txt, scale)
-            if config["co_weight"] > 0 and has.any():
-                m = torch.from_numpy(has).to(device)
-                a, p = F.normalize(h_img[m], dim=-1), F.normalize(h_txt[m], dim=-1)
-                logits = scale * a @ p.T
-                target = torch.arange(len(a), device=device)
-                co = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-                loss = loss + config["co_weight"] * co
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                clip.logit_scale.clamp_(0, np.log(100))
-            losses.append(float(loss.detach()))
-        metrics = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan")}
-        metrics["seconds"] = time.perf_counter() - t0
+        losses = [step(data, mine[s : s + bs], rng)  # equal, full batches on every rank
+                  for s in range(0, len(mine) - bs + 1, bs)]  # fmt: skip
+        metrics = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                   "seconds": time.perf_counter() - t0}  # fmt: skip
         ckpt = None
         if rank == 0:
-            r = pair_recall(clip, pixels[valid], tokens[valid], str(device))
-            metrics.update({f"valid_{k}": v for k, v in r.items()})
-            with open(config["metrics_file"], "a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            print(
-                f"align epoch {epoch + 1}/{config['epochs']}  loss {metrics['loss']:.3f}  "
-                f"valid i2t R@10 {r['i2t_recall@10']:.3f}  ({metrics['seconds']:.1f} s)",
-                flush=True,
-            )
-            if r["i2t_recall@10"] > best:
-                best = r["i2t_recall@10"]
-                d = tempfile.mkdtemp()
-                torch.save(clip.state_dict(), os.path.join(d, "clip.pt"))
-                torch.save(
-                    net.module.state_dict() if world > 1 else net.state_dict(),
-                    os.path.join(d, "net.pt"),
-                )
-                ckpt = ray.train.Checkpoint.from_directory(d)
+            ckpt, best = _validate(clip, net, data, metrics, best, config, str(device), world)
         ray.train.report(metrics, checkpoint=ckpt)
         if ckpt is not None:  # copied into the run's storage by report: drop the local one
             shutil.rmtree(ckpt.path, ignore_errors=True)
+
+
+@dataclass
+class _Step:
+    """One optimiser step on a batch of pairs: the CLIP loss, plus the co-interaction term
+    (an item's image against a co-interacted item's text) when ``co_weight`` > 0."""
+
+    net: torch.nn.Module
+    clip: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    clip_loss: torch.nn.Module
+    device: torch.device
+    co_weight: float
+
+    def __call__(self, data, b: np.ndarray, rng: np.random.Generator) -> float:
+        cand = data["partners"][b]
+        has = (cand >= 0).any(1)
+        pick = np.array([rng.choice(c[c >= 0]) if h else i for c, h, i in zip(cand, has, b, strict=True)])
+        x = normalise_pixels(torch.from_numpy(data["pixels"][b]).to(self.device), clip_pixel_stats(self.clip.visual))
+        tok = torch.from_numpy(data["tokens"][b]).to(self.device)
+        ptok = torch.from_numpy(data["tokens"][pick]).to(self.device)
+        img, txt, scale, h_img, h_txt = self.net(x, tok, ptok)
+        loss = self.clip_loss(img, txt, scale)
+        if self.co_weight > 0 and has.any():
+            m = torch.from_numpy(has).to(self.device)
+            a, p = F.normalize(h_img[m], dim=-1), F.normalize(h_txt[m], dim=-1)
+            logits = scale * a @ p.T
+            target = torch.arange(len(a), device=self.device)
+            co = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            loss = loss + self.co_weight * co
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        with torch.no_grad():
+            self.clip.logit_scale.clamp_(0, np.log(100))
+        return float(loss.detach())
+
+
+def _validate(clip, net, data, metrics: dict, best: float, config: dict, device: str, world: int):
+    """Rank 0: validation recall into ``metrics`` (and the metrics file); a checkpoint when it
+    is the best so far. Returns (checkpoint or None, best)."""
+    import ray.train
+
+    valid = data["split"] == 1
+    r = pair_recall(clip, data["pixels"][valid], data["tokens"][valid], device)
+    metrics.update({f"valid_{k}": v for k, v in r.items()})
+    with open(config["metrics_file"], "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+    print(f"align epoch {metrics['epoch']}/{config['epochs']}  loss {metrics['loss']:.3f}  "
+          f"valid i2t R@10 {r['i2t_recall@10']:.3f}  ({metrics['seconds']:.1f} s)", flush=True)  # fmt: skip
+    if r["i2t_recall@10"] <= best:
+        return None, best
+    d = tempfile.mkdtemp()
+    torch.save(clip.state_dict(), os.path.join(d, "clip.pt"))
+    torch.save(net.module.state_dict() if world > 1 else net.state_dict(), os.path.join(d, "net.pt"))
+    return ray.train.Checkpoint.from_directory(d), r["i2t_recall@10"]
 
 
 def run_align(
@@ -208,76 +221,17 @@ def run_align(
     interactions_idx: np.ndarray | None = None,
 ) -> dict:
     """Prepare pairs, measure the initial weights, train on Ray Train, keep the best epoch."""
-    import open_clip
-    import ray
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from metamodal.raylogs import start_ray
-
     cfg = cfg or AlignConfig()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    ds = load_dataset(catalog, fmt)
-    register_clip_configs()
-    size = image_size(EncoderSpec("open_clip_image", "x", arch=cfg.arch))
-    data_path = out / "pairs.npz"
-    stats = build_pairs(
-        ds,
-        data_path,
-        size,
-        open_clip.get_tokenizer(cfg.arch),
-        cfg.valid_frac,
-        cfg.test_frac,
-        cfg.neighbours,
-        cfg.seed,
-        interactions_idx,
-    )
-    print(
-        f"align: {stats.pairs} image-text pairs (train {stats.train}, valid {stats.valid}, "
-        f"test {stats.test}); skipped {stats.skipped}",
-        flush=True,
-    )
+    data_path, stats = _prepare_pairs(load_dataset(catalog, fmt), cfg, out, interactions_idx)
     data = np.load(data_path)
     test = data["split"] == 2
-    init = build_clip(cfg.arch, cfg.init, cfg.seed)
-    before = pair_recall(init, data["pixels"][test], data["tokens"][test])
+    before = pair_recall(build_clip(cfg.arch, cfg.init, cfg.seed), data["pixels"][test], data["tokens"][test])
     metrics_file = out / "align_metrics.jsonl"
     metrics_file.unlink(missing_ok=True)
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")  # else ~1.7 s per report
-    start_ray()
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
-    cpus = ray.cluster_resources().get("CPU", 1)
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={
-            **asdict(cfg),
-            "data": str(data_path),
-            "metrics_file": str(metrics_file),
-        },
-        scaling_config=ScalingConfig(
-            num_workers=cfg.workers,
-            use_gpu=use_gpu,
-            resources_per_worker=None if use_gpu else {"CPU": min(1.0, cpus / cfg.workers)},
-        ),
-        run_config=RunConfig(
-            name="align",
-            storage_path=str(out / "ray_results"),
-            checkpoint_config=CheckpointConfig(num_to_keep=1),
-        ),
-    )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"align: no checkpoint was reported ({result.error})")
-    with result.checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / "clip.pt", weights_only=True)
-        net_state = torch.load(Path(d) / "net.pt", weights_only=True)
-    torch.save(state, out / "aligned.pt")
-    torch.save(
-        {k: v for k, v in net_state.items() if k.startswith("head_")}, out / "aligned_heads.pt"
-    )
+    _save_best(_fit_on_ray(cfg, data_path, metrics_file, out), out)
     aligned = build_clip(cfg.arch, str(out / "aligned.pt"), cfg.seed)
     after = pair_recall(aligned, data["pixels"][test], data["tokens"][test])
     curve = [json.loads(line) for line in metrics_file.read_text().splitlines()]
@@ -303,6 +257,55 @@ def run_align(
         flush=True,
     )
     return report
+
+
+def _prepare_pairs(ds, cfg: AlignConfig, out: Path, interactions_idx):
+    """(``pairs.npz``: pixels and tokens of image-text pairs split train/valid/test, counts)."""
+    import open_clip
+
+    register_clip_configs()
+    size = image_size(EncoderSpec("open_clip_image", "x", arch=cfg.arch))
+    data_path = out / "pairs.npz"
+    stats = build_pairs(ds, data_path, size, open_clip.get_tokenizer(cfg.arch), cfg.valid_frac,
+                        cfg.test_frac, cfg.neighbours, cfg.seed, interactions_idx)  # fmt: skip
+    print(f"align: {stats.pairs} image-text pairs (train {stats.train}, valid {stats.valid}, "
+          f"test {stats.test}); skipped {stats.skipped}", flush=True)  # fmt: skip
+    return data_path, stats
+
+
+def _fit_on_ray(cfg: AlignConfig, data_path: Path, metrics_file: Path, out: Path):
+    import ray
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from metamodal.raylogs import start_ray
+
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")  # else slow reports
+    start_ray()
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
+    cpus = ray.cluster_resources().get("CPU", 1)
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={**asdict(cfg), "data": str(data_path), "metrics_file": str(metrics_file)},
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
+                                     resources_per_worker=None if use_gpu else {"CPU": min(1.0, cpus / cfg.workers)}),
+        run_config=RunConfig(name="align", storage_path=str(out / "ray_results"),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
+    )  # fmt: skip
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"align: no checkpoint was reported ({result.error})")
+    return result
+
+
+def _save_best(result, out: Path) -> None:
+    """The best epoch's CLIP weights (``aligned.pt``) and projection heads."""
+    with result.checkpoint.as_directory() as d:
+        state = torch.load(Path(d) / "clip.pt", weights_only=True)
+        net_state = torch.load(Path(d) / "net.pt", weights_only=True)
+    torch.save(state, out / "aligned.pt")
+    torch.save({k: v for k, v in net_state.items() if k.startswith("head_")}, out / "aligned_heads.pt")
 
 
 def plot_curve(curve: list[dict], before: dict, after: dict, path: Path) -> None:

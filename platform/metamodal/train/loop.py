@@ -10,7 +10,9 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,15 +41,8 @@ def _stop_together(stop: bool, world: int) -> bool:
 
 def train_loop(config: dict) -> None:
     import ray.train
-    import ray.train.torch
 
-    from metamodal.data import load_dataset
-    from metamodal.data.missing import Missingness
-    from metamodal.data.splits import Split
-    from metamodal.eval.protocol import evaluate_split
-    from metamodal.models import ZOO
     from metamodal.raylogs import quiet_ray_train_logs
-    from metamodal.train.data import attach_features, build_model_data, content_modalities
     from metamodal.train.sampler import TripleSampler
 
     quiet_ray_train_logs()
@@ -57,22 +52,76 @@ def train_loop(config: dict) -> None:
         note_worker_group(config["out"])
     if config["threads"]:
         torch.set_num_threads(config["threads"])
-    device = ray.train.torch.get_device()
+    w = _worker_state(config)
+    state, best_state = _resume(w.core, w.opt, rank, config)
+    sampler = TripleSampler(w.data.train, config["seed"])
+    fail_at = config.get("fail_at_epoch")
+    for epoch in range(state["epoch"], config["epochs"]):
+        if fail_at and epoch == fail_at and not Path(config["out"], ".failed_once").exists():
+            Path(config["out"], ".failed_once").touch()  # fault injection for the resume test
+            os._exit(1)
+        row = _train_epoch(w, sampler, epoch, rank, world, config["batch_size"])
+        state["epoch"] = epoch + 1
+        if (epoch + 1) % config["eval_every"] and epoch + 1 < config["epochs"]:
+            if rank == 0:
+                _log(config, row)
+            continue
+        stop, ckpt = False, None
+        if rank == 0:
+            stop, best_state = _evaluate(w, row, state, best_state, epoch, config)
+            _log(config, row)
+            ckpt = _checkpoint(w, state, best_state)
+        ray.train.report({**row, **state}, checkpoint=ckpt)
+        if ckpt is not None:  # report has copied it into the run's storage: the local copy goes
+            shutil.rmtree(ckpt.path, ignore_errors=True)  # (else one per evaluation fills /tmp)
+        if _stop_together(stop, world):
+            break
+
+
+@dataclass
+class _Worker:
+    """This worker's data, model (``model`` wrapped for DDP, ``core`` the module itself),
+    optimiser and device."""
+
+    ds: Any
+    split: Any
+    miss: Any
+    data: Any
+    model: torch.nn.Module
+    core: Any
+    opt: torch.optim.Optimizer
+    device: torch.device
+
+
+def _worker_state(config: dict) -> _Worker:
+    import ray.train.torch
+
+    from metamodal.data import load_dataset
+    from metamodal.data.missing import Missingness
+    from metamodal.data.splits import Split
+    from metamodal.models import ZOO
+    from metamodal.train.data import attach_features, build_model_data, content_modalities
+
     ds = attach_features(load_dataset(config["dataset"]), config["data"]["features"])
     split = Split.load(config["split_dir"], ds)
     miss = Missingness.load(config["split_dir"]) if config["missing_on"] else None
     names = content_modalities(ds, config["data"]["modalities"])
     data, _ = build_model_data(ds, split, names, miss, config["data"]["normalise"])
-    train = data.train
     cls = ZOO[config["model"]]
     torch.manual_seed(config["seed"])
-    model = cls(data, cls.Params(**config["params"]))
-    opt_model = ray.train.torch.prepare_model(model)
-    core = opt_model.module if hasattr(opt_model, "module") else opt_model
-    # fused Adam: one kernel over all parameters (LightGCN 1 layer on Baby: 1.2 -> 1.0 s/epoch)
-    opt = torch.optim.Adam(
-        core.parameters(), lr=config["lr"], weight_decay=config["weight_decay"], fused=True
-    )
+    model = ray.train.torch.prepare_model(cls(data, cls.Params(**config["params"])))
+    core = model.module if hasattr(model, "module") else model
+    # fused Adam: one kernel over all parameters
+    opt = torch.optim.Adam(core.parameters(), lr=config["lr"], weight_decay=config["weight_decay"],
+                           fused=True)  # fmt: skip
+    return _Worker(ds, split, miss, data, model, core, opt, ray.train.torch.get_device())
+
+
+def _resume(core, opt, rank: int, config: dict) -> tuple[dict, dict | None]:
+    """(loop state, best weights): fresh, or from the checkpoint Ray Train hands a restarted
+    worker group. Rank 0 trims the metrics log to one row per epoch."""
+    import ray.train
+
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad": 0, "resumed_from": []}
     best_state = None  # rank 0 keeps the best weights in memory; every checkpoint carries them
     ckpt = ray.train.get_checkpoint()
@@ -90,55 +139,51 @@ def train_loop(config: dict) -> None:
             print(f"resumed from the checkpoint of epoch {state['epoch']}", flush=True)
         elif dropped:  # a worker died before the controller had registered any checkpoint
             print("restarted from epoch 1: no checkpoint was registered before the failure", flush=True)
-    sampler = TripleSampler(train, config["seed"])
-    metric, bs = config["valid_metric"], config["batch_size"]
-    fail_at = config.get("fail_at_epoch")
-    for epoch in range(state["epoch"], config["epochs"]):
-        if fail_at and epoch == fail_at and not Path(config["out"], ".failed_once").exists():
-            Path(config["out"], ".failed_once").touch()  # fault injection for the resume test
-            os._exit(1)
-        core.train()
-        core.set_epoch(epoch)
-        t0 = time.perf_counter()
-        u, p, n = (torch.from_numpy(a) for a in sampler.epoch(epoch, rank, world))
-        losses = []
-        for s in range(0, len(u), bs):
-            sl = slice(s, s + bs)
-            loss = opt_model(u[sl].to(device), p[sl].to(device), n[sl].to(device))  # DDP syncs
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        train_s = time.perf_counter() - t0
-        state["epoch"] = epoch + 1
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_seconds": train_s}
-        if (epoch + 1) % config["eval_every"] and epoch + 1 < config["epochs"]:
-            if rank == 0:
-                _log(config, row)
-            continue
-        stop, ckpt = False, None
-        if rank == 0:
-            t1 = time.perf_counter()
-            res = evaluate_split(core.scorer(), ds, split, "valid", miss, slices=False, ks=(10, 20))
-            row.update({f"valid_{k}": v for k, v in res.metrics.items()})
-            row["eval_seconds"] = time.perf_counter() - t1
-            if res.metrics[metric] > state["best"]:
-                state.update(best=res.metrics[metric], best_epoch=epoch + 1, bad=0)
-                best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
-            else:
-                state["bad"] += 1
-            stop = state["bad"] >= config["patience"]
-            _log(config, row)
-            d = tempfile.mkdtemp()
-            torch.save({"model": core.state_dict(), "opt": opt.state_dict()}, Path(d) / "last.pt")
-            torch.save(best_state, Path(d) / "best.pt")
-            (Path(d) / "state.json").write_text(json.dumps(state))
-            ckpt = ray.train.Checkpoint.from_directory(d)
-        ray.train.report({**row, **state}, checkpoint=ckpt)
-        if ckpt is not None:  # report has copied it into the run's storage: the local copy goes
-            shutil.rmtree(ckpt.path, ignore_errors=True)  # (one per epoch filled 73 GB of /tmp)
-        if _stop_together(stop, world):
-            break
+    return state, best_state
+
+
+def _train_epoch(w: _Worker, sampler, epoch: int, rank: int, world: int, bs: int) -> dict:
+    core, model, opt, device = w.core, w.model, w.opt, w.device
+    core.train()
+    core.set_epoch(epoch)
+    t0 = time.perf_counter()
+    u, p, n = (torch.from_numpy(a) for a in sampler.epoch(epoch, rank, world))
+    losses = []
+    for s in range(0, len(u), bs):
+        sl = slice(s, s + bs)
+        loss = model(u[sl].to(device), p[sl].to(device), n[sl].to(device))  # DDP syncs
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_seconds": time.perf_counter() - t0}
+
+
+def _evaluate(w: _Worker, row: dict, state: dict, best_state, epoch: int, config: dict):
+    """Rank 0 scores validation into ``row``; (stop early, best weights)."""
+    from metamodal.eval.protocol import evaluate_split
+
+    t1 = time.perf_counter()
+    res = evaluate_split(w.core.scorer(), w.ds, w.split, "valid", w.miss, slices=False,
+                         ks=(10, 20))  # fmt: skip
+    row.update({f"valid_{k}": v for k, v in res.metrics.items()})
+    row["eval_seconds"] = time.perf_counter() - t1
+    if res.metrics[config["valid_metric"]] > state["best"]:
+        state.update(best=res.metrics[config["valid_metric"]], best_epoch=epoch + 1, bad=0)
+        best_state = {k: v.detach().cpu().clone() for k, v in w.core.state_dict().items()}
+    else:
+        state["bad"] += 1
+    return state["bad"] >= config["patience"], best_state
+
+
+def _checkpoint(w: _Worker, state: dict, best_state):
+    import ray.train
+
+    d = tempfile.mkdtemp()
+    torch.save({"model": w.core.state_dict(), "opt": w.opt.state_dict()}, Path(d) / "last.pt")
+    torch.save(best_state, Path(d) / "best.pt")
+    (Path(d) / "state.json").write_text(json.dumps(state))
+    return ray.train.Checkpoint.from_directory(d)
 
 
 def _row_epoch(line: str) -> float:
