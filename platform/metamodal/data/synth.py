@@ -225,71 +225,51 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool =
     items, users = _items(cfg, rng), _users(cfg, rng)
     fate = rng.random(cfg.n_items)
     text_fate = rng.random(cfg.n_items)
-    records = []
-    for i, it in enumerate(items.itertuples(index=False)):
-        irng = np.random.default_rng([cfg.seed, i])
-        rec = {
-            "id": it.id,
-            "title": f"{it.brand} {it.category} {it.id}",
-            "category": it.category,
-            "brand": it.brand,
-            "price": float(it.price),
-        }
-        if text_fate[i] < cfg.p_no_text / 2:
-            pass  # no text field at all
-        elif text_fate[i] < cfg.p_no_text:
-            rec["text"] = "   "  # present but empty: counts as missing
-        else:
-            material = it.material if irng.random() > 0.1 else None
-            style = it.style if irng.random() > 0.1 else None
-            rec["text"] = describe(it.category, material, style, irng)
-        if fate[i] >= cfg.p_no_image:
-            path = out / "images" / f"{it.id}.jpg"
-            render(SHAPE_OF[it.category], it.colour, it.pattern, irng, cfg.image_size).save(
-                path, quality=90
-            )
-            if fate[i] < cfg.p_no_image + cfg.p_corrupt_image:
-                data = path.read_bytes()
-                path.write_bytes(data[: len(data) // 3])
-            rec["image"] = f"images/{it.id}.jpg"
-        records.append(rec)
-        if progress and (i + 1) % 1000 == 0:
-            print(f"  synth: {i + 1}/{cfg.n_items} items rendered", flush=True)
     with open(out / "items.jsonl", "w") as f:
-        for rec in records:
-            f.write(json.dumps(rec) + "\n")
+        for i, it in enumerate(items.itertuples(index=False)):
+            f.write(json.dumps(_item_record(it, i, fate[i], text_fate[i], cfg, out)) + "\n")
+            if progress and (i + 1) % 1000 == 0:
+                print(f"  synth: {i + 1}/{cfg.n_items} items rendered", flush=True)
     inter = _interactions(items, users, cfg, rng)
     inter.to_csv(out / "interactions.csv", index=False)
-    items.assign(
-        image_state=np.where(
-            fate < cfg.p_no_image,
-            "absent",
-            np.where(fate < cfg.p_no_image + cfg.p_corrupt_image, "corrupt", "ok"),
-        ),
-        text_state=np.where(text_fate < cfg.p_no_text, "absent", "ok"),
-    ).to_csv(out / "planted" / "items.csv", index=False)
+    image_state = np.where(fate < cfg.p_no_image, "absent",
+                           np.where(fate < cfg.p_no_image + cfg.p_corrupt_image, "corrupt", "ok"))  # fmt: skip
+    items.assign(image_state=image_state, text_state=np.where(text_fate < cfg.p_no_text, "absent", "ok")
+                 ).to_csv(out / "planted" / "items.csv", index=False)  # fmt: skip
     users.to_csv(out / "planted" / "users.csv", index=False)
-    (out / "catalog.json").write_text(
-        json.dumps(
-            {
-                "name": "synthetic-shop",
-                "id_field": "id",
-                "text_fields": ["text"],
-                "image_field": "image",
-                "user_field": "user_id",
-                "item_field": "item_id",
-            },
-            indent=2,
-        )
-    )
+    schema = {"name": "synthetic-shop", "id_field": "id", "text_fields": ["text"], "image_field": "image",
+              "user_field": "user_id", "item_field": "item_id"}  # fmt: skip
+    (out / "catalog.json").write_text(json.dumps(schema, indent=2))
     (out / "CATALOG.md").write_text(
         "# Synthetic shop (MetaModal embedded default)\n\n"
         + (__doc__ or "").split("\n\n", 1)[1]
         + f"\n\nGenerated with: `{json.dumps(asdict(cfg))}`\n"
     )
     if progress:
-        print(
-            f"  synth: {len(items)} items, {len(users)} users, {len(inter)} interactions -> {out}",
-            flush=True,
-        )
+        print(f"  synth: {len(items)} items, {len(users)} users, {len(inter)} interactions -> {out}",
+              flush=True)  # fmt: skip
     return out
+
+
+def _item_record(it, i: int, fate: float, text_fate: float, cfg: SynthConfig, out: Path) -> dict:
+    """One item's catalogue record; its image rendered (and maybe truncated) under ``out``.
+    ``fate``/``text_fate`` plant what is missing: no field, empty text, corrupt image."""
+    irng = np.random.default_rng([cfg.seed, i])
+    rec = {"id": it.id, "title": f"{it.brand} {it.category} {it.id}", "category": it.category,
+           "brand": it.brand, "price": float(it.price)}  # fmt: skip
+    if text_fate < cfg.p_no_text / 2:
+        pass  # no text field at all
+    elif text_fate < cfg.p_no_text:
+        rec["text"] = "   "  # present but empty: counts as missing
+    else:
+        material = it.material if irng.random() > 0.1 else None
+        style = it.style if irng.random() > 0.1 else None
+        rec["text"] = describe(it.category, material, style, irng)
+    if fate >= cfg.p_no_image:
+        path = out / "images" / f"{it.id}.jpg"
+        render(SHAPE_OF[it.category], it.colour, it.pattern, irng, cfg.image_size).save(path, quality=90)
+        if fate < cfg.p_no_image + cfg.p_corrupt_image:
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 3])
+        rec["image"] = f"images/{it.id}.jpg"
+    return rec

@@ -58,26 +58,7 @@ def run_baselines(
     miss = make_missingness(ds, split, missing or MissingSpec(seed=seed))
     miss.save(out / "split")
     train = ds.matrix(miss.train_indices(ds, split))
-    results: dict[str, dict] = {}
-    for name in models:
-        t0 = time.perf_counter()
-        model = REGISTRY[name]().fit(train)
-        valid = evaluate_split(model.full_scores, ds, split, "valid", miss, slices=False)
-        test = evaluate_split(model.full_scores, ds, split, "test", miss)
-        results[name] = {
-            "valid": valid.metrics,
-            "test": test.metrics,
-            "slices": test.slices,
-            "slice_users": test.slice_users,
-            "eval_seconds": test.seconds["total"],
-            "seconds": time.perf_counter() - t0,
-        }
-        if verbose:
-            print(
-                f"  evaluated {name}: test recall@20 {test.metrics['recall@20']:.4f} "
-                f"({test.seconds['total']:.2f} s, {len(test.users):,} users)",
-                flush=True,
-            )
+    results = {name: _evaluate(name, train, ds, split, miss, verbose) for name in models}
     summary = {
         "dataset": ds.summary(),
         "split": split.summary(),
@@ -85,25 +66,39 @@ def run_baselines(
         "models": results,
     }
     write_json(out / "results.json", summary, indent=2, default=float)
-    md = [
-        f"# Baselines on {ds.name}",
-        "",
-        f"split: {json.dumps(split.summary())}",
-        "",
-        table({k: v["test"] for k, v in results.items()}, COLUMNS, markdown=True),
-        "",
-    ]
+    md = _markdown(ds.name, split, results)
+    (out / "results.md").write_text("\n".join(md) + "\n")
+    plot(results, out / "results.png")
+    return summary
+
+
+def _evaluate(name: str, train, ds: Dataset, split, miss, verbose: bool) -> dict:
+    t0 = time.perf_counter()
+    model = REGISTRY[name]().fit(train)
+    valid = evaluate_split(model.full_scores, ds, split, "valid", miss, slices=False)
+    test = evaluate_split(model.full_scores, ds, split, "test", miss)
+    if verbose:
+        print(f"  evaluated {name}: test recall@20 {test.metrics['recall@20']:.4f} "
+              f"({test.seconds['total']:.2f} s, {len(test.users):,} users)", flush=True)  # fmt: skip
+    return {
+        "valid": valid.metrics,
+        "test": test.metrics,
+        "slices": test.slices,
+        "slice_users": test.slice_users,
+        "eval_seconds": test.seconds["total"],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _markdown(name: str, split, results: dict) -> list[str]:
+    md = [f"# Baselines on {name}", "", f"split: {json.dumps(split.summary())}", "",
+          table({k: v["test"] for k, v in results.items()}, COLUMNS, markdown=True), ""]  # fmt: skip
     slice_rows = {
         f"{m} / {s}": {**vals, "users": results[m]["slice_users"][s]}
         for m in results
         for s, vals in results[m]["slices"].items()
     }
     if slice_rows:
-        md += [
-            "## Slices (test)",
-            "",
-            table(slice_rows, ("users", "recall@20", "ndcg@20"), "model / slice", markdown=True),
-        ]
-    (out / "results.md").write_text("\n".join(md) + "\n")
-    plot(results, out / "results.png")
-    return summary
+        md += ["## Slices (test)", "",
+               table(slice_rows, ("users", "recall@20", "ndcg@20"), "model / slice", markdown=True)]  # fmt: skip
+    return md
