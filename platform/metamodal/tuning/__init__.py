@@ -104,7 +104,6 @@ def run_tune(
 ) -> dict:
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     from metamodal.train.runner import worker_scaling
     from metamodal.tuning.placement import release_new, reserved_by_this_job, stop_orphan_cleaners
@@ -120,44 +119,16 @@ def run_tune(
     # the trial's own actor takes 0.05; half a CPU stays free for Ray's own actors (a sweep
     # whose trials claim every CPU can wait forever for its first worker group)
     per_trial = max(0.25, round((cpus - 0.5) / concurrent - 0.05, 2))
-    # trials run in their own working directories: paths in overrides must not be relative
-    fixed = [f"data.features={Path(o.partition('=')[2]).resolve()}"
-             if o.startswith("data.features=") else o for o in overrides or []]  # fmt: skip
-    base = [
-        *fixed,
-        f"train.epochs={spec.max_epochs}",
-        f"train.patience={spec.max_epochs}",  # ASHA decides when a trial stops
-        "train.retrieval_check=false",
-        "train.max_failures=0",  # Tune retries trials; a retrying controller outlives its trial
-    ]
     trainable = tune.with_parameters(_trial, model=spec.model, dataset=str(Path(dataset).resolve()),
-                                     overrides=base, cpus=per_trial)  # fmt: skip
-    callbacks = [_release_callback()]
-    if wandb:
-        from ray.air.integrations.wandb import WandbLoggerCallback
-
-        os.environ.setdefault("WANDB_MODE", "offline")
-        callbacks.append(WandbLoggerCallback(project="metamodal-tune", mode=os.environ["WANDB_MODE"],
-                                             dir=str(out)))  # fmt: skip
+                                     overrides=_trial_overrides(overrides, spec), cpus=per_trial)  # fmt: skip
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 0.05}),
         param_space=param_space(spec),
-        tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode=spec.mode,
-            num_samples=spec.num_samples,
-            max_concurrent_trials=concurrent,
-            scheduler=ASHAScheduler(
-                time_attr="training_iteration",
-                max_t=spec.max_epochs,
-                grace_period=min(spec.grace_period, spec.max_epochs),
-                reduction_factor=spec.reduction_factor,
-            ),
-        ),
+        tune_config=_tune_config(spec, concurrent),
         run_config=tune.RunConfig(
             name=f"tune-{spec.model}",
             storage_path=str(out / "ray_results"),
-            callbacks=callbacks,
+            callbacks=_callbacks(out, wandb),
             failure_config=tune.FailureConfig(max_failures=1),
             verbose=1,
         ),  # fmt: skip
@@ -170,6 +141,42 @@ def run_tune(
         if n := release_new(before):
             print(f"tune: released {n} placement group(s) left by stopped trials", flush=True)
     return write_results(grid, spec, out)
+
+
+def _trial_overrides(overrides: list[str] | None, spec: TuneSpec) -> list[str]:
+    """Every trial's fixed overrides: paths made absolute (trials run in their own working
+    directories), the epoch cap, and no patience or retries of its own (ASHA and Tune decide)."""
+    fixed = [f"data.features={Path(o.partition('=')[2]).resolve()}"
+             if o.startswith("data.features=") else o for o in overrides or []]  # fmt: skip
+    return [
+        *fixed,
+        f"train.epochs={spec.max_epochs}",
+        f"train.patience={spec.max_epochs}",  # ASHA decides when a trial stops
+        "train.retrieval_check=false",
+        "train.max_failures=0",  # Tune retries trials; a retrying controller outlives its trial
+    ]
+
+
+def _tune_config(spec: TuneSpec, concurrent: int):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    asha = ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs,
+                         grace_period=min(spec.grace_period, spec.max_epochs),
+                         reduction_factor=spec.reduction_factor)  # fmt: skip
+    return tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
+                           max_concurrent_trials=concurrent, scheduler=asha)  # fmt: skip
+
+
+def _callbacks(out: Path, wandb: bool) -> list:
+    callbacks = [_release_callback()]
+    if wandb:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        os.environ.setdefault("WANDB_MODE", "offline")
+        callbacks.append(WandbLoggerCallback(project="metamodal-tune", mode=os.environ["WANDB_MODE"],
+                                             dir=str(out)))  # fmt: skip
+    return callbacks
 
 
 def _release_callback():

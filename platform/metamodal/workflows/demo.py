@@ -23,82 +23,29 @@ DEMO_MISSING = MissingSpec(
 )
 
 
+class _Steps:
+    """``[k/11] what  (+seconds)``: the demo's progress lines."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.t0 = total, time.perf_counter()
+
+    def __call__(self, k: int, what: str) -> None:
+        print(f"[{k}/{self.total}] {what}  (+{self.elapsed():.1f} s)", flush=True)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
 def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int = 11) -> dict:
     """The steps in order; ``stop_after=6`` ends after extraction (the test suite's budget)."""
     synth = synth or SynthConfig()
     out = Path(out)
-    t0 = time.perf_counter()
-    catalog = out / "catalog"
-    steps = 11
-
-    def step(k: int, what: str) -> None:
-        print(f"[{k}/{steps}] {what}  (+{time.perf_counter() - t0:.1f} s)", flush=True)
-
-    step(1, f"generating the synthetic shop -> {catalog}")
-    if (catalog / "catalog.json").is_file() and (catalog / "planted" / "users.csv").is_file():
-        print("  reusing the catalog already there (delete it to regenerate)")
-    else:
-        generate(catalog, synth)
-    step(2, "inspecting it")
-    ds = load_dataset(catalog)
-    print(describe(ds))
-    step(
-        3,
-        "splitting (MMRec 8:1:1) with missingness: text/image 30% per item, 10% cold users, 10% cold items",
-    )
-    step(4, "evaluating baselines (full ranking over the whole catalogue)")
-    res = run_baselines(ds, out / "baselines", missing=DEMO_MISSING, seed=synth.seed)
-    print()
-    print(table({k: v["test"] for k, v in res["models"].items()}, COLUMNS))
-    step(5, "aligning a small CLIP on the shop's image-text pairs (Ray Train, 2 workers)")
-    from metamodal.extract.align import AlignConfig, run_align
-    from metamodal.extract.pipeline import build_config, run_extraction
-
-    train_idx = Split.load(out / "baselines" / "split", ds).train
-    align = run_align(
-        catalog,
-        out / "align",
-        AlignConfig(co_weight=0.5, seed=synth.seed, epochs=6),  # 12 by default; the 10-min budget
-        interactions_idx=train_idx,
-    )
-    step(6, "extracting item embeddings with Ray Data (MiniLM text, aligned image tower)")
-    manifest = run_extraction(
-        catalog, out / "embeddings", build_config(image_weights=align["checkpoint"])
-    )
-    res["align"] = {k: align[k] for k in ("test_before", "test_after", "best_epoch")}
-    res["extract"] = {
-        k: {"present": v["present"], "missing": v["missing"]}
-        for k, v in manifest["modalities"].items()
-    }
+    step = _Steps(11)
+    res, align = _data_steps(out, synth, step)
     if stop_after <= 6:
-        print(f"demo wall time: {time.perf_counter() - t0:.1f} s (stopped after step 6)")
-        return {**res, "wall_seconds": time.perf_counter() - t0}
-    mma_dir = out / "mma"
-    from metamodal.agent.config import load_mma_config
-
-    mcfg = load_mma_config(  # the quick preset, one warm-start epoch less: the 10-min budget
-        [f"zoo_overrides=[data.features={out / 'embeddings'}]", "policy.bc_epochs=3"], True, 1
-    )
-    step(7, f"training the retriever and fusion models on Ray Train ({mcfg.retriever}, "
-         + ", ".join(mcfg.baselines) + ")")  # fmt: skip
-    from metamodal.agent.run import train_zoo
-
-    zoo = train_zoo(str(catalog), mma_dir, mcfg)
-    step(8, "a short Ray Tune sweep (ASHA) over late fusion's learning rate and layers")
-    res["tune"] = demo_tune(catalog, out)
-    step(9, "MMA: the LLM menu router (warm start + RL on Ray Train; quick preset, 1 seed) "
-         "against RuleRouter-Fuse, the learned gate and the zoo")
-    from metamodal.agent.run import run_mma
-
-    rep = run_mma(str(catalog), mma_dir, mcfg)
-    step(10, "evaluating the zoo runs with content masked at serving time")
-    from metamodal.workflows.runs import evaluate_runs
-
-    evaluate_runs([r.out for r in zoo.values()], out / "evaluation")
-    step(11, "serving retriever + MMA reranker with Ray Serve; a few requests on 127.0.0.1")
-    res["serve"] = demo_serve(mma_dir, catalog)
-    res["mma"] = {k: rep[k] for k in ("ooma", "fixed_pool", "strongest_baseline")}
-    wall = time.perf_counter() - t0
+        print(f"demo wall time: {step.elapsed():.1f} s (stopped after step 6)")
+        return {**res, "wall_seconds": step.elapsed()}
+    mma_dir = _model_steps(out, res, step)
     print("\n" + (mma_dir / "report.md").read_text())
     print(
         f"MMA report: {mma_dir / 'report.md'} (+ report.json, ooma.png, fixed_pool.png)"
@@ -109,8 +56,69 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int 
         f"{align['test_before']['i2t_recall@10']:.3f} -> {align['test_after']['i2t_recall@10']:.3f}), "
         f"{out / 'align' / 'align_curve.png'}\nembeddings: {out / 'embeddings' / 'manifest.json'}"
     )
-    print(f"demo wall time: {wall:.1f} s")
-    return {**res, "wall_seconds": wall}
+    print(f"demo wall time: {step.elapsed():.1f} s")
+    return {**res, "wall_seconds": step.elapsed()}
+
+
+def _data_steps(out: Path, synth: SynthConfig, step: _Steps) -> tuple[dict, dict]:
+    """Steps 1-6: the shop, its inspection, split + masks, baselines, CLIP alignment and
+    extraction. Returns (the demo's results so far, the alignment report)."""
+    from metamodal.extract.align import AlignConfig, run_align
+    from metamodal.extract.pipeline import build_config, run_extraction
+
+    catalog = out / "catalog"
+    step(1, f"generating the synthetic shop -> {catalog}")
+    if (catalog / "catalog.json").is_file() and (catalog / "planted" / "users.csv").is_file():
+        print("  reusing the catalog already there (delete it to regenerate)")
+    else:
+        generate(catalog, synth)
+    step(2, "inspecting it")
+    ds = load_dataset(catalog)
+    print(describe(ds))
+    step(3, "splitting (MMRec 8:1:1) with missingness: text/image 30% per item, 10% cold users, "
+         "10% cold items")  # fmt: skip
+    step(4, "evaluating baselines (full ranking over the whole catalogue)")
+    res = run_baselines(ds, out / "baselines", missing=DEMO_MISSING, seed=synth.seed)
+    print()
+    print(table({k: v["test"] for k, v in res["models"].items()}, COLUMNS))
+    step(5, "aligning a small CLIP on the shop's image-text pairs (Ray Train, 2 workers)")
+    train_idx = Split.load(out / "baselines" / "split", ds).train
+    align = run_align(catalog, out / "align",
+                      AlignConfig(co_weight=0.5, seed=synth.seed, epochs=6),  # 12 by default: the demo's budget
+                      interactions_idx=train_idx)  # fmt: skip
+    step(6, "extracting item embeddings with Ray Data (MiniLM text, aligned image tower)")
+    manifest = run_extraction(catalog, out / "embeddings", build_config(image_weights=align["checkpoint"]))
+    res["align"] = {k: align[k] for k in ("test_before", "test_after", "best_epoch")}
+    res["extract"] = {k: {"present": v["present"], "missing": v["missing"]}
+                      for k, v in manifest["modalities"].items()}  # fmt: skip
+    return res, align
+
+
+def _model_steps(out: Path, res: dict, step: _Steps) -> Path:
+    """Steps 7-11: the zoo, a Tune sweep, MMA, masked evaluation and Serve; adds to ``res``
+    and returns the MMA run's directory."""
+    from metamodal.agent.config import load_mma_config
+    from metamodal.agent.run import run_mma, train_zoo
+    from metamodal.workflows.runs import evaluate_runs
+
+    catalog, mma_dir = out / "catalog", out / "mma"
+    mcfg = load_mma_config(  # the quick preset, one warm-start epoch less: the demo's budget
+        [f"zoo_overrides=[data.features={out / 'embeddings'}]", "policy.bc_epochs=3"], True, 1
+    )
+    step(7, f"training the retriever and fusion models on Ray Train ({mcfg.retriever}, "
+         + ", ".join(mcfg.baselines) + ")")  # fmt: skip
+    zoo = train_zoo(str(catalog), mma_dir, mcfg)
+    step(8, "a short Ray Tune sweep (ASHA) over late fusion's learning rate and layers")
+    res["tune"] = demo_tune(catalog, out)
+    step(9, "MMA: the LLM menu router (warm start + RL on Ray Train; quick preset, 1 seed) "
+         "against RuleRouter-Fuse, the learned gate and the zoo")
+    rep = run_mma(str(catalog), mma_dir, mcfg)
+    step(10, "evaluating the zoo runs with content masked at serving time")
+    evaluate_runs([r.out for r in zoo.values()], out / "evaluation")
+    step(11, "serving retriever + MMA reranker with Ray Serve; a few requests on 127.0.0.1")
+    res["serve"] = demo_serve(mma_dir, catalog)
+    res["mma"] = {k: rep[k] for k in ("ooma", "fixed_pool", "strongest_baseline")}
+    return mma_dir
 
 
 def demo_tune(catalog: Path, out: Path) -> dict:
