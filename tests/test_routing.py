@@ -87,7 +87,7 @@ def test_rows_cover_fixed_pools_as_their_own_bucket_and_menus_hold_the_rule(worl
     r = reward_table(make_batch(fixed.steps, tools), cands)
     rr = fit_rule_route(make_batch(fixed.steps, tools), tools)
     menu = build_menu(cands, r, rr, 5)
-    assert menu.routes[menu.rr] == rr and 5 <= len(menu.routes) <= 6
+    assert menu.rr == 0 and menu.routes[0] == rr and 5 <= len(menu.routes) <= 6  # the rule is A
     q = soft_targets(r, 0.05, 20.0)
     np.testing.assert_allclose(q.sum(1), 1.0)
 

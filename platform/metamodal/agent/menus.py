@@ -29,12 +29,12 @@ class Menu:
 
 
 def build_menu(candidates: list[Route], rewards: np.ndarray, rr: Route, k: int) -> Menu:
-    """The ``k`` best candidates by mean training reward, RuleRouter's route added if absent."""
+    """RuleRouter's route first, then the ``k`` best candidates by mean training reward (the
+    rule's route once). The rule's route is letter A in every bucket: one default the LLM
+    learns across buckets, which few rows per bucket can teach; a per-bucket letter they
+    cannot."""
     order = np.argsort(-rewards.mean(0), kind="stable")[:k]
-    routes = [candidates[i] for i in order]
-    if rr not in routes:
-        routes.append(rr)
-    return Menu(routes, routes.index(rr))
+    return Menu([rr, *(candidates[i] for i in order if candidates[i] != rr)], 0)
 
 
 def soft_targets(rewards: np.ndarray, tau: float, shrink: float) -> np.ndarray:
