@@ -121,7 +121,6 @@ class RoutedReranker:
             out.append((route.scores(s.results, s.first, len(s.ep.pool)), route))
         return out
 
-
     def _rule(self, ep: Episode, key: Bucket) -> tuple[np.ndarray, Route]:
         """RuleRouter-Fuse's route is its bucket's: it reads no statistics, so only the
         route's own tools run (fusion reads nothing else)."""

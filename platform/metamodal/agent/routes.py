@@ -80,12 +80,12 @@ def make_batch(steps, tools: list[str]) -> Batch:
     z, usable = np.zeros((n, len(tools), p)), np.zeros((n, len(tools)), bool)
     first, has_first = np.zeros((n, p)), np.zeros(n, bool)
     for i, s in enumerate(steps):
+        if len(s.ep.pool) != p:  # the table is one array: its episodes share a pool size
+            raise ValueError(f"a {len(s.ep.pool)}-candidate {s.ep.pool_kind} pool ({s.ep.task}) "
+                             f"in a batch of {p}-candidate pools")  # fmt: skip
         for j, t in enumerate(tools):
             r = s.results.get(t)
             if r is not None and r.usable:
-                if len(r.scores) != p:
-                    raise ValueError(f"tool {t!r} scored {len(r.scores)} candidates of a "
-                                     f"{p}-candidate pool ({s.ep.pool_kind}, {s.ep.task})")
                 z[i, j], usable[i, j] = zscore(r.scores), True
         if s.first is not None:
             first[i], has_first[i] = zscore(s.first), True
