@@ -99,8 +99,9 @@ def image_files(run) -> list[Path]:
     feats = run.config["data"].get("features")
     if not feats:
         return []
-    manifest = json.loads((Path(feats) / "manifest.json").read_text())
-    root = Path(manifest.get("catalog", ""))
+    from metamodal.rundir import ExtractRun
+
+    root = Path(ExtractRun(feats).manifest().catalog)
     return sorted(p for ext in ("*.jpg", "*.png") for p in (root / "images").rglob(ext))[:20]
 
 

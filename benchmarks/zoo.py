@@ -18,6 +18,7 @@ import numpy as np
 
 from metamodal.eval.tables import table
 from metamodal.models import ZOO
+from metamodal.rundir import ZooRun
 from metamodal.train.runner import run_training
 
 COLUMNS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
@@ -54,26 +55,15 @@ def main() -> None:
     res: dict = json.loads(out.read_text()) if out.is_file() else {}
     for m in models:
         r = run_training(m, a.dataset, runs / m, a.set, overwrite=True)
-        res[m] = {
-            k: r[k]
-            for k in (
-                "valid",
-                "test",
-                "epochs",
-                "best_epoch",
-                "seconds_per_epoch",
-                "eval_seconds",
-                "wall_seconds",
-                "config",
-            )
-        }
+        keep = {"valid", "test", "epochs", "best_epoch", "seconds_per_epoch", "eval_seconds", "wall_seconds"}
+        res[m] = {**r.model_dump(include=keep), "config": ZooRun(runs / m).config()}
         rates = [float(x) for x in a.missing_rates.split(",") if x]
         if a.missing_models != "all" and m not in a.missing_models.split(","):
             rates = []
-        if rates and r["modalities"]:
+        if rates and r.modalities:
             res[m]["missing"] = {}
             for rate in rates:
-                drop = [f"missing.item_rates.{mod}={rate}" for mod in r["modalities"]]
+                drop = [f"missing.item_rates.{mod}={rate}" for mod in r.modalities]
                 mr = run_training(
                     m,
                     a.dataset,
@@ -81,7 +71,7 @@ def main() -> None:
                     [*a.set, *drop, "missing.cold_item_frac=0.1"],
                     overwrite=True,
                 )
-                res[m]["missing"][str(rate)] = mr["test"]
+                res[m]["missing"][str(rate)] = mr.test
         elif rates:  # interactions-only models: the same drop of cold items, content untouched
             res[m]["missing"] = {}
             mr = run_training(
@@ -92,14 +82,14 @@ def main() -> None:
                 overwrite=True,
             )
             for rate in rates:
-                res[m]["missing"][str(rate)] = mr["test"]
+                res[m]["missing"][str(rate)] = mr.test
         if res[m].get("missing"):  # relative loss of Recall@20 against the same model's full run
             full = res[m]["test"]["recall@20"]
             res[m]["missing_drop_pct"] = {
                 rate: 100.0 * (full - v["recall@20"]) / full if full else None
                 for rate, v in res[m]["missing"].items()
             }
-        res[m]["modalities"] = r["modalities"]
+        res[m]["modalities"] = r.modalities
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2))  # after every model: a long run keeps its rows
     md = table({m: r["test"] for m, r in res.items() if not m.startswith("_")}, COLUMNS, markdown=True)
@@ -144,8 +134,8 @@ def dgmrec_protocol(dataset: str, models: list[str], runs: Path, sets: list[str]
                     f"missing.seed={s}", f"split.seed={s}", f"train.seed={s}"]  # fmt: skip
             r = run_training(m, dataset, runs / f"{m}_dgmrec_seed{s}", over, overwrite=True)
             d = per.setdefault(m, {"valid": [], "test": []})
-            d["valid"].append(r["valid"]["recall@20"])
-            d["test"].append(r["test"]["recall@20"])
+            d["valid"].append(r.valid["recall@20"])
+            d["test"].append(r.test["recall@20"])
     best = max(per, key=lambda m: np.mean(per[m]["valid"]))
     out = {"seeds": seeds, "reference": best, "models": {}}
     for m, d in per.items():

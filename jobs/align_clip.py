@@ -22,6 +22,7 @@ def main() -> None:
     p.add_argument("catalog")
     p.add_argument("--out", required=True)
     p.add_argument("--format", default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace a run made with another config")
     for f in dataclasses.fields(AlignConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool | None", "bool"):
@@ -30,8 +31,8 @@ def main() -> None:
             kind = {"int": int, "float": float}.get(str(f.type), str)
             p.add_argument(flag, type=kind, default=f.default)
     a = vars(p.parse_args())
-    catalog, out, fmt = a.pop("catalog"), a.pop("out"), a.pop("format")
-    run_align(catalog, out, AlignConfig(**a), fmt)
+    catalog, out, fmt, overwrite = a.pop("catalog"), a.pop("out"), a.pop("format"), a.pop("overwrite")
+    run_align(catalog, out, AlignConfig(**a), fmt, overwrite=overwrite)
 
 
 if __name__ == "__main__":

@@ -46,14 +46,11 @@ def test_align_then_extract_with_the_aligned_checkpoint(
 
     cfg = AlignConfig(epochs=2, batch_size=32, co_weight=0.5, seed=1)
     rep = run_align(small_shop, tmp_path / "align", cfg)
-    assert (
-        rep["pairs"]["pairs"]
-        == rep["pairs"]["train"] + rep["pairs"]["valid"] + rep["pairs"]["test"]
-    )
-    assert sum(rep["pairs"]["skipped"].values()) > 0  # the shop has missing and corrupt inputs
-    assert len(rep["epochs"]) == 2 and rep["random_init"] is True
-    for part in ("test_before", "test_after"):
-        assert 0.0 <= rep[part]["i2t_recall@10"] <= 1.0
+    assert rep.pairs["pairs"] == rep.pairs["train"] + rep.pairs["valid"] + rep.pairs["test"]
+    assert sum(rep.pairs["skipped"].values()) > 0  # the shop has missing and corrupt inputs
+    assert len(rep.epochs) == 2 and rep.random_init is True
+    for part in (rep.test_before, rep.test_after):
+        assert 0.0 <= part["i2t_recall@10"] <= 1.0
     ckpt = tmp_path / "align" / "aligned.pt"
     assert json.loads((tmp_path / "align" / "aligned.json").read_text())["arch"] == "mm-tiny-clip"
     init, trained = build_clip("mm-tiny-clip", None, 1), torch.load(ckpt, weights_only=True)
@@ -64,7 +61,7 @@ def test_align_then_extract_with_the_aligned_checkpoint(
     ext = build_config(text=False, image_weights=str(ckpt), shard_size=64, actors=1)
     assert ext.encoders[0].arch == "mm-tiny-clip"  # taken from the sidecar
     m = run_extraction(small_shop, tmp_path / "emb", ext)
-    assert m["modalities"]["image_clip"]["random_init"] is False
+    assert m.modalities["image_clip"].random_init is False
     ds = load_dataset(small_shop)
     feats = load_embeddings(tmp_path / "emb", ds)["image_clip"]
     assert feats.dim == 128

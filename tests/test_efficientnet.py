@@ -101,16 +101,16 @@ def test_extraction_with_no_flags_uses_the_imagenet_weights(ray_session, tmp_pat
     cfg = build_config(text=False, actors=1, shard_size=8)
     assert [(e.type, e.arch) for e in cfg.encoders] == [("efficientnet_image", "efficientnet_lite0")]
     m = run_extraction(tmp_path, tmp_path / "emb", cfg)
-    info = m["modalities"]["image_effnet"]
-    assert info["present"] == 6 and info["random_init"] is False
-    assert info["encoder"]["arch"] == "efficientnet_lite0"
+    info = m.modalities["image_effnet"]
+    assert info.present == 6 and info.random_init is False
+    assert info.encoder["arch"] == "efficientnet_lite0"
     from metamodal.data import load_dataset
 
     mods = load_embeddings(tmp_path / "emb", load_dataset(tmp_path))
     feats = mods["image_effnet"]
     assert feats.kind == "image" and feats.features.shape == (6, 1280)
     # the same forward pass names what it sees: visual keywords, a text modality of kind image
-    assert info["labelled"] == 6
+    assert info.labelled == 6
     labels = mods["image_effnet_labels"]
     assert labels.kind == "image" and labels.present.all()
     assert all("crossword puzzle" in labels.texts[i].split(", ") for i in (1, 3, 5))

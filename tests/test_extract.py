@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from metamodal.extract.encoders import Encoder, EncoderSpec, WeightsUnavailable
+from metamodal.rundir import SCHEMA_VERSION, LayoutError
 
 IMAGE = EncoderSpec(
     "open_clip_image", "image_clip", arch="ViT-S-32", random_init=True, image_size=32, seed=1
@@ -62,19 +63,19 @@ def test_bad_inputs_counted_once_per_item_and_aligned(
     from metamodal.extract.pipeline import run_extraction
 
     m = run_extraction(catalog, tmp_path, cfg(encoders=[TEXT, IMAGE]))
-    img, txt = m["modalities"]["image_clip"], m["modalities"]["text_minilm"]
-    assert m["items"] == 40 and img["rows"] == txt["rows"] == 40
-    assert img["reasons"] == {
+    img, txt = m.modalities["image_clip"], m.modalities["text_minilm"]
+    assert m.items == 40 and img.rows == txt.rows == 40
+    assert img.reasons == {
         "image_absent": 2,
         "image_corrupt": 1,
         "image_unreadable": 1,
     }  # 3 and 8 absent
     assert (
-        img["present"] == 36
-        and img["random_init"] is True
-        and m["random_init"]["image_clip"] is True
+        img.present == 36
+        and img.random_init is True
+        and m.random_init["image_clip"] is True
     )
-    assert txt["reasons"] == {"text_absent": 2} and txt["present"] == 38
+    assert txt.reasons == {"text_absent": 2} and txt.present == 38
     saved = json.loads((tmp_path / "manifest.json").read_text())
     assert saved["modalities"]["image_clip"]["missing"] == 4
     for name in ("image_clip", "text_minilm"):
@@ -95,11 +96,17 @@ def test_bad_inputs_counted_once_per_item_and_aligned(
         and feats["image_clip"].present[[0, 9]].all()
     )
     assert feats["image_clip"].kind == "image" and f.kind == "text"
-    # an older manifest that does not say which raw modality each encoder read fails, naming it
+    # a manifest that does not say which raw modality an encoder read is refused, naming it
     del saved["modalities"]["image_clip"]["source"]
     (tmp_path / "manifest.json").write_text(json.dumps(saved))
-    with pytest.raises(ValueError, match="manifest.json: modality 'image_clip' names no source"):
+    with pytest.raises(ValueError, match=r"modalities\.image_clip\.source"):
         load_embeddings(tmp_path, ds)
+    # a directory of the layout before run directories were versioned names the version expected
+    (tmp_path / "run.json").unlink()
+    with pytest.raises(LayoutError, match=f"kind 'extract', schema {SCHEMA_VERSION}; it has no run.json"):
+        load_embeddings(tmp_path, ds)
+    with pytest.raises(LayoutError, match="no run.json"):
+        run_extraction(catalog, tmp_path, cfg(encoders=[TEXT, IMAGE]))
 
 
 def test_resume_matches_uninterrupted_and_rerun_skips(
@@ -109,11 +116,11 @@ def test_resume_matches_uninterrupted_and_rerun_skips(
     from metamodal.extract.pipeline import run_extraction
 
     part = run_extraction(catalog, tmp_path / "a", cfg(max_new_shards=1))
-    assert part["modalities"]["image_clip"]["complete"] is False
+    assert part.modalities["image_clip"].complete is False
     assert len(list((tmp_path / "a" / "image_clip").glob("shard-*.parquet"))) == 1
     resumed = run_extraction(catalog, tmp_path / "a", cfg())
     assert (
-        resumed["modalities"]["image_clip"]["encoded_now"] < 40 - 16 + 1
+        resumed.modalities["image_clip"].encoded_now < 40 - 16 + 1
     )  # the first shard was skipped
     run_extraction(catalog, tmp_path / "b", cfg(actors=1))
     a, b = read_modality(tmp_path / "a", "image_clip"), read_modality(tmp_path / "b", "image_clip")
@@ -125,7 +132,7 @@ def test_resume_matches_uninterrupted_and_rerun_skips(
         and a.column("present").to_pylist() == b.column("present").to_pylist()
     )
     again = run_extraction(catalog, tmp_path / "a", cfg())
-    assert again["modalities"]["image_clip"]["encoded_now"] == 0
+    assert again.modalities["image_clip"].encoded_now == 0
     other = EncoderSpec(
         "open_clip_image", "image_clip", arch="ViT-S-32", random_init=True, image_size=32, seed=2
     )

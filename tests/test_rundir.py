@@ -1,4 +1,5 @@
-"""The one configuration guard and atomic write every stage's output directory uses."""
+"""Run directories: the one configuration guard, the atomic write, the kind-and-schema header
+and the typed records every stage writes and reads."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from metamodal.config import ConfigError
-from metamodal.rundir import claim, write_json
+from metamodal.rundir import SCHEMA_VERSION, LayoutError, MMARun, ZooResults, ZooRun, claim, write_json
 
 
 def test_a_directory_keeps_one_configuration_unless_overwritten(tmp_path: Path) -> None:
@@ -35,3 +37,56 @@ def test_write_json_leaves_no_temporary_file_and_replaces_whole(tmp_path: Path) 
     write_json(f, {"b": [1, 2]}, indent=2)
     assert json.loads(f.read_text()) == {"b": [1, 2]}
     assert [p.name for p in f.parent.iterdir()] == ["state.json"]
+
+
+def _results(**kw) -> ZooResults:
+    base = dict(model="bpr", dataset="d", valid={"recall@20": 0.5}, test=None, test_slices=None,
+                epochs=3, best_epoch=2, resumed_from=[], seconds_per_epoch=0.1, eval_seconds=0.0,
+                wall_seconds=1.0, modalities=[], missing=None, checkpoint="model.pt", retrieval=None)  # fmt: skip
+    return ZooResults(**{**base, **kw})
+
+
+def test_a_run_directory_names_its_kind_and_schema_and_refuses_others(tmp_path: Path) -> None:
+    run = ZooRun(tmp_path / "zoo")
+    assert not run.finished()  # nothing there yet
+    assert run.claim({"lr": 0.1}, overwrite=False) == "new"
+    header = json.loads(run.header_file.read_text())
+    assert header == {"kind": "zoo", "schema_version": SCHEMA_VERSION}
+    run.write_results(_results())
+    assert run.finished() and run.results() == _results()
+    # a reader of another kind is told what it found and what it expected
+    with pytest.raises(LayoutError, match=f"kind 'zoo', schema {SCHEMA_VERSION}; expected kind 'mma'"):
+        MMARun(run.path).config()
+    # the layout before run.json: every reader names the version expected; no shim reads it
+    run.header_file.unlink()
+    with pytest.raises(LayoutError, match=f"kind 'zoo', schema {SCHEMA_VERSION}; it has no run.json"):
+        run.finished()
+    with pytest.raises(LayoutError, match="no run.json"):
+        run.claim({"lr": 0.1}, overwrite=False)  # not even the same configuration resumes it
+    assert run.claim({"lr": 0.1}, overwrite=True) == "new"  # replaced, its results gone
+    assert not run.finished() and run.header() is not None
+
+
+def test_typed_results_refuse_a_missing_or_unknown_field(tmp_path: Path) -> None:
+    run = ZooRun(tmp_path)
+    run.claim({"lr": 0.1}, overwrite=False)
+    rec = _results().model_dump()
+    run.results_file.write_text(json.dumps({**rec, "surprise": 1}))
+    with pytest.raises(ValidationError, match="surprise"):
+        run.results()
+    del rec["best_epoch"]
+    run.results_file.write_text(json.dumps(rec))
+    with pytest.raises(ValidationError, match="best_epoch"):
+        run.results()
+
+
+def test_an_mma_run_extends_its_seed_count_and_retrains_a_changed_config(tmp_path: Path) -> None:
+    run = MMARun(tmp_path)
+    assert not run.holds({"pool": 20, "seeds": 3})
+    assert run.claim_config({"pool": 20, "seeds": 3}) == "new"
+    run.write_seed_result(0, {"ooma": 0.2})
+    assert run.holds({"pool": 20, "seeds": 5})  # more seeds: the same run, extended
+    assert run.claim_config({"pool": 20, "seeds": 5}) == "same"
+    assert run.config()["seeds"] == 5 and run.seed_result(0) == {"ooma": 0.2}
+    assert run.claim_config({"pool": 30, "seeds": 5}) == "replaced"  # never refuses
+    assert run.zoo("lightgcn").path == tmp_path / "zoo" / "lightgcn"

@@ -86,9 +86,9 @@ def test_ray_train_ddp_resumes_after_a_worker_dies(
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]  # one row per epoch after the resume
     # resumed from the last checkpoint the controller had registered (epoch 1 or 2) — or, when
     # the worker died before it had registered any (it happens under load), from the start
-    assert res["resumed_from"] in ([], [1], [2])
-    assert res["epochs"] == 4 and 1 <= res["best_epoch"] <= 4
-    assert {"recall@20", "ndcg@20"} <= set(res["test"]) and (tmp_path / "curves.png").is_file()
+    assert res.resumed_from in ([], [1], [2])
+    assert res.epochs == 4 and 1 <= res.best_epoch <= 4
+    assert {"recall@20", "ndcg@20"} <= set(res.test) and (tmp_path / "curves.png").is_file()
     assert (tmp_path / "model.pt").is_file()
 
 

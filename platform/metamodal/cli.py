@@ -186,6 +186,7 @@ def align(
     ] = None,
     workers: int = 2,
     seed: int = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace a run made with another config")] = False,
 ) -> None:
     """CLIP domain alignment of an open_clip model on the catalog's image-text pairs (Ray Train)."""
     from metamodal.extract.align import AlignConfig, run_align
@@ -205,7 +206,7 @@ def align(
         from metamodal.data.splits import Split
 
         idx = Split.load(split, load_dataset(catalog, format)).train
-    run_align(catalog, out, cfg, format, interactions_idx=idx)
+    run_align(catalog, out, cfg, format, interactions_idx=idx, overwrite=overwrite)
 
 
 @app.command()

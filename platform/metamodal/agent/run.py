@@ -17,7 +17,7 @@ from metamodal.agent.evidence import EvidenceStore
 from metamodal.agent.seed import log, run_seed
 from metamodal.agent.tools import tools_for
 from metamodal.config import ConfigError
-from metamodal.rundir import write_json
+from metamodal.rundir import LayoutError, MMARun
 from metamodal.train.artifacts import TrainedRun, load_run
 
 
@@ -30,14 +30,17 @@ def train_zoo(dataset: str, out: Path, cfg: MMAConfig) -> dict[str, TrainedRun]:
     overrides = [f"missing.cold_item_frac={cfg.cold_item_frac}", f"split.method={cfg.split}",
                  *cfg.zoo_overrides]  # fmt: skip
     for name in dict.fromkeys([cfg.retriever, *cfg.baselines]):
-        d = out / "zoo" / name
-        done = (d / "results.json").is_file()
+        zoo = MMARun(out).zoo(name)
+        try:
+            done = zoo.finished()
+        except LayoutError:  # an older layout: retrained in place, as a changed config would be
+            done = False
         if done:
-            log(f"zoo {name}: reusing {d}")
+            log(f"zoo {name}: reusing {zoo.path}")
         else:
             log(f"zoo {name}: training")
-            run_training(name, dataset, d, overrides, overwrite=True)
-        runs[name] = load_run(d)
+            run_training(name, dataset, zoo.path, overrides, overwrite=True)
+        runs[name] = load_run(zoo.path)
     return runs
 
 
@@ -59,24 +62,17 @@ class FirstStageScores:
         return self.items @ self.items[hist].mean(0)
 
 
-def _per_seed(conf: dict) -> dict:
-    """What a seed's result depends on: everything but how many seeds there are, so that a
-    3-seed run extends to 5 (or reports its first 3) without training anything twice."""
-    return {k: v for k, v in conf.items() if k != "seeds"}
-
-
 def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = False) -> dict:
     """``reevaluate``: with the same configuration, keep the trained policies and evaluate every
     seed again (after a change to evaluation or selection); otherwise finished seeds are kept."""
     from metamodal.agent.mma_report import write_report
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    conf, wanted = out / "config.json", json.loads(json.dumps(cfg.model_dump()))
-    same = conf.is_file() and _per_seed(json.loads(conf.read_text())) == _per_seed(wanted)
-    if reevaluate and not same:
-        raise ConfigError(f"--reevaluate needs {conf} to hold this same configuration")
-    write_json(conf, wanted, indent=2)
+    rd = MMARun(out)
+    out = rd.path
+    conf = json.loads(json.dumps(cfg.model_dump()))
+    if reevaluate and not rd.holds(conf):
+        raise ConfigError(f"--reevaluate needs {rd.config_file} to hold this same configuration")
+    same = rd.claim_config(conf) == "same"
     t0 = time.perf_counter()
     runs = train_zoo(dataset, out, cfg)
     zoo_s = time.perf_counter() - t0
@@ -86,14 +82,14 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = Fa
     log(f"evidence sources: {store.sources()}; tools: {list(tools_for(store))}")
     seeds, reused = [], []
     for seed in range(cfg.seeds):
-        done = out / f"seed{seed}" / "result.json"
-        if same and done.is_file() and not reevaluate:  # resume at the first unfinished seed
-            log(f"seed {seed}: reusing {done} (same configuration)")
-            seeds.append(json.loads(done.read_text()))
+        done = rd.seed_result(seed)
+        if same and done is not None and not reevaluate:  # resume at the first unfinished seed
+            log(f"seed {seed}: reusing {rd.seed_dir(seed)} (same configuration)")
+            seeds.append(done)
             reused.append(seed)
             continue
         seeds.append(run_seed(seed, cfg, runs, store, retriever, out, reuse_policy=same))
-        write_json(done, seeds[-1], default=float)
+        rd.write_seed_result(seed, seeds[-1])
     wall = time.perf_counter() - t0
     timing = {"zoo_seconds": zoo_s, "wall_seconds": wall, "reused_seeds": reused,
               "reevaluated": reevaluate}  # fmt: skip

@@ -18,6 +18,7 @@ Recall@K on held-out test pairs is reported before (the initial weights) and aft
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from metamodal.extract.encoders import (
     normalise_pixels,
     register_clip_configs,
 )
-from metamodal.rundir import write_json
+from metamodal.rundir import AlignReport, AlignRun
 
 KS = (1, 5, 10)
 
@@ -219,41 +220,36 @@ def run_align(
     cfg: AlignConfig | None = None,
     fmt: str | None = None,
     interactions_idx: np.ndarray | None = None,
-) -> dict:
+    overwrite: bool = False,
+) -> AlignReport:
     """Prepare pairs, measure the initial weights, train on Ray Train, keep the best epoch."""
     cfg = cfg or AlignConfig()
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    run = AlignRun(Path(out).resolve())
+    pairs_from = None if interactions_idx is None else hashlib.sha1(np.asarray(interactions_idx).tobytes()).hexdigest()
+    run.claim({**asdict(cfg), "catalog": str(Path(catalog).resolve()), "interactions": pairs_from}, overwrite)
+    out = run.path
     t0 = time.perf_counter()
     data_path, stats = _prepare_pairs(load_dataset(catalog, fmt), cfg, out, interactions_idx)
     data = np.load(data_path)
     test = data["split"] == 2
     before = pair_recall(build_clip(cfg.arch, cfg.init, cfg.seed), data["pixels"][test], data["tokens"][test])
-    metrics_file = out / "align_metrics.jsonl"
-    metrics_file.unlink(missing_ok=True)
-    _save_best(_fit_on_ray(cfg, data_path, metrics_file, out), out)
-    aligned = build_clip(cfg.arch, str(out / "aligned.pt"), cfg.seed)
+    run.metrics_file.unlink(missing_ok=True)
+    _save_best(_fit_on_ray(cfg, data_path, run.metrics_file, out), out)
+    aligned = build_clip(cfg.arch, str(run.checkpoint), cfg.seed)
     after = pair_recall(aligned, data["pixels"][test], data["tokens"][test])
-    curve = [json.loads(line) for line in metrics_file.read_text().splitlines()]
-    report = {
-        "arch": cfg.arch,
-        "config": asdict(cfg),
-        "pairs": asdict(stats),
-        "random_init": cfg.init is None,
-        "test_before": before,
-        "test_after": after,
-        "best_epoch": max(curve, key=lambda m: m["valid_i2t_recall@10"])["epoch"],
-        "epochs": curve,
-        "checkpoint": str(out / "aligned.pt"),
-        "seconds": time.perf_counter() - t0,
-    }
-    write_json(out / "align_report.json", report, indent=2)
-    write_json(out / "aligned.json", {"arch": cfg.arch, "report": "align_report.json"})
+    curve = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
+    report = AlignReport(
+        arch=cfg.arch, config=asdict(cfg), pairs=asdict(stats), random_init=cfg.init is None,
+        test_before=before, test_after=after,
+        best_epoch=max(curve, key=lambda m: m["valid_i2t_recall@10"])["epoch"],
+        epochs=curve, checkpoint=str(run.checkpoint), seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+    run.write_report(report)
     plot_curve(curve, before, after, out / "align_curve.png")
     print(
         f"align: test image->text Recall@10 {before['i2t_recall@10']:.3f} before -> "
-        f"{after['i2t_recall@10']:.3f} after (best epoch {report['best_epoch']}); "
-        f"checkpoint {out / 'aligned.pt'}  ({report['seconds']:.0f} s)",
+        f"{after['i2t_recall@10']:.3f} after (best epoch {report.best_epoch}); "
+        f"checkpoint {run.checkpoint}  ({report.seconds:.0f} s)",
         flush=True,
     )
     return report

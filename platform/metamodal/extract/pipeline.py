@@ -1,8 +1,8 @@
 """Extraction job: a catalog in, per-modality item embeddings out, at cluster scale.
 
-Output layout (``OUT``)::
+Output layout (``OUT``: ``metamodal.rundir.ExtractRun``)::
 
-    manifest.json                     {"items", "config", "modalities": {name: {present, missing, reasons, ...}}}
+    run.json, manifest.json           the run's kind and schema; ``ExtractManifest``
     <modality>/config.json            the encoder spec the shards were made with
     <modality>/shard-00000.parquet    item_id, idx, modality, embedding, present, reason
 
@@ -31,7 +31,7 @@ from metamodal.data.modalities import ImageModality, TextModality, has_text
 from metamodal.extract.decode import decode_batch
 from metamodal.extract.encoders import EncoderSpec, checkpoint_arch, image_size
 from metamodal.extract.stages import Encode
-from metamodal.rundir import claim, write_json
+from metamodal.rundir import ExtractManifest, ExtractRun
 
 
 def default_encoders() -> list[EncoderSpec]:
@@ -132,7 +132,7 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
     d = out / spec.modality
     d.mkdir(parents=True, exist_ok=True)
     conf = {"encoder": spec.to_dict(), "shard_size": cfg.shard_size, "items": ds.n_items}
-    claim(d / "config.json", conf, cfg.overwrite, stale=["*"])
+    ExtractRun(out).claim_modality(spec.modality, conf, cfg.overwrite)
     n_shards = math.ceil(ds.n_items / cfg.shard_size)
     todo = [k for k in range(n_shards) if not _shard_path(d, k).exists()]
     if cfg.max_new_shards is not None:
@@ -237,13 +237,14 @@ def summarise(out: Path, spec: EncoderSpec, n_items: int) -> dict:
 
 def run_extraction(
     catalog: str | Path, out: str | Path, cfg: ExtractConfig | None = None, fmt: str | None = None
-) -> dict:
+) -> ExtractManifest:
     """Extract every configured modality; write and return the manifest."""
     import ray
 
     cfg = cfg or ExtractConfig()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    run = ExtractRun(out)
+    run.start(bool(cfg.overwrite))
     ds = load_dataset(catalog, fmt)
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -252,7 +253,7 @@ def run_extraction(
     for spec in cfg.encoders:
         stats = extract_modality(ds, spec, out, cfg)
         if stats["shards_done"] < stats["shards"]:
-            mods[spec.modality] = {**stats, "complete": False}
+            mods[spec.modality] = {**stats, "complete": False, "source": spec.source}
             print(
                 f"{spec.modality}: stopped after {stats['shards_done']}/{stats['shards']} shards (resume with the same command)"
             )
@@ -280,14 +281,9 @@ def run_extraction(
             f"{summ['missing']:>6,}  {dict(summ['reasons'])}{warn}",
             flush=True,
         )
-    manifest = {
-        "items": ds.n_items,
-        "catalog": str(catalog),
-        "config": cfg.to_dict(),
-        "modalities": mods,
-        "random_init": random_flags,
-    }
-    write_json(out / "manifest.json", manifest, indent=2, default=str)
+    manifest = ExtractManifest(items=ds.n_items, catalog=str(catalog), config=cfg.to_dict(),
+                               modalities=mods, random_init=random_flags)  # fmt: skip
+    run.write_manifest(manifest)
     return manifest
 
 

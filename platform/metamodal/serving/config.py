@@ -4,11 +4,12 @@ retriever, its trained policy and its RuleRouter-Fuse)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from metamodal.rundir import MMARun
 
 RERANKERS = ("mma", "rulerouter", "model", "none")
 
@@ -46,9 +47,5 @@ class ServeConfig(BaseModel):
 
     @classmethod
     def from_mma_dir(cls, mma_dir: str | Path, **kw) -> ServeConfig:
-        d = Path(mma_dir)
-        cfg_file = d / "config.json"
-        if not cfg_file.is_file():
-            raise FileNotFoundError(f"{cfg_file}: not a `metamodal mma run` output")
-        retriever = json.loads(cfg_file.read_text())["retriever"]
-        return cls(retriever_run=str(d / "zoo" / retriever), mma_dir=str(d), **kw)
+        run = MMARun(mma_dir)
+        return cls(retriever_run=str(run.retriever().path), mma_dir=str(run.path), **kw)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import threading
-from pathlib import Path
 
 import numpy as np
 
+from metamodal.rundir import ExtractRun
 from metamodal.serving.config import ServeConfig
 from metamodal.train.artifacts import load_run
 
@@ -51,8 +50,7 @@ class QueryEncoderCore:
             return None
         from metamodal.extract.encoders import Encoder, EncoderSpec
 
-        manifest = json.loads((Path(self.features_dir) / "manifest.json").read_text())
-        for spec in manifest["config"]["encoders"]:
+        for spec in ExtractRun(self.features_dir).manifest().config["encoders"]:
             es = EncoderSpec(**spec)
             if es.source == source and es.modality in self.modalities:
                 return Encoder(es), es

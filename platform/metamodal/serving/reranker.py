@@ -9,14 +9,13 @@ batch's prompts in one forward pass. MMA and RuleRouter-Fuse come from the run's
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from metamodal.agent.episodes import Episode
+from metamodal.rundir import MMARun, ZooRun
 from metamodal.serving.config import ServeConfig
 from metamodal.serving.retriever import Retrieved
 from metamodal.train.artifacts import load_run
@@ -107,10 +106,12 @@ def load_routed(cfg: ServeConfig, run, store, kind: str):
     from metamodal.agent.tools import model_tool, tools_for
     from metamodal.train.masked_scores import MaskedRunScorer
 
-    seed_dir = Path(cfg.mma_dir) / f"seed{cfg.mma_seed}"
+    mma = MMARun(cfg.mma_dir)
+    mma.check()
+    seed_dir = mma.seed_dir(cfg.mma_seed)
     state, extra = read_router(seed_dir), {}
     for m in state["fusion_tools"]:
-        trun = load_run(Path(cfg.mma_dir) / "zoo" / m, ds=run.ds)
+        trun = load_run(mma.zoo(m).path, ds=run.ds)
         extra[m] = model_tool(MaskedRunScorer(trun, {n: store.group_of(n) for n in trun.modalities}), m)
     if state.get("llm_rank"):
         from metamodal.agent.llm_rank import NAME, ListwiseRanker, llm_rank_tool
@@ -123,4 +124,4 @@ def reranker_name(cfg: ServeConfig) -> str:
     """What orders the list, as responses name it (read from disk: cheap, no model loaded)."""
     if cfg.reranker != "model":
         return cfg.reranker
-    return "model:" + json.loads((Path(cfg.model_run) / "config.json").read_text())["model"]
+    return "model:" + ZooRun(cfg.model_run).config()["model"]

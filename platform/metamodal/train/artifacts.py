@@ -4,8 +4,6 @@ baselines and the Serve deployments load models this way."""
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +15,8 @@ from metamodal.data.missing import Missingness
 from metamodal.data.splits import Split
 from metamodal.models import ZOO, ModelData
 from metamodal.models.zoo_base import ZooModel
+from metamodal.rundir import ZooRun
 from metamodal.train.data import attach_features, build_model_data, content_modalities
-
-DATA_BUFFER = re.compile(r"^(content\.[xm]\d+|mean\d+)$")
 
 
 @dataclass
@@ -61,17 +58,13 @@ class TrainedRun:
 
 
 def load_run(out: str | Path, ds: Dataset | None = None) -> TrainedRun:
-    """A run directory written by ``run_training`` (needs ``results.json``: the run finished)."""
-    out = Path(out)
-    if not (out / "results.json").is_file():
-        raise FileNotFoundError(f"{out}: no results.json — the run has not finished")
-    config = json.loads((out / "config.json").read_text())
+    """A finished zoo run (``ZooRun``: another layout, or a run still going, raises)."""
+    run = ZooRun(out)
+    run.results()  # the run finished
+    config = run.config()
     if ds is None:
         ds = attach_features(load_dataset(config["dataset"]), config["data"]["features"])
-    split = Split.load(out / "split", ds)
-    miss = Missingness.load(out / "split") if (out / "split" / "missing.npz").is_file() else None
+    split = Split.load(run.split_dir, ds)
+    miss = Missingness.load(run.split_dir) if (run.split_dir / "missing.npz").is_file() else None
     names = content_modalities(ds, config["data"]["modalities"])
-    state = torch.load(out / "model.pt", weights_only=True, map_location="cpu")
-    # checkpoints written before feature buffers became non-persistent still carry the data
-    state = {k: v for k, v in state.items() if not DATA_BUFFER.match(k)}
-    return TrainedRun(out, config["model"], config, ds, split, miss, names, state)
+    return TrainedRun(run.path, config["model"], config, ds, split, miss, names, run.load_model())

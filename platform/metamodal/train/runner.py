@@ -27,7 +27,7 @@ from metamodal.data import Dataset, load_dataset
 from metamodal.data.splits import Split, make_split
 from metamodal.eval.protocol import evaluate_split
 from metamodal.models import ZOO
-from metamodal.rundir import claim, write_json
+from metamodal.rundir import ZooResults, ZooRun
 from metamodal.train.config import load_config
 from metamodal.train.data import (
     attach_features,
@@ -81,7 +81,7 @@ def run_training(
     callbacks: list | None = None,
     cpus_per_worker: float | None = None,
     test_eval: bool = True,
-) -> dict:
+) -> ZooResults:
     """Train ``model`` into ``out``. ``callbacks`` go to Ray Train's RunConfig (Tune's report
     callback), ``cpus_per_worker`` overrides the CPU share, and ``test_eval=False`` leaves the
     test part unread (tuning selects on validation only)."""
@@ -98,25 +98,25 @@ def run_training(
     scorer = net.scorer()
     valid = evaluate_split(scorer, ds, split, "valid", miss, slices=False)
     test = evaluate_split(scorer, ds, split, "test", miss) if test_eval else None
-    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    res = {
-        "model": model,
-        "dataset": str(dataset),
-        "config": json.loads((out / "config.json").read_text()),
-        "valid": valid.metrics,
-        "test": test.metrics if test else None,
-        "test_slices": test.slices if test else None,
-        "epochs": state["epoch"],
-        "best_epoch": state["best_epoch"],
-        "resumed_from": state.get("resumed_from", []),
+    run = ZooRun(out)
+    curve = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
+    res = ZooResults(
+        model=model,
+        dataset=str(dataset),
+        valid=valid.metrics,
+        test=test.metrics if test else None,
+        test_slices=test.slices if test else None,
+        epochs=state["epoch"],
+        best_epoch=state["best_epoch"],
+        resumed_from=state.get("resumed_from", []),
         **curve_timings(curve),
-        "wall_seconds": wall,
-        "modalities": names,
-        "missing": miss.summary() if miss else None,
-        "checkpoint": str(out / "model.pt"),
-        "retrieval": retrieval_check(net, cfg.train.seed) if cfg.train.retrieval_check else None,
-    }
-    write_json(out / "results.json", res, indent=2)
+        wall_seconds=wall,
+        modalities=names,
+        missing=miss.summary() if miss else None,
+        checkpoint=str(run.model_file),
+        retrieval=retrieval_check(net, cfg.train.seed) if cfg.train.retrieval_check else None,
+    )
+    run.write_results(res)
     plot_curves(curve, cfg.train.valid_metric, out / "curves.png", model)
     print_summary(res, wall)
     return res
@@ -128,10 +128,8 @@ def resolve_config(model, dataset: Path, overrides, override_file, out: Path, ov
     cfg, params = load_config(model, dataset, overrides, override_file)
     if cfg.data.features:  # workers (and later readers of config.json) may run elsewhere
         cfg.data.features = str(Path(cfg.data.features).resolve())
-    out.mkdir(parents=True, exist_ok=True)
     resolved = {**cfg.model_dump(), "params": params.model_dump()}
-    stale = ["ray_results", "split", "metrics.jsonl", ".failed_once"]
-    if claim(out / "config.json", resolved, overwrite, stale) == "new":
+    if ZooRun(out).claim(resolved, overwrite) == "new":
         (out / "metrics.jsonl").unlink(missing_ok=True)
     return cfg, params
 
@@ -184,9 +182,7 @@ def best_model(result, model: str, ds, split, names, miss, cfg, params, out: Pat
     with result.checkpoint.as_directory() as d:
         net.load_state_dict(torch.load(Path(d) / "best.pt", weights_only=True))
         state = json.loads((Path(d) / "state.json").read_text())
-    tmp = out / "model.pt.tmp"
-    torch.save(net.state_dict(), tmp)
-    os.replace(tmp, out / "model.pt")
+    ZooRun(out).save_model(net.state_dict())
     net.set_epoch(state["best_epoch"] - 1)  # staged models score as at the kept epoch
     return net, state
 
@@ -198,12 +194,12 @@ def curve_timings(curve: list[dict]) -> dict:
             "eval_seconds": float(np.median(evals or [0]))}  # fmt: skip
 
 
-def print_summary(res: dict, wall: float) -> None:
-    shown = ("test", res["test"]) if res["test"] else ("valid", res["valid"])
+def print_summary(res: ZooResults, wall: float) -> None:
+    shown = ("test", res.test) if res.test else ("valid", res.valid)
     print(
-        f"{res['model']}: best epoch {res['best_epoch']} of {res['epochs']}; {shown[0]} recall@20 "
+        f"{res.model}: best epoch {res.best_epoch} of {res.epochs}; {shown[0]} recall@20 "
         f"{shown[1]['recall@20']:.4f} ndcg@20 {shown[1]['ndcg@20']:.4f}; "
-        f"{res['seconds_per_epoch']:.2f} s/epoch; {wall:.0f} s",
+        f"{res.seconds_per_epoch:.2f} s/epoch; {wall:.0f} s",
         flush=True,
     )
 

@@ -53,7 +53,7 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int 
         f"\nmasked evaluation: {out / 'evaluation' / 'evaluation.md'}, evaluation.png"
         f"\nbaselines: {out / 'baselines' / 'results.md'}\nplot:   {out / 'baselines' / 'results.png'}"
         f"\nalign:  {out / 'align' / 'align_report.json'} (image->text R@10 "
-        f"{align['test_before']['i2t_recall@10']:.3f} -> {align['test_after']['i2t_recall@10']:.3f}), "
+        f"{align.test_before['i2t_recall@10']:.3f} -> {align.test_after['i2t_recall@10']:.3f}), "
         f"{out / 'align' / 'align_curve.png'}\nembeddings: {out / 'embeddings' / 'manifest.json'}"
     )
     print(f"demo wall time: {step.elapsed():.1f} s")
@@ -87,10 +87,10 @@ def _data_steps(out: Path, synth: SynthConfig, step: _Steps) -> tuple[dict, dict
                       AlignConfig(co_weight=0.5, seed=synth.seed, epochs=6),  # 12 by default: the demo's budget
                       interactions_idx=train_idx)  # fmt: skip
     step(6, "extracting item embeddings with Ray Data (MiniLM text, aligned image tower)")
-    manifest = run_extraction(catalog, out / "embeddings", build_config(image_weights=align["checkpoint"]))
-    res["align"] = {k: align[k] for k in ("test_before", "test_after", "best_epoch")}
-    res["extract"] = {k: {"present": v["present"], "missing": v["missing"]}
-                      for k, v in manifest["modalities"].items()}  # fmt: skip
+    manifest = run_extraction(catalog, out / "embeddings", build_config(image_weights=align.checkpoint))
+    res["align"] = align.model_dump(include={"test_before", "test_after", "best_epoch"})
+    res["extract"] = {k: {"present": v.present, "missing": v.missing}
+                      for k, v in manifest.modalities.items()}  # fmt: skip
     return res, align
 
 

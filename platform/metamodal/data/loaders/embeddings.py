@@ -1,7 +1,7 @@
 """Extraction output read as the dataset's feature modalities: one more feature source, like a
 catalogue's own ``.npy`` files. The layout is the extraction job's (``extract/pipeline.py``)::
 
-    manifest.json                     {"modalities": {name: {complete, source, ...}}}
+    run.json, manifest.json           ``metamodal.rundir.ExtractRun``
     <modality>/shard-00000.parquet    item_id, idx, modality, embedding, present, reason[, labels]
 
 Training, evaluation and Serve read it here, so none of them imports the extraction job.
@@ -9,7 +9,6 @@ Training, evaluation and Serve read it here, so none of them imports the extract
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pyarrow.parquet as pq
 
 from metamodal.data.dataset import Dataset
 from metamodal.data.modalities import FeatureModality, TextModality
+from metamodal.rundir import ExtractRun
 
 
 def read_modality(out: str | Path, modality: str) -> pa.Table:
@@ -32,16 +32,11 @@ def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality |
     """Every extracted modality aligned to ``ds`` by item id; an image classifier's labels
     become a text modality of the image's kind (``<name>_labels``: visual keywords, observed
     exactly when the image is)."""
-    manifest_file = Path(out) / "manifest.json"
-    manifest = json.loads(manifest_file.read_text())
     mods: dict[str, FeatureModality | TextModality] = {}
-    for name, info in manifest["modalities"].items():
-        if not info.get("complete"):
+    for name, info in ExtractRun(out).manifest().modalities.items():
+        if not info.complete:
             raise ValueError(f"{out}/{name}: extraction incomplete; resume it first")
-        if info.get("source") not in ("text", "image"):
-            raise ValueError(f"{manifest_file}: modality {name!r} names no source (text or image): "
-                             "written by an older extraction; re-run it with --overwrite")  # fmt: skip
-        mods.update(_modality(Path(out), name, info["source"], ds))
+        mods.update(_modality(Path(out), name, info.source, ds))
     return mods
 
 

@@ -1,0 +1,12 @@
+"""Typed run directories: every stage's output as a class that writes and reads it, under one
+schema version (``base``), one configuration guard and atomic writes."""
+
+from metamodal.rundir.align import AlignReport, AlignRun
+from metamodal.rundir.base import SCHEMA_VERSION, LayoutError, RunDir, claim, write_json
+from metamodal.rundir.extract import ExtractManifest, ExtractRun, ModalityEntry
+from metamodal.rundir.mma import MMARun
+from metamodal.rundir.zoo import ZooResults, ZooRun
+
+__all__ = ["SCHEMA_VERSION", "AlignReport", "AlignRun", "ExtractManifest", "ExtractRun",
+           "LayoutError", "MMARun", "ModalityEntry", "RunDir", "ZooResults", "ZooRun", "claim",
+           "write_json"]  # fmt: skip
