@@ -28,7 +28,7 @@ def main() -> None:
         if f.type in ("bool | None", "bool"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
+            kind = {"int": int, "float": float}.get(str(f.type).removesuffix(" | None"), str)
             p.add_argument(flag, type=kind, default=f.default)
     a = vars(p.parse_args())
     catalog, out, fmt, overwrite = a.pop("catalog"), a.pop("out"), a.pop("format"), a.pop("overwrite")

@@ -73,3 +73,23 @@ def test_align_then_extract_with_the_aligned_checkpoint(
     assert np.allclose(feats.features[i], direct, atol=1e-5)
     with pytest.raises(ValueError, match="pass --arch mm-tiny-clip"):
         Encoder(EncoderSpec("open_clip_image", "x", arch="ViT-S-32", pretrained=str(ckpt)))
+
+
+def test_alignment_resumes_after_a_worker_dies_and_the_same_command_resumes(
+    ray_session, small_shop: Path, tmp_path: Path
+) -> None:
+    from metamodal.config import ConfigError
+    from metamodal.extract.align import AlignConfig, run_align
+
+    cfg = AlignConfig(epochs=3, batch_size=32, seed=1, fail_at_epoch=1)
+    rep = run_align(small_shop, tmp_path / "a", cfg)
+    assert (tmp_path / "a" / ".failed_once").exists()  # a worker really died at epoch 1
+    assert [r["epoch"] for r in rep.epochs] == [1, 2, 3]  # one row per epoch after the resume
+    first = torch.load(tmp_path / "a" / "aligned.pt", weights_only=True)
+    again = run_align(small_shop, tmp_path / "a", cfg)  # resumes at its last checkpoint: done
+    assert again.epochs == rep.epochs  # the same rows, timings included: nothing retrained
+    assert again.best_epoch == rep.best_epoch and again.test_after == rep.test_after
+    second = torch.load(tmp_path / "a" / "aligned.pt", weights_only=True)
+    assert all(torch.equal(v, second[k]) for k, v in first.items())
+    with pytest.raises(ConfigError, match="another configuration"):
+        run_align(small_shop, tmp_path / "a", AlignConfig(epochs=4, batch_size=32, seed=1))

@@ -12,7 +12,7 @@ import metamodal
 
 LAYERS = {
     "raylogs": 0, "config": 0,
-    "rundir": 1,
+    "rundir": 1, "harness": 1,
     "data": 2,
     "models": 3, "extract": 3, "retrieval": 3,
     "eval": 4,

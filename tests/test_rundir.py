@@ -10,7 +10,15 @@ import pytest
 from pydantic import ValidationError
 
 from metamodal.config import ConfigError
-from metamodal.rundir import SCHEMA_VERSION, LayoutError, MMARun, ZooResults, ZooRun, claim, write_json
+from metamodal.rundir import (
+    SCHEMA_VERSION,
+    LayoutError,
+    MMARun,
+    ZooResults,
+    ZooRun,
+    claim,
+    write_json,
+)
 
 
 def test_a_directory_keeps_one_configuration_unless_overwritten(tmp_path: Path) -> None:

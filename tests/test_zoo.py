@@ -93,7 +93,7 @@ def test_ray_train_ddp_resumes_after_a_worker_dies(
 
 
 def test_metrics_log_is_trimmed_to_the_resumed_epoch_and_survives_a_half_written_line(tmp_path) -> None:
-    from metamodal.train.loop import _trim_log
+    from metamodal.harness import trim_log as _trim_log
 
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n{"epo')

@@ -13,14 +13,15 @@ policy gradient over the whole menu with a KL to the warm start.
 from __future__ import annotations
 
 import json
-import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from metamodal.harness import RunSpec, Worker, fit, optimiser_step, placement, zero_optimiser
 from metamodal.rundir import write_json
 
 LETTERS = "ABCDEFGHIJKLMNOPQRST"  # a route menu, or a listwise window of candidates
@@ -152,33 +153,13 @@ def _build(cfg: MenuPolicyConfig, n_letters: int) -> MenuNet:
     return MenuNet(net, tok, cfg.train_layers, n_letters, cfg.answer)
 
 
-def _engine(mn: MenuNet, cfg: MenuPolicyConfig, lr: float, world: int, use_gpu: bool):
-    """DeepSpeed ZeRO over the LoRA weights when there is more than one worker or a GPU (a
-    plain torch AdamW: DeepSpeed's own JIT-compiles for a minute on CPU); else the optimiser."""
-    params = [p for p in mn.net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr)
-    if world == 1 and not use_gpu:
-        return None, opt
-    import deepspeed
-
-    ds_cfg = {
-        "train_micro_batch_size_per_gpu": cfg.batch,
-        "gradient_accumulation_steps": 1,
-        "zero_optimization": {"stage": cfg.zero_stage},
-        "zero_allow_untested_optimizer": True,
-        "bf16": {"enabled": bool(use_gpu and torch.cuda.is_bf16_supported())},
-    }
-    engine, opt, _, _ = deepspeed.initialize(model=mn.net, optimizer=opt, config=ds_cfg)
-    return engine, opt
-
-
-def _epochs(mn, cfg, rows, states, stage: str, epochs: int, lr: float, ctx, log) -> None:
+def _epochs(mn, cfg, rows, states, stage: str, epochs: int, lr: float, w: Worker) -> None:
     """One training stage over this rank's rows: ``bc`` (cross-entropy to q) or ``rl``
     (expected reward over the menu + β·KL to the warm start)."""
     from metamodal.agent.menus import expected_reward_loss
 
-    engine, opt = _engine(mn, cfg, lr, ctx["world"], ctx["use_gpu"])
-    rng = np.random.default_rng([cfg.seed, ctx["rank"], len(stage)])
+    engine, opt = zero_optimiser(mn.net, lr, w, cfg.zero_stage, cfg.batch)
+    rng = np.random.default_rng([cfg.seed, w.rank, len(stage)])
     sizes, q, r, ref = (torch.tensor(rows[k]) for k in ("sizes", "q", "rewards", "ref"))
     r = r * rows["reward_scale"]
     mn.net.train()
@@ -192,66 +173,51 @@ def _epochs(mn, cfg, rows, states, stage: str, epochs: int, lr: float, ctx, log)
                 loss = -(q[b] * torch.log_softmax(lg, -1)).sum(-1).mean()
             else:
                 loss = expected_reward_loss(lg, r[b], ref[b], cfg.beta)
-            if engine is not None:
-                engine.backward(loss)
-                engine.step()
-            else:
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            optimiser_step(engine, opt, loss)
             step += 1
-            log({"stage": stage, "epoch": epoch, "step": step, "loss": float(loss.detach())})
+            w.log({"stage": stage, "epoch": epoch, "step": step, "loss": float(loss.detach())})
 
 
-def policy_worker(config: dict) -> None:
-    """One Ray Train worker: cache its shard's trunk states, warm start, RL, rank 0 saves."""
-    import ray.train
+@dataclass(frozen=True)
+class PolicyJob:
+    """What each worker needs: the trainer's config and the rows (prompts, menu sizes, soft
+    targets, full-information rewards and their scale)."""
 
-    from metamodal.raylogs import quiet_ray_train_logs
+    cfg: MenuPolicyConfig
+    rows: dict
 
-    os.environ.update(config["env_vars"])  # before DeepSpeed is imported
-    quiet_ray_train_logs()
-    cfg = MenuPolicyConfig(**config["cfg"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    use_gpu = torch.cuda.is_available() and cfg.use_gpu is not False
-    if config.get("threads"):
-        torch.set_num_threads(config["threads"])
+
+def policy_steps(job: PolicyJob, w: Worker) -> None:
+    """The policy's step code for the harness: cache its shard's trunk states, warm start,
+    RL; rank 0 saves the adapters."""
+    cfg, rows = job.cfg, job.rows
     torch.manual_seed(cfg.seed)
-    out = Path(config["out"])
-    rows = config["rows"]
-    n_letters = rows["q"].shape[1]
-    mn = _build(cfg, n_letters)
-    if use_gpu:
-        mn.net.to(ray.train.torch.get_device())
-    shard = np.arange(rank, len(rows["prompts"]), world)
+    mn = _build(cfg, rows["q"].shape[1])
+    if w.use_gpu:
+        mn.net.to(w.device)
+    shard = np.arange(w.rank, len(rows["prompts"]), w.world)
     mine = {k: (v[shard] if isinstance(v, np.ndarray) else v) for k, v in rows.items()}
     t0 = time.perf_counter()
     states = mn.encode([rows["prompts"][i] for i in shard])
-    cache_s = time.perf_counter() - t0
-    ctx_d = {"rank": rank, "world": world, "use_gpu": use_gpu}
-
-    def log(row: dict) -> None:
-        if rank == 0:
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-
-    log({"stage": "cache", "rows": len(shard), "seconds": cache_s})
-    _epochs(mn, cfg, mine, states, "bc", cfg.bc_epochs, cfg.bc_lr, ctx_d, log)
-    if rank == 0:  # the warm start alone: the BC-only ablation
-        (mn.net.module if hasattr(mn.net, "module") else mn.net).save_pretrained(out / "adapter_bc")
+    w.log({"stage": "cache", "rows": len(shard), "seconds": time.perf_counter() - t0})
+    _epochs(mn, cfg, mine, states, "bc", cfg.bc_epochs, cfg.bc_lr, w)
+    if w.chief:  # the warm start alone: the BC-only ablation
+        _unwrapped(mn).save_pretrained(w.out / "adapter_bc")
     if cfg.rl_epochs:
         mn.net.eval()
         with torch.no_grad():  # the warm start's π: the RL stage's KL reference
             ref = [torch.softmax(mn.logits(states[s : s + 64], torch.tensor(mine["sizes"][s : s + 64])).float(), -1)
                    for s in range(0, len(states), 64)]  # fmt: skip
         mine["ref"] = torch.cat(ref).numpy()
-        _epochs(mn, cfg, mine, states, "rl", cfg.rl_epochs, cfg.rl_lr, ctx_d, log)
-    if rank == 0:
-        net = mn.net.module if hasattr(mn.net, "module") else mn.net
-        net.save_pretrained(out / "adapter")
-        log({"stage": "done", "seconds": time.perf_counter() - t0})
-    ray.train.report({"done": 1})
+        _epochs(mn, cfg, mine, states, "rl", cfg.rl_epochs, cfg.rl_lr, w)
+    if w.chief:
+        _unwrapped(mn).save_pretrained(w.out / "adapter")
+        w.log({"stage": "done", "seconds": time.perf_counter() - t0})
+    w.report({"done": 1})
+
+
+def _unwrapped(mn: MenuNet):
+    return mn.net.module if hasattr(mn.net, "module") else mn.net
 
 
 def train_menu_policy(
@@ -260,33 +226,24 @@ def train_menu_policy(
 ) -> dict:  # fmt: skip
     """Train on Ray Train; ``rewards``/``q`` [n, letters] (zeros past each row's menu size).
     ``reward_scale`` multiplies the rewards in the RL stage (default: one over their spread)."""
-    from ray.train import RunConfig
-    from ray.train.torch import TorchTrainer
-
     from metamodal.agent.policy import materialise
-    from metamodal.train.runner import worker_scaling
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     cfg = cfg.model_copy(update={"model": materialise(cfg.model)})
-    use_gpu, scaling, share = worker_scaling(cfg.workers, cfg.use_gpu)
     if reward_scale is None:
         spread = float(np.std(rewards[rewards > 0])) if (rewards > 0).any() else 1.0
         reward_scale = 1.0 / max(spread, 1e-3)
     rows = {"prompts": list(prompts), "rewards": rewards.astype(np.float32),
             "sizes": np.asarray(sizes, np.int64), "q": q.astype(np.float32),
             "ref": q.astype(np.float32), "reward_scale": reward_scale}  # fmt: skip
-    env_vars = {} if use_gpu else {"DS_ACCELERATOR": "cpu"}
+    use_gpu = placement(cfg.workers, cfg.use_gpu).use_gpu
+    spec = RunSpec(name=f"mma-router-seed{cfg.seed}", out=out, workers=cfg.workers, use_gpu=use_gpu,
+                   env_vars=() if use_gpu else (("DS_ACCELERATOR", "cpu"),))  # fmt: skip
     t0 = time.perf_counter()
-    TorchTrainer(
-        policy_worker,
-        train_loop_config={"cfg": cfg.model_copy(update={"use_gpu": use_gpu}).model_dump(),
-                           "rows": rows, "out": str(out), "env_vars": env_vars,
-                           "threads": int(share)},  # fmt: skip
-        scaling_config=scaling,
-        run_config=RunConfig(name=f"mma-router-seed{cfg.seed}", storage_path=str(out / "ray_results")),
-    ).fit()
+    fit(policy_steps, PolicyJob(cfg.model_copy(update={"use_gpu": use_gpu}), rows), spec,
+        require_checkpoint=False)  # fmt: skip
     bc = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
           if r["stage"] == "bc"]  # fmt: skip
     qn = q[q.sum(1) > 0]

@@ -20,10 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +37,7 @@ from metamodal.extract.encoders import (
     normalise_pixels,
     register_clip_configs,
 )
+from metamodal.harness import RunSpec, Worker, fit, plot_curves, read_checkpoint
 from metamodal.rundir import AlignReport, AlignRun
 
 KS = (1, 5, 10)
@@ -61,6 +58,8 @@ class AlignConfig:
     workers: int = 2
     use_gpu: bool | None = None  # None: when the Ray cluster has GPUs
     seed: int = 0
+    max_failures: int = 2  # worker failures resumed from the last checkpoint
+    fail_at_epoch: int | None = None  # fault injection: kill a worker once there (resume tests)
 
 
 class AlignNet(torch.nn.Module):
@@ -116,44 +115,60 @@ def pair_recall(
     return out
 
 
-def train_loop(config: dict) -> None:
-    """One Ray Train worker: its shard of each epoch's pairs, DDP, gathered CLIP loss."""
-    import ray.train
-    import ray.train.torch
+@dataclass(frozen=True)
+class AlignJob:
+    """What each worker needs: the configuration and the prepared pairs' file."""
+
+    cfg: AlignConfig
+    data: str
+
+
+def align_steps(job: AlignJob, w: Worker) -> None:
+    """The alignment's step code for the harness: its shard of each epoch's pairs, DDP, the
+    gathered CLIP loss; every epoch checkpoints the latest state (resume) and the best one."""
     from open_clip.loss import ClipLoss
 
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per report
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    data = np.load(config["data"])
+    cfg, data = job.cfg, np.load(job.data)
     train_idx = np.flatnonzero(data["split"] == 0)
-    clip = build_clip(config["arch"], config["init"], config["seed"])
-    net = ray.train.torch.prepare_model(AlignNet(clip, int(clip.text_projection.shape[1]), config["co_weight"] > 0))
-    opt = torch.optim.AdamW(net.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-    steps = config["epochs"] * max(1, len(train_idx) // (config["batch_size"] * world))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config["lr"], total_steps=steps + 1)
-    step = _Step(net, clip, opt, sched, ClipLoss(gather_with_grad=world > 1, rank=rank, world_size=world),
-                 device, config["co_weight"])  # fmt: skip
-    best = -1.0
-    for epoch in range(config["epochs"]):
-        t0 = time.perf_counter()
-        net.train()
-        rng = np.random.default_rng(config["seed"] * 1000 + epoch)
-        order = rng.permutation(train_idx)
-        per_rank = len(order) // world
-        mine = order[rank * per_rank : (rank + 1) * per_rank]
-        bs = config["batch_size"]
-        losses = [step(data, mine[s : s + bs], rng)  # equal, full batches on every rank
-                  for s in range(0, len(mine) - bs + 1, bs)]  # fmt: skip
-        metrics = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-                   "seconds": time.perf_counter() - t0}  # fmt: skip
-        ckpt = None
-        if rank == 0:
-            ckpt, best = _validate(clip, net, data, metrics, best, config, str(device), world)
-        ray.train.report(metrics, checkpoint=ckpt)
-        if ckpt is not None:  # copied into the run's storage by report: drop the local one
-            shutil.rmtree(ckpt.path, ignore_errors=True)
+    clip = build_clip(cfg.arch, cfg.init, cfg.seed)
+    net, core = w.ddp(AlignNet(clip, int(clip.text_projection.shape[1]), cfg.co_weight > 0))
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * max(1, len(train_idx) // (cfg.batch_size * w.world))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps + 1)
+    step = _Step(net, clip, opt, sched, ClipLoss(gather_with_grad=w.world > 1, rank=w.rank, world_size=w.world),
+                 w.device, cfg.co_weight)  # fmt: skip
+    state, best = {"epoch": 0, "best": -1.0, "best_epoch": 0}, None
+    saved = w.restore(["last.pt", "best.pt", "state.json"])
+    if saved:
+        core.load_state_dict(saved["last.pt"]["net"])
+        opt.load_state_dict(saved["last.pt"]["opt"])
+        sched.load_state_dict(saved["last.pt"]["sched"])
+        state, best = saved["state.json"], saved["best.pt"]
+    w.start_log(state["epoch"], resumed=saved is not None)
+    for epoch in range(state["epoch"], cfg.epochs):
+        w.maybe_fail(epoch, cfg.fail_at_epoch)
+        metrics = _align_epoch(step, data, train_idx, epoch, cfg, w)
+        state["epoch"], files = epoch + 1, None
+        if w.chief:
+            best = _validate(clip, core, data, metrics, state, best, cfg, str(w.device))
+            w.log(metrics)
+            files = {"last.pt": {"net": core.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()},
+                     "best.pt": best, "state.json": state}  # fmt: skip
+        w.report(metrics, files)
+
+
+def _align_epoch(step, data, train_idx: np.ndarray, epoch: int, cfg: AlignConfig, w: Worker) -> dict:
+    """This rank's equal share of the epoch's pairs, in full batches."""
+    t0 = time.perf_counter()
+    step.net.train()
+    rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+    order = rng.permutation(train_idx)
+    per_rank = len(order) // w.world
+    mine = order[w.rank * per_rank : (w.rank + 1) * per_rank]
+    bs = cfg.batch_size
+    losses = [step(data, mine[s : s + bs], rng) for s in range(0, len(mine) - bs + 1, bs)]
+    return {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+            "seconds": time.perf_counter() - t0}  # fmt: skip
 
 
 @dataclass
@@ -194,24 +209,19 @@ class _Step:
         return float(loss.detach())
 
 
-def _validate(clip, net, data, metrics: dict, best: float, config: dict, device: str, world: int):
-    """Rank 0: validation recall into ``metrics`` (and the metrics file); a checkpoint when it
-    is the best so far. Returns (checkpoint or None, best)."""
-    import ray.train
-
+def _validate(clip, core, data, metrics: dict, state: dict, best, cfg: AlignConfig, device: str):
+    """Rank 0: validation recall into ``metrics``; the best weights so far (clip and heads)."""
     valid = data["split"] == 1
     r = pair_recall(clip, data["pixels"][valid], data["tokens"][valid], device)
     metrics.update({f"valid_{k}": v for k, v in r.items()})
-    with open(config["metrics_file"], "a") as f:
-        f.write(json.dumps(metrics) + "\n")
-    print(f"align epoch {metrics['epoch']}/{config['epochs']}  loss {metrics['loss']:.3f}  "
+    print(f"align epoch {metrics['epoch']}/{cfg.epochs}  loss {metrics['loss']:.3f}  "
           f"valid i2t R@10 {r['i2t_recall@10']:.3f}  ({metrics['seconds']:.1f} s)", flush=True)  # fmt: skip
-    if r["i2t_recall@10"] <= best:
-        return None, best
-    d = tempfile.mkdtemp()
-    torch.save(clip.state_dict(), os.path.join(d, "clip.pt"))
-    torch.save(net.module.state_dict() if world > 1 else net.state_dict(), os.path.join(d, "net.pt"))
-    return ray.train.Checkpoint.from_directory(d), r["i2t_recall@10"]
+    if r["i2t_recall@10"] <= state["best"]:
+        return best
+    state.update(best=r["i2t_recall@10"], best_epoch=metrics["epoch"])
+    snap = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
+    return {"clip": {k[len("clip."):]: v for k, v in snap.items() if k.startswith("clip.")},
+            "heads": {k: v for k, v in snap.items() if k.startswith("head_")}}  # fmt: skip
 
 
 def run_align(
@@ -226,15 +236,21 @@ def run_align(
     cfg = cfg or AlignConfig()
     run = AlignRun(Path(out).resolve())
     pairs_from = None if interactions_idx is None else hashlib.sha1(np.asarray(interactions_idx).tobytes()).hexdigest()
-    run.claim({**asdict(cfg), "catalog": str(Path(catalog).resolve()), "interactions": pairs_from}, overwrite)
+    claimed = run.claim({**asdict(cfg), "catalog": str(Path(catalog).resolve()), "interactions": pairs_from},
+                        overwrite)  # fmt: skip
     out = run.path
     t0 = time.perf_counter()
     data_path, stats = _prepare_pairs(load_dataset(catalog, fmt), cfg, out, interactions_idx)
     data = np.load(data_path)
     test = data["split"] == 2
     before = pair_recall(build_clip(cfg.arch, cfg.init, cfg.seed), data["pixels"][test], data["tokens"][test])
-    run.metrics_file.unlink(missing_ok=True)
-    _save_best(_fit_on_ray(cfg, data_path, run.metrics_file, out), out)
+    if claimed != "same":  # the same configuration resumes from its last checkpoint
+        run.metrics_file.unlink(missing_ok=True)
+    spec = RunSpec(name="align", out=out, workers=cfg.workers, use_gpu=cfg.use_gpu,
+                   max_failures=cfg.max_failures, metrics_file=run.metrics_file.name)  # fmt: skip
+    best = read_checkpoint(fit(align_steps, AlignJob(cfg, str(data_path)), spec), ["best.pt"])["best.pt"]
+    torch.save(best["clip"], run.checkpoint)
+    torch.save(best["heads"], out / "aligned_heads.pt")
     aligned = build_clip(cfg.arch, str(run.checkpoint), cfg.seed)
     after = pair_recall(aligned, data["pixels"][test], data["tokens"][test])
     curve = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
@@ -245,7 +261,9 @@ def run_align(
         epochs=curve, checkpoint=str(run.checkpoint), seconds=time.perf_counter() - t0,
     )  # fmt: skip
     run.write_report(report)
-    plot_curve(curve, before, after, out / "align_curve.png")
+    plot_curves(curve, [("loss", "training loss"), ("valid_i2t_recall@10", "image→text Recall@10")],
+                out / "align_curve.png", lines={"test, before": (1, before["i2t_recall@10"]),
+                                                "test, after": (1, after["i2t_recall@10"])})  # fmt: skip
     print(
         f"align: test image->text Recall@10 {before['i2t_recall@10']:.3f} before -> "
         f"{after['i2t_recall@10']:.3f} after (best epoch {report.best_epoch}); "
@@ -267,58 +285,3 @@ def _prepare_pairs(ds, cfg: AlignConfig, out: Path, interactions_idx):
     print(f"align: {stats.pairs} image-text pairs (train {stats.train}, valid {stats.valid}, "
           f"test {stats.test}); skipped {stats.skipped}", flush=True)  # fmt: skip
     return data_path, stats
-
-
-def _fit_on_ray(cfg: AlignConfig, data_path: Path, metrics_file: Path, out: Path):
-    import ray
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from metamodal.raylogs import start_ray
-
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")  # else slow reports
-    start_ray()
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
-    cpus = ray.cluster_resources().get("CPU", 1)
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={**asdict(cfg), "data": str(data_path), "metrics_file": str(metrics_file)},
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
-                                     resources_per_worker=None if use_gpu else {"CPU": min(1.0, cpus / cfg.workers)}),
-        run_config=RunConfig(name="align", storage_path=str(out / "ray_results"),
-                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
-    )  # fmt: skip
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"align: no checkpoint was reported ({result.error})")
-    return result
-
-
-def _save_best(result, out: Path) -> None:
-    """The best epoch's CLIP weights (``aligned.pt``) and projection heads."""
-    with result.checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / "clip.pt", weights_only=True)
-        net_state = torch.load(Path(d) / "net.pt", weights_only=True)
-    torch.save(state, out / "aligned.pt")
-    torch.save({k: v for k, v in net_state.items() if k.startswith("head_")}, out / "aligned_heads.pt")
-
-
-def plot_curve(curve: list[dict], before: dict, after: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    ep = [m["epoch"] for m in curve]
-    ax[0].plot(ep, [m["loss"] for m in curve])
-    ax[0].set(title="training loss", xlabel="epoch")
-    ax[1].plot(ep, [m["valid_i2t_recall@10"] for m in curve], label="valid i2t R@10")
-    ax[1].axhline(before["i2t_recall@10"], ls=":", c="grey", label="test, before")
-    ax[1].axhline(after["i2t_recall@10"], ls="--", c="k", label="test, after")
-    ax[1].set(title="image→text Recall@10", xlabel="epoch")
-    ax[1].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

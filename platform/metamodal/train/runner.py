@@ -16,7 +16,6 @@ or torchrec's sharded embeddings) — no dataset this platform ships with comes 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 from metamodal.data import Dataset, load_dataset
 from metamodal.data.splits import Split, make_split
 from metamodal.eval.protocol import evaluate_split
+from metamodal.harness import plot_curves, read_checkpoint
 from metamodal.models import ZOO
 from metamodal.rundir import ZooResults, ZooRun
 from metamodal.train.config import load_config
@@ -44,31 +44,6 @@ def prepare_split(ds: Dataset, method: str | None, seed: int, out: Path) -> Spli
     split = make_split(ds, method, seed)
     split.save(d)
     return split
-
-
-def worker_scaling(
-    workers: int, use_gpu: bool | None, cpus: float | None = None
-) -> tuple[bool, object, float]:
-    """Start Ray if needed; (use_gpu, ScalingConfig, CPUs per worker). ``use_gpu=None``: when the
-    cluster has GPUs. On CPU each worker takes an equal whole share of the cluster's CPUs, or
-    ``cpus`` (Tune trials run several trainings side by side)."""
-    import ray
-    from ray.train import ScalingConfig
-
-    from metamodal.raylogs import start_ray
-
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
-    start_ray()
-    res = ray.cluster_resources()
-    use_gpu = use_gpu if use_gpu is not None else res.get("GPU", 0) > 0
-    share = max(1.0, float(res.get("CPU", 1)) // workers) if not use_gpu else 1.0
-    share = cpus if cpus is not None and not use_gpu else share
-    scaling = ScalingConfig(
-        num_workers=workers,
-        use_gpu=use_gpu,
-        resources_per_worker=None if use_gpu else {"CPU": share},
-    )
-    return use_gpu, scaling, share
 
 
 def run_training(
@@ -117,7 +92,9 @@ def run_training(
         retrieval=retrieval_check(net, cfg.train.seed) if cfg.train.retrieval_check else None,
     )
     run.write_results(res)
-    plot_curves(curve, cfg.train.valid_metric, out / "curves.png", model)
+    metric = cfg.train.valid_metric
+    plot_curves(curve, [("loss", "training loss"), (f"valid_{metric}", f"valid {metric}")],
+                out / "curves.png", model)  # fmt: skip
     print_summary(res, wall)
     return res
 
@@ -136,42 +113,16 @@ def resolve_config(model, dataset: Path, overrides, override_file, out: Path, ov
 
 def fit_on_ray(model, dataset: Path, cfg, params, out: Path, missing_on: bool, callbacks,
                cpus_per_worker: float | None):  # fmt: skip
-    """The worker loop (``train.loop``) in a ``TorchTrainer``; its result holds the best
+    """The zoo's step code (``train.loop``) on the harness; its result holds the best
     checkpoint."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
-    from ray.train.torch import TorchTrainer
-
-    from metamodal.train.loop import train_loop
+    from metamodal.harness import RunSpec, fit
+    from metamodal.train.loop import ZooJob, zoo_steps
 
     t = cfg.train
-    _, scaling, share = worker_scaling(t.workers, t.use_gpu, cpus_per_worker)
-    loop_config = {
-        **t.model_dump(),
-        "model": model,
-        "dataset": str(dataset),
-        "params": params.model_dump(),
-        "split_dir": str(out / "split"),
-        "out": str(out),
-        "threads": t.threads or max(1, int(share)),
-        "data": cfg.data.model_dump(),
-        "missing_on": missing_on,
-    }
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config=loop_config,
-        scaling_config=scaling,
-        run_config=RunConfig(
-            name=f"train-{model}",
-            storage_path=str(out / "ray_results"),
-            checkpoint_config=CheckpointConfig(num_to_keep=1),
-            failure_config=FailureConfig(max_failures=t.max_failures),
-            callbacks=callbacks,
-        ),
-    )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"train {model}: no checkpoint reported ({result.error})")
-    return result
+    job = ZooJob(run=cfg, params=params.model_dump(), split_dir=str(out / "split"), missing_on=missing_on)
+    spec = RunSpec(name=f"train-{model}", out=out, workers=t.workers, use_gpu=t.use_gpu,
+                   cpus_per_worker=cpus_per_worker, max_failures=t.max_failures, threads=t.threads)  # fmt: skip
+    return fit(zoo_steps, job, spec, callbacks=callbacks)
 
 
 def best_model(result, model: str, ds, split, names, miss, cfg, params, out: Path):
@@ -179,9 +130,9 @@ def best_model(result, model: str, ds, split, names, miss, cfg, params, out: Pat
     torch.manual_seed(cfg.train.seed)
     data, _ = build_model_data(ds, split, names, miss, cfg.data.normalise)
     net = ZOO[model](data, params)
-    with result.checkpoint.as_directory() as d:
-        net.load_state_dict(torch.load(Path(d) / "best.pt", weights_only=True))
-        state = json.loads((Path(d) / "state.json").read_text())
+    saved = read_checkpoint(result, ["best.pt", "state.json"])
+    net.load_state_dict(saved["best.pt"])
+    state = saved["state.json"]
     ZooRun(out).save_model(net.state_dict())
     net.set_epoch(state["best_epoch"] - 1)  # staged models score as at the kept epoch
     return net, state
@@ -225,20 +176,3 @@ def retrieval_check(net, seed: int, k: int = 20, n_queries: int = 2000) -> dict:
             "on_gpu": index.on_gpu,
         }
     return out
-
-
-def plot_curves(curve: list[dict], metric: str, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax[0].plot([r["epoch"] for r in curve], [r["loss"] for r in curve])
-    ax[0].set(title=f"{title}: training loss", xlabel="epoch")
-    ev = [r for r in curve if f"valid_{metric}" in r]
-    ax[1].plot([r["epoch"] for r in ev], [r[f"valid_{metric}"] for r in ev])
-    ax[1].set(title=f"valid {metric}", xlabel="epoch")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -105,7 +105,7 @@ def run_tune(
     import ray
     from ray import tune
 
-    from metamodal.train.runner import worker_scaling
+    from metamodal.harness import placement
     from metamodal.tuning.placement import release_new, reserved_by_this_job, stop_orphan_cleaners
 
     spec = load_spec(space_file)
@@ -113,7 +113,7 @@ def run_tune(
                                                      "max_epochs": max_epochs}.items() if v})  # fmt: skip
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    worker_scaling(1, None)  # starts Ray the way training does
+    placement(1, None)  # starts Ray the way training does
     cpus = float(ray.cluster_resources().get("CPU", 1))
     concurrent = concurrent or max(1, int(cpus))
     # the trial's own actor takes 0.05; half a CPU stays free for Ray's own actors (a sweep

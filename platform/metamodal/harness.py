@@ -1,0 +1,292 @@
+"""The one Ray Train harness the zoo, CLIP alignment and the MMA policy train through.
+
+The driver side (``fit``) starts Ray, places the workers (GPUs when the cluster has them, else
+an equal share of the CPUs), names the run's storage inside its run directory (the same
+command again resumes from the last checkpoint there) and turns a run that reported no
+checkpoint into an error. The worker side (``Worker``, handed to each trainer's step code)
+knows its rank and device, appends rank 0's metrics rows to the run's log (trimmed to the
+resumed epoch, so a resumed run's log reads like an uninterrupted one), reports checkpoints
+and restores them. The trainers themselves hold only their per-step code and a typed config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+WORKER_GROUP_NOTE = ".worker_group_pg"  # the placement group a sweep releases if Tune kills the run
+
+
+@dataclass(frozen=True)
+class Placement:
+    use_gpu: bool
+    scaling: Any  # ray.train.ScalingConfig
+    cpus_per_worker: float
+
+
+def placement(workers: int, use_gpu: bool | None, cpus: float | None = None) -> Placement:
+    """Start Ray if needed and place ``workers``. ``use_gpu=None``: when the cluster has GPUs.
+    On CPU each worker takes an equal whole share of the cluster's CPUs, or ``cpus`` (Tune
+    trials run several trainings side by side)."""
+    import ray
+    from ray.train import ScalingConfig
+
+    from metamodal.raylogs import start_ray
+
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")  # else reports lag
+    start_ray()
+    res = ray.cluster_resources()
+    use_gpu = use_gpu if use_gpu is not None else res.get("GPU", 0) > 0
+    share = max(1.0, float(res.get("CPU", 1)) // workers) if not use_gpu else 1.0
+    share = cpus if cpus is not None and not use_gpu else share
+    scaling = ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                            resources_per_worker=None if use_gpu else {"CPU": share})  # fmt: skip
+    return Placement(use_gpu, scaling, share)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Where and how a training runs: ``out`` is its run directory (``ray_results/`` and the
+    metrics log live there), ``name`` its Ray Train name (the same name resumes)."""
+
+    name: str
+    out: Path
+    workers: int = 1
+    use_gpu: bool | None = None
+    cpus_per_worker: float | None = None
+    max_failures: int = 0
+    metrics_file: str = "metrics.jsonl"
+    env_vars: tuple[tuple[str, str], ...] = ()  # set in each worker before its imports
+    threads: int | None = None  # torch threads per worker; default: its CPU share
+
+
+StepCode = Callable[[Any, "Worker"], None]
+
+
+def fit(step_code: StepCode, cfg: Any, spec: RunSpec, callbacks: list | None = None,
+        require_checkpoint: bool = True):  # fmt: skip
+    """Run ``step_code(cfg, worker)`` on every worker; the ``ray.train.Result``."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+
+    place = placement(spec.workers, spec.use_gpu, spec.cpus_per_worker)
+    loop = {"step_code": step_code, "cfg": cfg, "out": str(spec.out), "use_gpu": place.use_gpu,
+            "metrics_file": spec.metrics_file, "env_vars": dict(spec.env_vars),
+            "threads": spec.threads or max(1, int(place.cpus_per_worker))}  # fmt: skip
+    trainer = TorchTrainer(
+        _entry,
+        train_loop_config=loop,
+        scaling_config=place.scaling,
+        run_config=RunConfig(
+            name=spec.name,
+            storage_path=str(Path(spec.out) / "ray_results"),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            failure_config=FailureConfig(max_failures=spec.max_failures),
+            callbacks=callbacks,
+        ),
+    )
+    result = trainer.fit()
+    if require_checkpoint and result.checkpoint is None:
+        raise RuntimeError(f"{spec.name}: no checkpoint was reported ({result.error})")
+    return result
+
+
+def read_checkpoint(result_or_ckpt: Any, names: list[str]) -> dict[str, Any]:
+    """Files of a checkpoint (``.pt``: tensors only; ``.json``: parsed), by name."""
+    ckpt = getattr(result_or_ckpt, "checkpoint", result_or_ckpt)
+    with ckpt.as_directory() as d:
+        return {n: _load(Path(d) / n) for n in names}
+
+
+def _load(p: Path) -> Any:
+    if p.suffix == ".json":
+        return json.loads(p.read_text())
+    return torch.load(p, weights_only=True, map_location="cpu")
+
+
+def _entry(loop: dict) -> None:
+    """Each worker's first frame: environment, quiet logs, threads, then the step code."""
+    os.environ.update(loop["env_vars"])  # before DeepSpeed (or anything reading them) imports
+    from metamodal.raylogs import quiet_ray_train_logs
+
+    quiet_ray_train_logs()
+    torch.set_num_threads(loop["threads"])
+    loop["step_code"](loop["cfg"], Worker.here(loop))
+
+
+@dataclass
+class Worker:
+    """What a worker's step code needs of Ray Train, and nothing of its plumbing."""
+
+    rank: int
+    world: int
+    device: torch.device
+    use_gpu: bool
+    out: Path
+    metrics_file: Path
+
+    @classmethod
+    def here(cls, loop: dict) -> Worker:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        out = Path(loop["out"])
+        return cls(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(),
+                   loop["use_gpu"], out, out / loop["metrics_file"])  # fmt: skip
+
+    @property
+    def chief(self) -> bool:
+        return self.rank == 0
+
+    def ddp(self, model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(the model wrapped for DDP and moved to this worker's device, the module itself)."""
+        import ray.train.torch
+
+        wrapped = ray.train.torch.prepare_model(model)
+        return wrapped, getattr(wrapped, "module", wrapped)
+
+    def log(self, row: dict) -> None:
+        """Rank 0 appends ``row`` to the run's metrics log."""
+        if self.chief:
+            with open(self.metrics_file, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def restore(self, names: list[str]) -> dict[str, Any] | None:
+        """The files of the checkpoint Ray Train hands a resumed worker group, or None."""
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        return read_checkpoint(ckpt, names) if ckpt else None
+
+    def start_log(self, epoch: int, resumed: bool) -> None:
+        """Rank 0 keeps the log's rows up to ``epoch`` (what a lost attempt wrote later goes)
+        and says where the run resumed."""
+        if not self.chief:
+            return
+        dropped = trim_log(self.metrics_file, epoch)
+        if resumed:
+            print(f"resumed from the checkpoint of epoch {epoch}", flush=True)
+        elif dropped:  # a worker died before the controller had registered any checkpoint
+            print("restarted from epoch 1: no checkpoint was registered before the failure", flush=True)
+
+    def report(self, metrics: dict, files: dict[str, Any] | None = None) -> None:
+        """Report ``metrics`` with, from rank 0, a checkpoint of ``files`` (``.pt``:
+        ``torch.save``; ``.json``: JSON). Every rank must call it at the same step."""
+        import ray.train
+
+        ckpt, d = None, None
+        if self.chief and files is not None:
+            d = Path(tempfile.mkdtemp())
+            for name, obj in files.items():
+                (d / name).write_text(json.dumps(obj)) if name.endswith(".json") else torch.save(obj, d / name)
+            ckpt = ray.train.Checkpoint.from_directory(str(d))
+        ray.train.report(metrics, checkpoint=ckpt)
+        if d is not None:  # report copied it into the run's storage: the local copy goes
+            shutil.rmtree(d, ignore_errors=True)
+
+    def maybe_fail(self, epoch: int, fail_at: int | None) -> None:
+        """Fault injection for the resume tests: this worker dies once, at epoch ``fail_at``."""
+        mark = self.out / ".failed_once"
+        if fail_at and epoch == fail_at and not mark.exists():
+            mark.touch()
+            os._exit(1)
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank (they must leave a loop at the same step)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1 if flag else 0])
+        torch.distributed.broadcast(t, src=0)
+        return bool(t.item())
+
+    def note_worker_group(self) -> None:
+        """Rank 0 writes its workers' placement group id into the run directory: Ray Train
+        leaves the group reserved when a Tune trial is killed, and only this id frees it."""
+        from ray.util import get_current_placement_group
+
+        pg = get_current_placement_group()
+        if self.chief and pg is not None:
+            (self.out / WORKER_GROUP_NOTE).write_text(pg.id.hex())
+
+
+def _row_epoch(line: str) -> float:
+    """A metrics row's epoch; a line a killed process left half-written counts as past any."""
+    try:
+        return json.loads(line)["epoch"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return float("inf")
+
+
+def trim_log(log: Path, epoch: int) -> int:
+    """Keep the rows up to ``epoch`` (atomically); how many were dropped."""
+    lines = log.read_text().splitlines() if log.is_file() else []
+    rows = [r for r in lines if _row_epoch(r) <= epoch]
+    if len(rows) != len(lines):
+        tmp = log.with_suffix(".tmp")
+        tmp.write_text("".join(r + "\n" for r in rows))
+        tmp.replace(log)
+    return len(lines) - len(rows)
+
+
+def zero_optimiser(model: torch.nn.Module, lr: float, worker: Worker, zero_stage: int,
+                   micro_batch: int) -> tuple[Any, torch.optim.Optimizer]:  # fmt: skip
+    """(DeepSpeed engine or None, optimiser) over ``model``'s trainable weights: DeepSpeed ZeRO
+    when there is more than one worker or a GPU; a single CPU worker takes a plain AdamW
+    (DeepSpeed's own optimiser JIT-compiles for a minute on CPU)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr)
+    if worker.world == 1 and not worker.use_gpu:
+        return None, opt
+    import deepspeed
+
+    ds_cfg = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "bf16": {"enabled": bool(worker.use_gpu and torch.cuda.is_bf16_supported())},
+    }
+    engine, opt, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=ds_cfg)
+    return engine, opt
+
+
+def optimiser_step(engine: Any, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    if engine is not None:
+        engine.backward(loss)
+        engine.step()
+    else:
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def plot_curves(rows: list[dict], panels: list[tuple[str, str]], path: Path, title: str = "",
+                lines: dict[str, tuple[int, float]] | None = None) -> None:  # fmt: skip
+    """One panel per (metrics key, panel title) over epochs; ``lines``: label -> (panel,
+    y) horizontal references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5))
+    for ax, (key, name) in zip(list(getattr(axes, "flat", [axes])), panels, strict=True):
+        ev = [r for r in rows if key in r]
+        ax.plot([r["epoch"] for r in ev], [r[key] for r in ev], label=key)
+        ax.set(title=f"{title}: {name}" if title else name, xlabel="epoch")
+    for label, (k, y) in (lines or {}).items():
+        ax = list(getattr(axes, "flat", [axes]))[k]
+        ax.axhline(y, ls=":" if "before" in label else "--", c="grey" if "before" in label else "k", label=label)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
