@@ -41,13 +41,11 @@ def test_target_positive_episodes_hold_the_target_and_only_true_negatives(world)
 def test_a_pool_too_few_cold_negatives_can_fill_is_left_out_and_counted(world) -> None:
     """Pools ten wider than the catalogue has cold items: no cold-item pool is returned short (an
     easier task), and each one left out is counted; warm pools are unaffected."""
-    from dataclasses import replace
-
     from metamodal.agent.episodes import EpisodeBuilder
 
     ds, split, miss, b, store = world
     wide = EpisodeBuilder(ds, split, b.user_scores, b.history_scores, miss,
-                          replace(b.cfg, pool_size=int(miss.cold_items.sum()) + 10),
+                          b.cfg.model_copy(update={"pool_size": int(miss.cold_items.sum()) + 10}),
                           content_scores=store.catalogue_scores)  # fmt: skip
     assert wide.target_positive_part("test", "cold_item", FULL, limit=10, seed=0) == []
     assert wide.short_pools[("test", "cold_item")] == len(

@@ -41,7 +41,7 @@ def toy(n_users: int = 200, n_items: int = 400) -> Dataset:
 def test_rates_cold_and_determinism(tmp_path: Path) -> None:
     ds = toy()
     sp = make_split(ds, "mmrec")
-    spec = MissingSpec({"text": 0.5, "audio": 0.3}, cold_user_frac=0.2, cold_item_frac=0.1, seed=7)
+    spec = MissingSpec(item_rates={"text": 0.5, "audio": 0.3}, cold_user_frac=0.2, cold_item_frac=0.1, seed=7)
     m = make_missingness(ds, sp, spec)
     assert not (m.present["text"] & ~ds.modalities["text"].present).any()  # never adds presence
     assert abs(m.present["audio"].mean() - 0.7) < 0.08
@@ -67,9 +67,9 @@ def test_bad_specs() -> None:
     ds = toy()
     sp = make_split(ds, "mmrec")
     with pytest.raises(ValueError, match="unknown modalities"):
-        make_missingness(ds, sp, MissingSpec({"image": 0.5}))
+        make_missingness(ds, sp, MissingSpec(item_rates={"image": 0.5}))
     with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
-        MissingSpec({"text": 1.5})
+        MissingSpec(item_rates={"text": 1.5})
 
 
 def test_patterns() -> None:

@@ -87,7 +87,7 @@ def split(
     from metamodal.data.missing import MissingSpec, make_missingness
     from metamodal.data.splits import make_split
 
-    spec = MissingSpec(parse_rates(missing), cold_users, cold_items, seed)
+    spec = MissingSpec(item_rates=parse_rates(missing), cold_user_frac=cold_users, cold_item_frac=cold_items, seed=seed)
     ds = load_dataset(path, format)
     sp = make_split(ds, method, seed)
     sp.save(out)
@@ -112,7 +112,7 @@ def baselines(
     from metamodal.eval.tables import table
     from metamodal.workflows.reference import COLUMNS, run_baselines
 
-    spec = MissingSpec(parse_rates(missing), cold_users, cold_items, seed)
+    spec = MissingSpec(item_rates=parse_rates(missing), cold_user_frac=cold_users, cold_item_frac=cold_items, seed=seed)
     ds = load_dataset(path, format)
     res = run_baselines(ds, out, method=method, seed=seed, missing=spec)
     print(table({k: v["test"] for k, v in res["models"].items()}, COLUMNS))

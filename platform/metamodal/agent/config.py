@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from metamodal.agent.episodes import PoolConfig
 from metamodal.agent.menu_policy import MenuPolicyConfig
 
 BASELINES = (
@@ -28,9 +29,7 @@ class MMAConfig(BaseModel):
     baselines: list[str] = list(BASELINES)
     zoo_overrides: list[str] = []  # passed to every zoo run, e.g. "train.epochs=50"
     cold_item_frac: float = 0.1  # items whose training interactions the zoo never sees
-    pool_size: int = 20
-    fixed_k: int = 50
-    cold_history: int = 2
+    pool: PoolConfig = PoolConfig()
     fit_episodes: int = 1000  # per task, fit validation users (each crossed with all patterns)
     fit_fixed_users: int = 600
     select_episodes: int = 300  # per task, select users: ≥ 500 rows per bucket once crossed

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from metamodal.agent.config import MMAConfig
-from metamodal.agent.episodes import TASKS, Episode, EpisodeBuilder, PoolConfig
+from metamodal.agent.episodes import TASKS, Episode, EpisodeBuilder
 from metamodal.agent.evidence import EvidenceStore
 from metamodal.data.missing import availability_patterns, ooma_patterns
 
@@ -49,9 +49,8 @@ def seed_episodes(seed: int, cfg: MMAConfig, run, store: EvidenceStore, retrieve
     fixed pools. Pools too short to be the same task are left out and counted."""
     ds, split = run.ds, run.split
     sources, full = store.sources(), tuple(store.sources())
-    pool_cfg = PoolConfig(cfg.pool_size, cfg.fixed_k, cold_history=cfg.cold_history, seed=seed)
     b = EpisodeBuilder(ds, split, retriever.user_scores, retriever.history_scores, run.miss,
-                       pool_cfg, content_scores=store.catalogue_scores)  # fmt: skip
+                       cfg.pool, content_scores=store.catalogue_scores, seed=seed)  # fmt: skip
     fit_u, sel_u = split_users(ds.interactions.user[split.valid], seed)
     test_u = set(np.unique(ds.interactions.user[split.test]).tolist())
     patterns = availability_patterns(sources)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from metamodal.data import Dataset
 from metamodal.data.missing import GRAPH, Missingness
@@ -74,14 +75,17 @@ HistoryScoreFn = Callable[[np.ndarray], np.ndarray]  # history item indices -> s
 ContentScoreFn = Callable[[str, np.ndarray], "np.ndarray | None"]
 
 
-@dataclass
-class PoolConfig:
-    pool_size: int = 20  # target-positive pools
-    fixed_k: int = 50  # fixed pools: the retriever's top-K
-    hard_share: float = 0.5  # of a target-positive pool's negatives: the surviving evidence's
-    popular_share: float = 0.25  # nearest neighbours; popularity-sampled; the rest uniform
-    cold_history: int = 2  # items a cold user keeps
-    seed: int = 0
+class PoolConfig(BaseModel):
+    """How episodes' candidate pools are drawn (``mma run``'s ``pool`` section). Of a
+    target-positive pool's negatives, ``hard_share`` are the surviving evidence's nearest
+    neighbours, ``popular_share`` popularity-sampled, the rest uniform."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    pool_size: int = Field(20, ge=2)  # target-positive pools
+    fixed_k: int = Field(50, ge=1)  # fixed pools: the retriever's top-K
+    hard_share: float = Field(0.5, ge=0, le=1)
+    popular_share: float = Field(0.25, ge=0, le=1)
+    cold_history: int = Field(2, ge=1)  # items a cold user keeps
 
 
 class EpisodeBuilder:
@@ -100,8 +104,9 @@ class EpisodeBuilder:
         miss: Missingness | None = None,
         cfg: PoolConfig | None = None,
         content_scores: ContentScoreFn | None = None,
+        seed: int = 0,
     ) -> None:
-        self.ds, self.split, self.cfg = ds, split, cfg or PoolConfig()
+        self.ds, self.split, self.cfg, self.seed = ds, split, cfg or PoolConfig(), seed
         self.user_scores, self.history_scores = user_scores, history_scores
         self.content_scores = content_scores
         # (part, task) -> episodes left out because too few negatives could fill their pool
@@ -190,7 +195,7 @@ class EpisodeBuilder:
         banned[list(self.seen.get(user, ()))] = True
         banned[target] = True
         code = sum(1 << i for i, g in enumerate(self.sources) if g in available)
-        rng = np.random.default_rng([self.cfg.seed, key, code])
+        rng = np.random.default_rng([self.seed, key, code])
         picks = self._negatives(user, task, hist, banned, available, rng)
         pool = rng.permutation(np.array([target, *picks], dtype=np.int64))
         return Episode(
@@ -231,7 +236,7 @@ class EpisodeBuilder:
         episodes need a cold target; the others a warm one), at most ``limit``, seeded. A pool
         that too few eligible negatives leave short of ``pool_size`` (a small catalogue's cold
         items) would be an easier task: it is left out and counted in ``short_pools``."""
-        rng = np.random.default_rng([self.cfg.seed, seed, TASKS.index(task)])
+        rng = np.random.default_rng([self.seed, seed, TASKS.index(task)])
         inter, idx = self.ds.interactions, getattr(self.split, part)
         cold_t = self.cold_items[inter.item[idx]]
         idx = idx[cold_t] if task == "cold_item" else idx[~cold_t]

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from metamodal.agent.policy import DEFAULT_MODEL
 from metamodal.harness import RunSpec, Worker, fit, optimiser_step, placement, zero_optimiser
 from metamodal.rundir import write_json
 
@@ -32,9 +33,11 @@ MEMO_ROWS = 50_000  # remembered read-outs (oldest dropped first): bounded memor
 class MenuPolicyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = "smollm2-135m-instruct"
+    model: str = DEFAULT_MODEL
     train_layers: int = 4  # top decoder layers with LoRA; the rest are cached
     lora_r: int = 16
+    lora_alpha: int = 32
+    lora_targets: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
     bc_epochs: int = 6
     bc_lr: float = 1e-3
     rl_epochs: int = 2
@@ -143,13 +146,10 @@ class MenuNet:
 
 
 def _build(cfg: MenuPolicyConfig, n_letters: int) -> MenuNet:
-    from metamodal.agent.policy import PolicySpec, load_model, load_tokenizer, with_lora
+    from metamodal.agent.policy import load_model, load_tokenizer, with_lora
 
     tok = load_tokenizer(cfg.model)
-    net = with_lora(
-        load_model(cfg.model),
-        PolicySpec(model=cfg.model, lora_r=cfg.lora_r, lora_layers=cfg.train_layers),
-    )
+    net = with_lora(load_model(cfg.model), cfg.lora_r, cfg.lora_alpha, cfg.train_layers, cfg.lora_targets)
     return MenuNet(net, tok, cfg.train_layers, n_letters, cfg.answer)
 
 

@@ -11,25 +11,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@dataclass
-class PolicySpec:
-    model: str = DEFAULT_MODEL  # the packaged SmolLM2, a hub name or a local directory
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    # adapters on the top layers only: backward stops there (SmolLM2 has 30 layers; on CPU the
-    # backward through all of them is most of a step). 0: every layer.
-    lora_layers: int = 8
-    max_new_tokens: int = 48
 
 
 def _source(model: str) -> tuple[str, dict]:
@@ -104,18 +91,20 @@ def materialise(model: str = DEFAULT_MODEL, cache: str | Path | None = None) -> 
     return str(d)
 
 
-def with_lora(net, spec: PolicySpec):
+def with_lora(net, r: int, alpha: int, layers: int, targets: list[str]):
+    """LoRA adapters on the top ``layers`` decoder layers only (0: every layer): backward then
+    stops there, and on CPU the backward through all layers is most of a step."""
     from peft import LoraConfig, get_peft_model
 
     n_layers = int(getattr(net.config, "num_hidden_layers", 0))
     top = None
-    if spec.lora_layers and n_layers > spec.lora_layers:
-        top = list(range(n_layers - spec.lora_layers, n_layers))
+    if layers and n_layers > layers:
+        top = list(range(n_layers - layers, n_layers))
     cfg = LoraConfig(
         layers_to_transform=top,
-        r=spec.lora_r,
-        lora_alpha=spec.lora_alpha,
-        target_modules=list(spec.lora_targets),
+        r=r,
+        lora_alpha=alpha,
+        target_modules=list(targets),
         lora_dropout=0.0,
         task_type="CAUSAL_LM",
     )

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from metamodal.data.dataset import Dataset
 from metamodal.data.splits import Split
@@ -30,30 +32,34 @@ from metamodal.rundir import write_json
 GRAPH = "graph"
 
 
-PROTOCOLS = ("rates", "dgmrec")
 DGMREC_FRAC = 2 / 3  # of items that lose content under DGMRec's protocol
 
 
-@dataclass
-class MissingSpec:
-    item_rates: dict[str, float] = field(default_factory=dict)
+class MissingSpec(BaseModel):
+    """Item-level modality drop rates and cold users/items, applied to training and evaluation
+    alike (a zoo run's ``missing`` section; the reference baselines' and the demo's spec)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    item_rates: dict[str, float] = {}
     cold_user_frac: float = 0.0
     cold_item_frac: float = 0.0
     seed: int = 0
-    protocol: str = "rates"  # or "dgmrec" (item_rates must then be empty)
+    protocol: Literal["rates", "dgmrec"] = "rates"  # "dgmrec": DGMRec's 2/3-of-items masks
 
-    def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"missing protocol {self.protocol!r}: expected one of {PROTOCOLS}")
+    @model_validator(mode="after")
+    def _rates(self) -> MissingSpec:
         if self.protocol == "dgmrec" and self.item_rates:
             raise ValueError("missing protocol 'dgmrec' draws its own item masks: give no item_rates")
-        for name, r in {
-            **self.item_rates,
-            "cold_user_frac": self.cold_user_frac,
-            "cold_item_frac": self.cold_item_frac,
-        }.items():
+        rates = {**self.item_rates, "cold_user_frac": self.cold_user_frac, "cold_item_frac": self.cold_item_frac}
+        for name, r in rates.items():
             if not 0.0 <= r <= 1.0:
                 raise ValueError(f"missing rate for '{name}' must be in [0, 1], got {r}")
+        return self
+
+    @property
+    def active(self) -> bool:
+        """Whether this spec removes anything at all."""
+        return bool(self.item_rates or self.cold_item_frac or self.cold_user_frac or self.protocol != "rates")
 
 
 @dataclass
@@ -70,7 +76,7 @@ class Missingness:
 
     def summary(self) -> dict:
         return {
-            "spec": asdict(self.spec),
+            "spec": self.spec.model_dump(),
             "present": {k: int(v.sum()) for k, v in self.present.items()},
             "cold_users": int(self.cold_users.sum()),
             "cold_items": int(self.cold_items.sum()),

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metamodal.config import ConfigError, merge_layers, parse_override
+from metamodal.data.missing import MissingSpec
 
 
 class Strict(BaseModel):
@@ -43,16 +44,6 @@ class SplitSection(Strict):
     seed: int = 0
 
 
-class MissingSection(Strict):
-    """Item-level modality drop rates and cold users/items, applied to training and evaluation."""
-
-    item_rates: dict[str, float] = {}
-    cold_item_frac: float = Field(0.0, ge=0, le=1)
-    cold_user_frac: float = Field(0.0, ge=0, le=1)
-    seed: int = 0
-    protocol: Literal["rates", "dgmrec"] = "rates"  # "dgmrec": DGMRec's 2/3-of-items masks
-
-
 class DataSection(Strict):
     features: str | None = None  # an extraction output dir whose modalities join the dataset
     modalities: list[str] | None = None  # content modalities to use; None: every feature modality
@@ -68,7 +59,7 @@ class RunConfig(Strict):
     train: TrainSection = TrainSection()
     split: SplitSection = SplitSection()
     data: DataSection = DataSection()
-    missing: MissingSection = MissingSection()
+    missing: MissingSpec = MissingSpec()
     params: dict[str, Any] = {}
 
 

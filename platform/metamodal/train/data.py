@@ -65,16 +65,13 @@ def build_model_data(
     return ModelData(ds.n_users, ds.n_items, ds.matrix(train_idx), feats), train_idx
 
 
-def missingness_for(ds: Dataset, split: Split, spec: dict | None, out: Path) -> Missingness | None:
+def missingness_for(ds: Dataset, split: Split, spec: MissingSpec, out: Path) -> Missingness | None:
     """Draw (or reload) the run's missingness; None when the config asks for none."""
-    if not spec or not (
-        spec.get("item_rates") or spec.get("cold_item_frac") or spec.get("cold_user_frac")
-        or spec.get("protocol", "rates") != "rates"
-    ):
+    if not spec.active:
         return None
     d = out / "split"
     if (d / "missing.npz").is_file():
         return Missingness.load(d)
-    miss = make_missingness(ds, split, MissingSpec(**spec))
+    miss = make_missingness(ds, split, spec)
     miss.save(d)
     return miss

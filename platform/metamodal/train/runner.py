@@ -64,7 +64,7 @@ def run_training(
     cfg, params = resolve_config(model, dataset, overrides, override_file, out, overwrite)
     ds = attach_features(load_dataset(dataset), cfg.data.features)
     split = prepare_split(ds, cfg.split.method, cfg.split.seed, out)
-    miss = missingness_for(ds, split, cfg.missing.model_dump(), out)
+    miss = missingness_for(ds, split, cfg.missing, out)
     t0 = time.perf_counter()
     result = fit_on_ray(model, dataset, cfg, params, out, miss is not None, callbacks, cpus_per_worker)
     wall = time.perf_counter() - t0
