@@ -10,9 +10,10 @@ Every AlignConfig field is a flag (``--co-weight``, ``--workers``, ...). The out
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from metamodal.extract.align import AlignConfig, run_align
+from metamodal.config import add_model_flags
+from metamodal.extract.align import run_align
+from metamodal.extract.options import AlignConfig
 
 
 def main() -> None:
@@ -23,13 +24,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--format", default=None)
     p.add_argument("--overwrite", action="store_true", help="replace a run made with another config")
-    for f in dataclasses.fields(AlignConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool | None", "bool"):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type).removesuffix(" | None"), str)
-            p.add_argument(flag, type=kind, default=f.default)
+    add_model_flags(p, AlignConfig)
     a = vars(p.parse_args())
     catalog, out, fmt, overwrite = a.pop("catalog"), a.pop("out"), a.pop("format"), a.pop("overwrite")
     run_align(catalog, out, AlignConfig(**a), fmt, overwrite=overwrite)

@@ -49,6 +49,7 @@ def test_align_then_extract_with_the_aligned_checkpoint(
     assert rep.pairs["pairs"] == rep.pairs["train"] + rep.pairs["valid"] + rep.pairs["test"]
     assert sum(rep.pairs["skipped"].values()) > 0  # the shop has missing and corrupt inputs
     assert len(rep.epochs) == 2 and rep.random_init is True
+    assert all(np.isfinite(e["loss"]) for e in rep.epochs)  # every epoch had full batches
     for part in (rep.test_before, rep.test_after):
         assert 0.0 <= part["i2t_recall@10"] <= 1.0
     ckpt = tmp_path / "align" / "aligned.pt"

