@@ -32,7 +32,7 @@ from metamodal.data import load_dataset
 from metamodal.data.modalities import has_text
 from metamodal.extract.decode import load_image
 from metamodal.extract.encoders import Encoder, EncoderSpec, image_size
-from metamodal.extract.pipeline import ExtractConfig, build_config, extract_modality
+from metamodal.extract.pipeline import ExtractConfig, ExtractOptions, build_config, extract_modality
 
 
 def specs(arch: str, text: bool = True) -> list[EncoderSpec]:
@@ -40,7 +40,7 @@ def specs(arch: str, text: bool = True) -> list[EncoderSpec]:
     weights, or an open_clip tower with random ones (its throughput is the same)."""
     from metamodal.extract.efficientnet import ARCHS
 
-    return build_config(text=text, arch=arch, random_image_init=arch not in ARCHS).encoders
+    return build_config(ExtractOptions(text=text, arch=arch, random_image_init=arch not in ARCHS)).encoders
 
 
 def payloads(ds, spec: EncoderSpec) -> list[str]:

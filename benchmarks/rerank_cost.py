@@ -47,7 +47,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (a replica's share)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    base = ServeConfig.from_mma_dir(a.mma_dir, reranker="none", pool_size=50)
+    base = ServeConfig(mma_dir=str(a.mma_dir), reranker="none", pool_size=50)
     retriever = RetrieverCore(base)
     users = list(retriever.user_pos)[: a.users]
     got = [retriever.retrieve("user_id", u) for u in users]
@@ -56,7 +56,7 @@ def main() -> None:
     kinds = {"none": {}, "rulerouter": {}, "mma": {},
              "model": {"model_run": str(Path(a.mma_dir) / "zoo" / fusion)}}  # fmt: skip
     for kind, extra in kinds.items():
-        core = RerankerCore(ServeConfig.from_mma_dir(a.mma_dir, reranker=kind, pool_size=50, **extra))
+        core = RerankerCore(ServeConfig(mma_dir=str(a.mma_dir), reranker=kind, pool_size=50, **extra))
         core.warm()
         stages[f"rerank_{kind}"] = timed(lambda r, c=core: c.rerank([(r, None)]), got, a.repeats)
         if kind == "rulerouter":  # the control: every tool and the statistics, the rule's route

@@ -114,7 +114,7 @@ def main() -> None:
     from serve_load import free_port  # this directory's sibling script
 
     start_ray()
-    cfg = ServeConfig.from_mma_dir(a.mma_dir, reranker=a.reranker).resolved()
+    cfg = ServeConfig(mma_dir=str(a.mma_dir), reranker=a.reranker).resolved()
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=QUIET)
     serve.run(build_app(cfg), name="fuzz", route_prefix="/", logging_config=QUIET)

@@ -275,7 +275,7 @@ def main() -> None:
     from metamodal.serving.config import ServeConfig
 
     start_ray()
-    cfg = ServeConfig.from_mma_dir(a.mma_dir).resolved()
+    cfg = ServeConfig(mma_dir=str(a.mma_dir)).resolved()
     port, clients = free_port(), [int(x) for x in a.clients.split(",")]
     base = f"http://127.0.0.1:{port}"
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=QUIET)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from metamodal.config import add_model_flags
+from metamodal.config import add_model_flags, flags_to_model
 from metamodal.extract.align import run_align
 from metamodal.extract.options import AlignConfig
 
@@ -27,7 +27,7 @@ def main() -> None:
     add_model_flags(p, AlignConfig)
     a = vars(p.parse_args())
     catalog, out, fmt, overwrite = a.pop("catalog"), a.pop("out"), a.pop("format"), a.pop("overwrite")
-    run_align(catalog, out, AlignConfig(**a), fmt, overwrite=overwrite)
+    run_align(catalog, out, flags_to_model(AlignConfig, a, p), fmt, overwrite=overwrite)
 
 
 if __name__ == "__main__":

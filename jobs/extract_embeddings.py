@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from metamodal.config import add_model_flags
+from metamodal.config import add_model_flags, flags_to_model
 from metamodal.extract.pipeline import ExtractOptions, build_config, run_extraction
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     add_model_flags(p, ExtractOptions)  # every option, as `metamodal extract` has it
     a = vars(p.parse_args())
     catalog, out, fmt = a.pop("catalog"), a.pop("out"), a.pop("format")
-    run_extraction(catalog, out, build_config(**a), fmt)
+    run_extraction(catalog, out, build_config(flags_to_model(ExtractOptions, a, p)), fmt)
 
 
 if __name__ == "__main__":

@@ -7,25 +7,14 @@ ray job submit --working-dir . -- python jobs/train.py --model bpr --dataset DAT
 
 from __future__ import annotations
 
-import argparse
-
+from metamodal.config import parse_flags
 from metamodal.train.runner import run_training
+from metamodal.workflows.options import TrainOptions
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--model", required=True)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--set", action="append", default=[], help="override: key.path=value")
-    p.add_argument("--config", default=None, help="override YAML file (e.g. Tune's best)")
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace a run made with another config"
-    )
-    a = p.parse_args()
-    run_training(a.model, a.dataset, a.out, a.set, a.config, a.overwrite)
+    o = parse_flags(TrainOptions, __doc__)  # the flags of `metamodal train`
+    run_training(o.model, o.dataset, o.out, o.set, o.config, o.overwrite)
 
 
 if __name__ == "__main__":

@@ -9,23 +9,16 @@ ray job submit --working-dir . -- python jobs/train_policy.py --dataset DATA --o
 
 from __future__ import annotations
 
-import argparse
-
 from metamodal.agent.config import load_mma_config
 from metamodal.agent.run import run_mma
+from metamodal.config import parse_flags
+from metamodal.workflows.options import MMARunOptions
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--quick", action="store_true", help="the demo's budget")
-    p.add_argument("--seeds", type=int, default=None)
-    p.add_argument("--set", action="append", default=[], help="override: key.path=value")
-    a = p.parse_args()
-    run_mma(a.dataset, a.out, load_mma_config(a.set, a.quick, a.seeds))
+    o = parse_flags(MMARunOptions, __doc__)  # the flags of `metamodal mma run`
+    cfg = load_mma_config(o.overrides(), o.quick, o.seeds)
+    run_mma(str(o.dataset), o.out, cfg, reevaluate=o.reevaluate)
 
 
 if __name__ == "__main__":

@@ -8,26 +8,14 @@ The best configuration lands in OUT/best.yaml: `python jobs/train.py ... --confi
 
 from __future__ import annotations
 
-import argparse
-
+from metamodal.config import parse_flags
 from metamodal.tuning import run_tune
+from metamodal.workflows.options import TuneOptions
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--space", required=True, help="tune_spaces/*.yaml")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--samples", type=int, default=None)
-    p.add_argument("--max-epochs", type=int, default=None)
-    p.add_argument("--concurrent", type=int, default=None)
-    p.add_argument("--set", action="append", default=[], help="fixed override: key.path=value")
-    p.add_argument("--no-wandb", action="store_true")
-    a = p.parse_args()
-    run_tune(a.space, a.dataset, a.out, a.set, a.samples, a.max_epochs, a.concurrent,
-             wandb=not a.no_wandb)  # fmt: skip
+    o = parse_flags(TuneOptions, __doc__)  # the flags of `metamodal tune`
+    run_tune(o.space, o.dataset, o.out, o.set, o.samples, o.max_epochs, o.concurrent, o.wandb)
 
 
 if __name__ == "__main__":

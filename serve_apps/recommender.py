@@ -19,12 +19,9 @@ def app_builder(args: dict):
     retriever, policy and RuleRouter-Fuse; without it, give ``retriever_run`` (+ ``model_run``)."""
     args = dict(args)
     replicas = int(args.pop("replicas", 1))
-    if "retriever_run" in args:
-        cfg = ServeConfig(**args)
-    else:
-        mma_dir = args.pop("mma_dir", os.environ.get("METAMODAL_MMA_DIR", DEFAULT_MMA_DIR))
-        cfg = ServeConfig.from_mma_dir(mma_dir, **args)
-    return build_app(cfg, replicas=replicas)
+    if "retriever_run" not in args:
+        args.setdefault("mma_dir", os.environ.get("METAMODAL_MMA_DIR", DEFAULT_MMA_DIR))
+    return build_app(ServeConfig(**args), replicas=replicas)
 
 
 def __getattr__(name: str):

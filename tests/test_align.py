@@ -42,7 +42,7 @@ def test_align_then_extract_with_the_aligned_checkpoint(
     from metamodal.data.loaders.embeddings import load_embeddings
     from metamodal.extract.align import AlignConfig, build_clip, run_align
     from metamodal.extract.encoders import Encoder, EncoderSpec
-    from metamodal.extract.pipeline import build_config, run_extraction
+    from metamodal.extract.pipeline import ExtractOptions, build_config, run_extraction
 
     cfg = AlignConfig(epochs=2, batch_size=32, co_weight=0.5, seed=1)
     rep = run_align(small_shop, tmp_path / "align", cfg)
@@ -59,7 +59,7 @@ def test_align_then_extract_with_the_aligned_checkpoint(
     heads = torch.load(tmp_path / "align" / "aligned_heads.pt", weights_only=True)
     assert {"head_image.weight", "head_text.weight"} <= set(heads)
 
-    ext = build_config(text=False, image_weights=str(ckpt), shard_size=64, actors=1)
+    ext = build_config(ExtractOptions(text=False, image_weights=str(ckpt), shard_size=64, actors=1))
     assert ext.encoders[0].arch == "mm-tiny-clip"  # taken from the sidecar
     m = run_extraction(small_shop, tmp_path / "emb", ext)
     assert m.modalities["image_clip"].random_init is False

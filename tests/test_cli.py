@@ -33,9 +33,9 @@ def test_split_and_baselines(small_shop: Path, tmp_path: Path) -> None:
         str(small_shop),
         "--out",
         str(tmp_path / "s"),
-        "--missing",
+        "--item-rates",
         "text=0.5",
-        "--cold-users",
+        "--cold-user-frac",
         "0.1",
         "--seed",
         "3",
@@ -50,7 +50,13 @@ def test_split_and_baselines(small_shop: Path, tmp_path: Path) -> None:
         "missing.json",
     }
     r = cli(
-        "eval", "baselines", str(small_shop), "--out", str(tmp_path / "b"), "--missing", "image=0.3"
+        "eval",
+        "baselines",
+        str(small_shop),
+        "--out",
+        str(tmp_path / "b"),
+        "--item-rates",
+        "image=0.3",
     )
     assert r.returncode == 0, r.stderr
     assert "popularity" in r.stdout and "recall@20" in r.stdout
@@ -67,7 +73,7 @@ def test_bad_input_exits_2_with_location(tmp_path: Path) -> None:
     r = cli("data", "inspect", str(d))
     assert r.returncode == 2
     assert "interactions.csv, row 2, field 'item_id': unknown item id 'b'" in r.stderr
-    r = cli("data", "split", str(d), "--out", str(tmp_path / "o"), "--missing", "text")
+    r = cli("data", "split", str(d), "--out", str(tmp_path / "o"), "--item-rates", "text")
     assert r.returncode != 0 and "MODALITY=RATE" in r.stderr
 
 
@@ -78,9 +84,9 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
             str(ROOT / "jobs" / "pipeline.py"),
             "--out",
             str(tmp_path / "demo"),
-            "--items",
+            "--n-items",
             "240",
-            "--users",
+            "--n-users",
             "150",
             "--stop-after",
             "6",  # the later steps (zoo, MMA, Serve) have their own tests
@@ -118,8 +124,7 @@ def test_mma_reevaluate_refuses_a_run_made_with_another_configuration(
 
 def test_options_are_declared_once_and_generated_for_the_cli_and_the_jobs() -> None:
     """One pydantic model gives both the typer command's options and the job's argparse flags:
-    the same names, types, choices, defaults and help."""
-    import argparse
+    the same names, types, choices, defaults and help; both hand back the validated model."""
     from typing import Literal
 
     import typer
@@ -127,38 +132,64 @@ def test_options_are_declared_once_and_generated_for_the_cli_and_the_jobs() -> N
     from typer.testing import CliRunner
 
     from metamodal.cli import with_model_options
-    from metamodal.config import add_model_flags
-    from metamodal.extract.options import AlignConfig, ExtractOptions
+    from metamodal.config import parse_flags
 
     class Opts(BaseModel):
+        out: Path = Field(description="where")
         size: int | None = Field(None, description="the size")
-        rate: float = 0.5
+        rate: float = Field(0.5, ge=0)
         device: Literal["auto", "cpu"] | None = None
         text: bool = True
+        set: list[str] = []
+        rates: dict[str, float] = {}
 
     seen: dict = {}
     app = typer.Typer()
 
     @app.command()
-    @with_model_options(Opts)
-    def go(name: str, **options) -> None:
-        seen.update(options, name=name)
+    @with_model_options(Opts, into="o")
+    def go(name: str, o: Opts) -> None:
+        seen.update(o=o, name=name)
 
     runner = CliRunner()
-    res = runner.invoke(app, ["x", "--size", "3", "--device", "cpu", "--no-text"])
+    argv = ["--out", "d", "--size", "3", "--device", "cpu", "--no-text", "--set", "a=1",
+            "--set", "b=2"]  # fmt: skip
+    want = Opts(out=Path("d"), size=3, device="cpu", text=False, set=["a=1", "b=2"])
+    res = runner.invoke(app, ["x", *argv])
     assert res.exit_code == 0, res.output
-    assert seen == {"name": "x", "size": 3, "rate": 0.5, "device": "cpu", "text": False}
-    assert Opts(**{k: v for k, v in seen.items() if k != "name"}).device == "cpu"
-    bad = runner.invoke(app, ["x", "--device", "tpu"])
-    assert bad.exit_code == 2 and "tpu" in bad.output
-    p = argparse.ArgumentParser()
-    add_model_flags(p, Opts)
-    assert vars(p.parse_args(["--size", "3", "--device", "cpu", "--no-text"])) == {
-        "size": 3, "rate": 0.5, "device": "cpu", "text": False}  # fmt: skip
-    # the real commands carry every field of their models
+    assert seen == {"name": "x", "o": want}
+    assert parse_flags(Opts, None, argv) == want
+    for bad, word in ((["--device", "tpu"], "tpu"), (["--rate", "-1"], "--rate"), ([], "--out")):
+        res = runner.invoke(app, ["x", *(["--out", "d"] if word != "--out" else []), *bad])
+        assert res.exit_code == 2 and word in res.output, res.output
+
+
+def test_every_command_and_job_offers_every_field_of_its_options() -> None:
+    """The real commands and jobs: each field of a command's model is a flag of both."""
+    import typer
+
     from metamodal.cli import app
+    from metamodal.data.missing import MissingSpec
+    from metamodal.data.synth import SynthConfig
+    from metamodal.extract.options import AlignConfig, ExtractOptions
+    from metamodal.serving.config import ServeConfig
+    from metamodal.workflows.options import MMARunOptions, TrainOptions, TuneOptions
 
     group = typer.main.get_command(app)
-    for cmd, model in (("extract", ExtractOptions), ("align", AlignConfig)):
-        params = {p.name for p in group.commands[cmd].params}
-        assert set(model.model_fields) <= params, cmd
+    commands = {"extract": ExtractOptions, "align": AlignConfig, "train": TrainOptions,
+                "tune": TuneOptions, "serve": ServeConfig, "data synth": SynthConfig,
+                "data split": MissingSpec, "eval baselines": MissingSpec, "mma run": MMARunOptions}  # fmt: skip
+    for name, model in commands.items():
+        cmd = group
+        for part in name.split():
+            cmd = cmd.commands[part]
+        assert set(model.model_fields) <= {p.name for p in cmd.params}, name
+    jobs = {"train.py": TrainOptions, "tune_fusion.py": TuneOptions, "train_policy.py": MMARunOptions,
+            "pipeline.py": SynthConfig, "extract_embeddings.py": ExtractOptions,
+            "align_clip.py": AlignConfig}  # fmt: skip
+    for job, model in jobs.items():
+        r = subprocess.run([sys.executable, str(ROOT / "jobs" / job), "--help"], capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        for field in model.model_fields:
+            assert "--" + field.replace("_", "-") in r.stdout, (job, field)

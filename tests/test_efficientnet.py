@@ -87,7 +87,7 @@ def test_extraction_with_no_flags_uses_the_imagenet_weights(ray_session, tmp_pat
     from PIL import Image
 
     from metamodal.data.loaders.embeddings import load_embeddings
-    from metamodal.extract.pipeline import build_config, run_extraction
+    from metamodal.extract.pipeline import ExtractOptions, build_config, run_extraction
 
     (tmp_path / "img").mkdir()
     rows = []
@@ -98,7 +98,7 @@ def test_extraction_with_no_flags_uses_the_imagenet_weights(ray_session, tmp_pat
     (tmp_path / "items.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (tmp_path / "interactions.csv").write_text("user_id,item_id\n" + "".join(
         f"u{i % 2},it{i}\n" for i in range(6)))  # fmt: skip
-    cfg = build_config(text=False, actors=1, shard_size=8)
+    cfg = build_config(ExtractOptions(text=False, actors=1, shard_size=8))
     assert [(e.type, e.arch) for e in cfg.encoders] == [("efficientnet_image", "efficientnet_lite0")]
     m = run_extraction(tmp_path, tmp_path / "emb", cfg)
     info = m.modalities["image_effnet"]
@@ -115,4 +115,4 @@ def test_extraction_with_no_flags_uses_the_imagenet_weights(ray_session, tmp_pat
     assert labels.kind == "image" and labels.present.all()
     assert all("crossword puzzle" in labels.texts[i].split(", ") for i in (1, 3, 5))
     with pytest.raises(ValueError, match="CLIP checkpoint"):
-        build_config(arch="efficientnet_lite1", image_weights="x.pt")
+        build_config(ExtractOptions(arch="efficientnet_lite1", image_weights="x.pt"))

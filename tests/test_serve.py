@@ -79,7 +79,7 @@ def server(trained: dict, mma_run: Path):
     port = free_port()
     cfg = ServeConfig(retriever_run=str(trained["retriever"]), reranker="model",
                       model_run=str(trained["model"]), pool_size=30)  # fmt: skip
-    mma_cfg = ServeConfig.from_mma_dir(mma_run, reranker="mma", pool_size=50)
+    mma_cfg = ServeConfig(mma_dir=str(mma_run), reranker="mma", pool_size=50)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(cfg), name="rec", route_prefix="/")
     serve.run(build_app(mma_cfg), name="mma", route_prefix="/mma")
@@ -310,7 +310,7 @@ def test_served_rulerouter_runs_only_its_routes_tools_and_ranks_as_measured(mma_
     from metamodal.serving.reranker import RerankerCore
     from metamodal.serving.retriever import RetrieverCore
 
-    cfg = ServeConfig.from_mma_dir(mma_run, reranker="rulerouter", pool_size=50)
+    cfg = ServeConfig(mma_dir=str(mma_run), reranker="rulerouter", pool_size=50)
     retriever, core = RetrieverCore(cfg), RerankerCore(cfg)
     called: list[str] = []
     for name, tool in list(core.routed.env.tools.items()):

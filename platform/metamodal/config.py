@@ -4,6 +4,7 @@ extraction, the MMA run, Serve) reads overrides the same way without importing a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -33,32 +34,100 @@ def parse_override(text: str) -> dict:
     return value
 
 
+@dataclass(frozen=True)
+class Flag:
+    """The command-line option a pydantic field becomes (the CLI's and the jobs' alike)."""
+
+    name: str
+    kind: type
+    choices: list | None
+    repeat: bool  # given once per value: a list, or a dict as KEY=VALUE items
+    required: bool
+    default: Any
+    help: str | None
+
+
+def model_flags(model: Any) -> list[Flag]:
+    """One ``Flag`` per field of the pydantic ``model``: an option is declared once, there."""
+    out = []
+    for name, f in model.model_fields.items():
+        kind, choices, repeat = flag_type(f.annotation)
+        default = None if f.is_required() or repeat else f.default
+        out.append(Flag(name, kind, choices, repeat, f.is_required(), default, f.description))
+    return out
+
+
 def add_model_flags(parser: Any, model: Any) -> None:
-    """One ``--flag`` per field of the pydantic ``model`` on an argparse ``parser`` (the
-    ``jobs/`` entrypoints): its type, default, choices and help come from the field, so an
-    option is declared once, in the model."""
+    """One ``--flag`` per field of ``model`` on an argparse ``parser`` (the ``jobs/``
+    entrypoints); ``flags_to_model`` reads them back."""
     import argparse
 
-    for name, f in model.model_fields.items():
-        kind, choices = flag_type(f.annotation)
-        flag = "--" + name.replace("_", "-")
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.description)
+    for f in model_flags(model):
+        flag = "--" + f.name.replace("_", "-")
+        if f.kind is bool and not f.repeat:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                required=f.required, help=f.help)  # fmt: skip
         else:
-            parser.add_argument(flag, type=kind, default=f.default, choices=choices, help=f.description)
+            parser.add_argument(flag, type=f.kind, default=f.default, choices=f.choices,
+                                required=f.required, help=f.help,
+                                action="append" if f.repeat else "store")  # fmt: skip
 
 
-def flag_type(annotation: Any) -> tuple[type, list | None]:
-    """(the scalar type a flag parses to, its choices) of a field's annotation: ``X | None``
-    parses as X; a ``Literal`` gives choices."""
+def flags_to_model(model: Any, values: dict, parser: Any = None) -> Any:
+    """The ``model`` the parsed flags describe (a flag not given keeps the field's default). A
+    bad value exits through ``parser.error`` naming the field, or raises ``ConfigError``."""
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in values.items() if k in model.model_fields and v is not None}
+    try:
+        return model(**given)
+    except ValidationError as e:
+        msg = "; ".join(_flag_error(x) for x in e.errors())
+        if parser is None:
+            raise ConfigError(msg) from None
+        parser.error(msg)
+
+
+def _flag_error(err: dict) -> str:
+    """A pydantic error as the flag that caused it (a whole-model check names none)."""
+    loc = ".".join(map(str, err["loc"][:1])).replace("_", "-")
+    return f"--{loc}: {err['msg']}" if loc else err["msg"]
+
+
+def parse_flags(models: Any, description: str | None, argv: list[str] | None = None) -> Any:
+    """A ``jobs/`` entrypoint's whole command line, parsed into its options ``models`` (one
+    model, or a list of them sharing the command line: then a list back)."""
+    import argparse
+
+    many = isinstance(models, list | tuple)
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    for m in models if many else [models]:
+        add_model_flags(p, m)
+    values = vars(p.parse_args(argv))
+    out = [flags_to_model(m, values, p) for m in (models if many else [models])]
+    return out if many else out[0]
+
+
+def flag_type(annotation: Any) -> tuple[type, list | None, bool]:
+    """(the scalar type a flag parses to, its choices, repeated) of a field's annotation:
+    ``X | None`` parses as X; a ``Literal`` gives choices; ``list[X]`` and ``dict[str, X]``
+    (``KEY=VALUE`` items the model parses) are given once per value."""
     import types
     import typing
+    from pathlib import Path
 
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
         return flag_type(args[0])
-    if typing.get_origin(annotation) is typing.Literal:
-        return type(args[0]), list(args)
-    if annotation in (bool, int, float, str):
-        return annotation, None
+    if origin is typing.Literal:
+        return type(args[0]), list(args), False
+    if origin is list and len(args) == 1:
+        kind, choices, _ = flag_type(args[0])
+        return kind, choices, True
+    if origin is dict:
+        return str, None, True
+    if annotation in (bool, int, float, str, Path):
+        return annotation, None, False
     raise TypeError(f"no flag for a field of type {annotation!r}; give it a --set override instead")

@@ -115,6 +115,8 @@ def _load(p: Path) -> Any:
 def _entry(loop: dict) -> None:
     """Each worker's first frame: environment, quiet logs, threads, then the step code."""
     os.environ.update(loop["env_vars"])  # before DeepSpeed (or anything reading them) imports
+    if not loop["use_gpu"]:
+        os.environ["DS_ACCELERATOR"] = "cpu"  # a CPU worker on a GPU node must not pick CUDA
     from metamodal.raylogs import quiet_ray_train_logs
 
     quiet_ray_train_logs()
@@ -269,24 +271,34 @@ def optimiser_step(engine: Any, opt: torch.optim.Optimizer, loss: torch.Tensor) 
         opt.step()
 
 
+@dataclass(frozen=True)
+class RefLine:
+    """A horizontal reference on one panel of ``plot_curves`` (a before/after test figure)."""
+
+    label: str
+    panel: int
+    y: float
+    style: str = "--"  # matplotlib line style
+    colour: str = "k"
+
+
 def plot_curves(rows: list[dict], panels: list[tuple[str, str]], path: Path, title: str = "",
-                lines: dict[str, tuple[int, float]] | None = None) -> None:  # fmt: skip
-    """One panel per (metrics key, panel title) over epochs; ``lines``: label -> (panel,
-    y) horizontal references."""
+                lines: list[RefLine] = ()) -> None:  # fmt: skip
+    """One panel per (metrics key, panel title) over epochs, with ``lines`` drawn across."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5))
-    for ax, (key, name) in zip(list(getattr(axes, "flat", [axes])), panels, strict=True):
+    axes = list(getattr(axes, "flat", [axes]))
+    for ax, (key, name) in zip(axes, panels, strict=True):
         ev = [r for r in rows if key in r]
         ax.plot([r["epoch"] for r in ev], [r[key] for r in ev], label=key)
         ax.set(title=f"{title}: {name}" if title else name, xlabel="epoch")
-    for label, (k, y) in (lines or {}).items():
-        ax = list(getattr(axes, "flat", [axes]))[k]
-        ax.axhline(y, ls=":" if "before" in label else "--", c="grey" if "before" in label else "k", label=label)
-        ax.legend()
+    for ref in lines:
+        axes[ref.panel].axhline(ref.y, ls=ref.style, c=ref.colour, label=ref.label)
+        axes[ref.panel].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

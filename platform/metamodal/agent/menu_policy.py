@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from metamodal.agent.policy import DEFAULT_MODEL
-from metamodal.harness import RunSpec, Worker, fit, optimiser_step, placement, zero_optimiser
+from metamodal.harness import RunSpec, Worker, fit, optimiser_step, zero_optimiser
 from metamodal.rundir import write_json
 
 LETTERS = "ABCDEFGHIJKLMNOPQRST"  # a route menu, or a listwise window of candidates
@@ -238,12 +238,10 @@ def train_menu_policy(
     rows = {"prompts": list(prompts), "rewards": rewards.astype(np.float32),
             "sizes": np.asarray(sizes, np.int64), "q": q.astype(np.float32),
             "ref": q.astype(np.float32), "reward_scale": reward_scale}  # fmt: skip
-    use_gpu = placement(cfg.workers, cfg.use_gpu).use_gpu
-    spec = RunSpec(name=f"mma-router-seed{cfg.seed}", out=out, workers=cfg.workers, use_gpu=use_gpu,
-                   env_vars=() if use_gpu else (("DS_ACCELERATOR", "cpu"),))  # fmt: skip
+    spec = RunSpec(name=f"mma-router-seed{cfg.seed}", out=out, workers=cfg.workers,
+                   use_gpu=cfg.use_gpu)  # fmt: skip
     t0 = time.perf_counter()
-    fit(policy_steps, PolicyJob(cfg.model_copy(update={"use_gpu": use_gpu}), rows), spec,
-        require_checkpoint=False)  # fmt: skip
+    fit(policy_steps, PolicyJob(cfg, rows), spec, require_checkpoint=False)
     bc = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
           if r["stage"] == "bc"]  # fmt: skip
     qn = q[q.sum(1) > 0]

@@ -50,8 +50,7 @@ class FirstStageScores:
 
     def __init__(self, run: TrainedRun) -> None:
         net = run.build()
-        u, i = (t.detach().numpy().astype(np.float64) for t in net.vectors())
-        self.users, self.items = u, i
+        self.users, self.items = net.numpy_vectors()
 
     def user_scores(self, u: int) -> np.ndarray:
         return self.items @ self.users[u]

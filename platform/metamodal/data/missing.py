@@ -20,10 +20,10 @@ import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from metamodal.data.dataset import Dataset
 from metamodal.data.splits import Split
@@ -40,11 +40,22 @@ class MissingSpec(BaseModel):
     alike (a zoo run's ``missing`` section; the reference baselines' and the demo's spec)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    item_rates: dict[str, float] = {}
-    cold_user_frac: float = 0.0
-    cold_item_frac: float = 0.0
-    seed: int = 0
-    protocol: Literal["rates", "dgmrec"] = "rates"  # "dgmrec": DGMRec's 2/3-of-items masks
+    item_rates: dict[str, float] = Field({}, description="item-level drop rate per modality, MODALITY=RATE (repeatable)")  # fmt: skip
+    cold_user_frac: float = Field(0.0, description="share of users whose history is withheld")
+    cold_item_frac: float = Field(0.0, description="share of items never seen in training")
+    seed: int = Field(0, description="seed of the split and of the masks")
+    protocol: Literal["rates", "dgmrec"] = Field("rates", description="dgmrec: DGMRec's 2/3-of-items masks")  # fmt: skip
+
+    @field_validator("item_rates", mode="before")
+    @classmethod
+    def _items(cls, v: Any) -> Any:
+        """A command line gives ``["text=0.3", ...]``; a config file gives a mapping."""
+        if not isinstance(v, list):
+            return v
+        bad = [x for x in v if not isinstance(x, str) or x.count("=") != 1]
+        if bad:
+            raise ValueError(f"expected MODALITY=RATE, got {bad[0]!r}")
+        return {k: r for k, _, r in (x.partition("=") for x in v)}
 
     @model_validator(mode="after")
     def _rates(self) -> MissingSpec:

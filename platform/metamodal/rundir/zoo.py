@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,8 +78,12 @@ class ZooRun(RunDir):
         torch.save(state, tmp)
         os.replace(tmp, self.model_file)
 
-    def load_model(self) -> dict:
+    def load_finished(self) -> tuple[dict, dict]:
+        """(config, model state) of a finished run, after one layout check: a reader needs
+        both and must not take a run that is still going."""
         import torch
 
-        self.check()
-        return torch.load(self.model_file, weights_only=True, map_location="cpu")
+        if not self.finished():
+            raise FileNotFoundError(f"{self.path}: no results.json — the run has not finished")
+        config = json.loads(self.config_file.read_text())
+        return config, torch.load(self.model_file, weights_only=True, map_location="cpu")

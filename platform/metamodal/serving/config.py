@@ -1,6 +1,6 @@
 """What a deployed recommender loads: checkpoint directories written by the training jobs, never
-anything sent in a request. ``from_mma_dir`` reads an ``metamodal mma run`` output (its
-retriever, its trained policy and its RuleRouter-Fuse)."""
+anything sent in a request. An ``mma_dir`` (a ``metamodal mma run`` output) brings its
+retriever, its trained policy and its RuleRouter-Fuse."""
 
 from __future__ import annotations
 
@@ -15,18 +15,20 @@ RERANKERS = ("mma", "rulerouter", "model", "none")
 
 
 class ServeConfig(BaseModel):
+    """What a deployed recommender serves: the ``metamodal serve`` flags and the Serve app's
+    arguments. Give ``mma_dir`` (its retriever comes with it) or a ``retriever_run``."""
+
     model_config = ConfigDict(extra="forbid")
 
-    retriever_run: str  # a zoo run directory (model.pt + config.json + split)
-    reranker: Literal["mma", "rulerouter", "model", "none"] = "mma"
-    mma_dir: str | None = None  # for mma / rulerouter: a `metamodal mma run` output
-    mma_seed: int = 0  # which seed's policy and RuleRouter-Fuse to serve
-    model_run: str | None = None  # for model: a fusion model's zoo run (late_fusion, margo, ...)
-    pool_size: int = Field(50, ge=1, le=1000)  # candidates the retriever hands the reranker
-    index_kind: Literal["flat", "ivf", "hnsw"] = "flat"
-    exclude_seen: bool = True  # drop a known user's training items from the answer
-    # every request's deadline end to end (a client may ask for less with X-Timeout-Ms)
-    request_timeout_s: float = Field(10.0, gt=0, le=300)
+    mma_dir: str | None = Field(None, description="a `metamodal mma run` output (its retriever, policy and RuleRouter-Fuse)")  # fmt: skip
+    retriever_run: str | None = Field(None, description="a zoo run directory (default: the mma run's retriever)")  # fmt: skip
+    reranker: Literal["mma", "rulerouter", "model", "none"] = Field("mma", description="what reorders the retriever's pool")  # fmt: skip
+    mma_seed: int = Field(0, ge=0, description="which seed's policy and RuleRouter-Fuse to serve")
+    model_run: str | None = Field(None, description="reranker model: a fusion model's zoo run (late_fusion, margo, ...)")  # fmt: skip
+    pool_size: int = Field(50, ge=1, le=1000, description="candidates the retriever hands the reranker")  # fmt: skip
+    index_kind: Literal["flat", "ivf", "hnsw"] = Field("flat", description="faiss index of the retriever")  # fmt: skip
+    exclude_seen: bool = Field(True, description="drop a known user's training items from the answer")  # fmt: skip
+    request_timeout_s: float = Field(10.0, gt=0, le=300, description="every request's deadline end to end (a client may ask for less with X-Timeout-Ms)")  # fmt: skip
 
     @model_validator(mode="after")
     def _needs(self) -> ServeConfig:
@@ -34,6 +36,10 @@ class ServeConfig(BaseModel):
             raise ValueError(f"reranker '{self.reranker}' needs mma_dir")
         if self.reranker == "model" and not self.model_run:
             raise ValueError("reranker 'model' needs model_run (a zoo run directory)")
+        if self.retriever_run is None:
+            if not self.mma_dir:
+                raise ValueError("give mma_dir (an mma run) or retriever_run (a zoo run)")
+            self.retriever_run = str(MMARun(self.mma_dir).retriever().path)
         return self
 
     def resolved(self) -> ServeConfig:
@@ -44,8 +50,3 @@ class ServeConfig(BaseModel):
             if (v := getattr(self, k))
         }
         return self.model_copy(update=upd)
-
-    @classmethod
-    def from_mma_dir(cls, mma_dir: str | Path, **kw) -> ServeConfig:
-        run = MMARun(mma_dir)
-        return cls(retriever_run=str(run.retriever().path), mma_dir=str(run.path), **kw)

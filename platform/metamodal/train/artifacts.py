@@ -60,11 +60,10 @@ class TrainedRun:
 def load_run(out: str | Path, ds: Dataset | None = None) -> TrainedRun:
     """A finished zoo run (``ZooRun``: another layout, or a run still going, raises)."""
     run = ZooRun(out)
-    run.results()  # the run finished
-    config = run.config()
+    config, state = run.load_finished()
     if ds is None:
         ds = attach_features(load_dataset(config["dataset"]), config["data"]["features"])
     split = Split.load(run.split_dir, ds)
     miss = Missingness.load(run.split_dir) if (run.split_dir / "missing.npz").is_file() else None
     names = content_modalities(ds, config["data"]["modalities"])
-    return TrainedRun(run.path, config["model"], config, ds, split, miss, names, run.load_model())
+    return TrainedRun(run.path, config["model"], config, ds, split, miss, names, state)

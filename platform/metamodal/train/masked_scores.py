@@ -65,8 +65,7 @@ class MaskedRunScorer:
             with torch.no_grad():
                 net.item.weight.zero_()
         net.eval()
-        with torch.no_grad():
-            u, i = (t.detach().cpu().numpy().astype(np.float64) for t in net.vectors())
+        u, i = net.numpy_vectors()
         out = (u if GRAPH in pattern else None, i)
         self._cache[key] = out
         return out

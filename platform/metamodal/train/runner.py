@@ -159,8 +159,7 @@ def retrieval_check(net, seed: int, k: int = 20, n_queries: int = 2000) -> dict:
     """Each faiss index kind over the model's item vectors, against exact top-k of user vectors."""
     from metamodal.retrieval.index import KINDS, IndexSpec, ItemIndex, recall_vs_exact
 
-    with torch.no_grad():
-        u, i = (x.detach().cpu().numpy() for x in net.vectors())
+    u, i = net.numpy_vectors(np.float32)
     users = np.random.default_rng(seed).permutation(len(u))[:n_queries]
     out = {}
     for kind in KINDS:

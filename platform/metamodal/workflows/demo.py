@@ -64,7 +64,7 @@ def _data_steps(out: Path, synth: SynthConfig, step: _Steps) -> tuple[dict, dict
     """Steps 1-6: the shop, its inspection, split + masks, baselines, CLIP alignment and
     extraction. Returns (the demo's results so far, the alignment report)."""
     from metamodal.extract.align import AlignConfig, run_align
-    from metamodal.extract.pipeline import build_config, run_extraction
+    from metamodal.extract.pipeline import ExtractOptions, build_config, run_extraction
 
     catalog = out / "catalog"
     step(1, f"generating the synthetic shop -> {catalog}")
@@ -87,7 +87,7 @@ def _data_steps(out: Path, synth: SynthConfig, step: _Steps) -> tuple[dict, dict
                       AlignConfig(co_weight=0.5, seed=synth.seed, epochs=6),  # 12 by default: the demo's budget
                       interactions_idx=train_idx)  # fmt: skip
     step(6, "extracting item embeddings with Ray Data (MiniLM text, aligned image tower)")
-    manifest = run_extraction(catalog, out / "embeddings", build_config(image_weights=align.checkpoint))
+    manifest = run_extraction(catalog, out / "embeddings", build_config(ExtractOptions(image_weights=align.checkpoint)))
     res["align"] = align.model_dump(include={"test_before", "test_after", "best_epoch"})
     res["extract"] = {k: {"present": v.present, "missing": v.missing}
                       for k, v in manifest.modalities.items()}  # fmt: skip
@@ -145,7 +145,7 @@ def demo_serve(mma_dir: Path, catalog: Path) -> list[dict]:
     from metamodal.serving.config import ServeConfig
     from metamodal.serving.deployments import build_app
 
-    cfg = ServeConfig.from_mma_dir(mma_dir)
+    cfg = ServeConfig(mma_dir=str(mma_dir))
     ds = load_dataset(catalog)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,0 +1,62 @@
+"""What each entry point takes, declared once: ``metamodal train|tune|mma run`` and
+``jobs/train.py``, ``jobs/tune_fusion.py``, ``jobs/train_policy.py`` and ``jobs/pipeline.py`` all
+generate their flags from these fields (``cli.with_model_options``, ``config.parse_flags``), so a
+flag, its default and its help cannot drift between the two. Light on purpose: the CLI imports
+it before any torch or Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SET_HELP = "override key.path=value (repeatable)"
+
+
+class TrainOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str = Field(description="zoo model name (metamodal.models.ZOO)")
+    dataset: Path = Field(description="dataset directory")
+    out: Path = Field(description="run directory")
+    set: list[str] = Field([], description=SET_HELP)
+    config: Path | None = Field(None, description="override YAML file (e.g. Tune's best.yaml)")
+    overwrite: bool = Field(False, description="replace a run made with another config")
+
+
+class TuneOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    space: Path = Field(description="search space YAML (tune_spaces/*.yaml)")
+    dataset: Path = Field(description="dataset directory")
+    out: Path = Field(description="sweep directory (trials.md, best.yaml, plots)")
+    samples: int | None = Field(None, ge=1, description="trials (default: the space's)")
+    max_epochs: int | None = Field(None, ge=1, description="epochs per trial at most")
+    concurrent: int | None = Field(None, ge=1, description="trials at once")
+    set: list[str] = Field([], description="fixed override key.path=value (repeatable)")
+    wandb: bool = Field(True, description="log to wandb (offline unless WANDB_MODE)")
+
+
+class MMARunOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dataset: Path = Field(description="dataset directory")
+    out: Path = Field(description="run directory (report.json, report.md, plots)")
+    quick: bool = Field(False, description="the demo's budget: short runs, few steps")
+    seeds: int | None = Field(None, ge=1, description="policy seeds (default 3)")
+    split: Literal["mmrec", "time"] | None = Field(
+        None, description="mmrec (per-user random 8:1:1) or time (per-user chronological)"
+    )
+    set: list[str] = Field([], description="override key.path=value, e.g. policy.rl_epochs=3")
+    reevaluate: bool = Field(
+        False, description="keep OUT's trained policies (same configuration), evaluate again"
+    )
+
+    def overrides(self) -> list[str]:
+        """``--set`` items, with ``--split`` as the override it stands for."""
+        split = {"time": "user_time"}.get(self.split, self.split)
+        return [*self.set, *([f"split={split}"] if split else [])]
+
+
+class DemoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    out: Path = Field(Path("runs/demo"), description="demo directory")
+    stop_after: int = Field(11, ge=1, le=11, description="last step (6: end after extraction)")
