@@ -9,25 +9,15 @@ Every AlignConfig field is a flag (``--co-weight``, ``--workers``, ...). The out
 
 from __future__ import annotations
 
-import argparse
-
-from metamodal.config import add_model_flags, flags_to_model
+from metamodal.config import parse_flags
 from metamodal.extract.align import run_align
 from metamodal.extract.options import AlignConfig
+from metamodal.workflows.options import AlignIO
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("catalog")
-    p.add_argument("--out", required=True)
-    p.add_argument("--format", default=None)
-    p.add_argument("--overwrite", action="store_true", help="replace a run made with another config")
-    add_model_flags(p, AlignConfig)
-    a = vars(p.parse_args())
-    catalog, out, fmt, overwrite = a.pop("catalog"), a.pop("out"), a.pop("format"), a.pop("overwrite")
-    run_align(catalog, out, flags_to_model(AlignConfig, a, p), fmt, overwrite=overwrite)
+    io, cfg = parse_flags([AlignIO, AlignConfig], __doc__)  # as `metamodal align`
+    run_align(io.catalog, io.out, cfg, io.format, split=io.split, overwrite=io.overwrite)
 
 
 if __name__ == "__main__":

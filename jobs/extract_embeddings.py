@@ -7,23 +7,14 @@ ray job submit --working-dir . -- python jobs/extract_embeddings.py CATALOG --ou
 
 from __future__ import annotations
 
-import argparse
-
-from metamodal.config import add_model_flags, flags_to_model
+from metamodal.config import parse_flags
 from metamodal.extract.pipeline import ExtractOptions, build_config, run_extraction
+from metamodal.workflows.options import CatalogIO
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("catalog")
-    p.add_argument("--out", required=True)
-    p.add_argument("--format", default=None)
-    add_model_flags(p, ExtractOptions)  # every option, as `metamodal extract` has it
-    a = vars(p.parse_args())
-    catalog, out, fmt = a.pop("catalog"), a.pop("out"), a.pop("format")
-    run_extraction(catalog, out, build_config(flags_to_model(ExtractOptions, a, p)), fmt)
+    io, options = parse_flags([CatalogIO, ExtractOptions], __doc__)  # as `metamodal extract`
+    run_extraction(io.catalog, io.out, build_config(options), io.format)
 
 
 if __name__ == "__main__":

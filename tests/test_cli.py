@@ -173,23 +173,35 @@ def test_every_command_and_job_offers_every_field_of_its_options() -> None:
     from metamodal.data.synth import SynthConfig
     from metamodal.extract.options import AlignConfig, ExtractOptions
     from metamodal.serving.config import ServeConfig
-    from metamodal.workflows.options import MMARunOptions, TrainOptions, TuneOptions
+    from metamodal.workflows.options import (
+        AlignIO,
+        CatalogIO,
+        DemoOptions,
+        MMARunOptions,
+        TrainOptions,
+        TuneOptions,
+    )
 
     group = typer.main.get_command(app)
-    commands = {"extract": ExtractOptions, "align": AlignConfig, "train": TrainOptions,
+    commands = {"extract": (CatalogIO, ExtractOptions), "align": (AlignIO, AlignConfig), "train": TrainOptions,
                 "tune": TuneOptions, "serve": ServeConfig, "data synth": SynthConfig,
                 "data split": MissingSpec, "eval baselines": MissingSpec, "mma run": MMARunOptions}  # fmt: skip
     for name, model in commands.items():
         cmd = group
         for part in name.split():
             cmd = cmd.commands[part]
-        assert set(model.model_fields) <= {p.name for p in cmd.params}, name
+        assert set(_fields(model)) <= {p.name for p in cmd.params}, name
     jobs = {"train.py": TrainOptions, "tune_fusion.py": TuneOptions, "train_policy.py": MMARunOptions,
-            "pipeline.py": SynthConfig, "extract_embeddings.py": ExtractOptions,
-            "align_clip.py": AlignConfig}  # fmt: skip
+            "pipeline.py": (DemoOptions, SynthConfig), "extract_embeddings.py": (CatalogIO, ExtractOptions),
+            "align_clip.py": (AlignIO, AlignConfig)}  # fmt: skip
     for job, model in jobs.items():
         r = subprocess.run([sys.executable, str(ROOT / "jobs" / job), "--help"], capture_output=True,
                            text=True, timeout=120)  # fmt: skip
         assert r.returncode == 0, r.stderr
-        for field in model.model_fields:
-            assert "--" + field.replace("_", "-") in r.stdout, (job, field)
+        for field in _fields(model):
+            shown = field if field == "catalog" else "--" + field.replace("_", "-")
+            assert shown in r.stdout, (job, field)
+
+
+def _fields(models) -> list[str]:
+    return [f for m in (models if isinstance(models, tuple) else (models,)) for f in m.model_fields]

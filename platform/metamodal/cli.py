@@ -20,7 +20,13 @@ from metamodal.data.missing import MissingSpec
 from metamodal.data.synth import SynthConfig
 from metamodal.extract.options import AlignConfig, ExtractOptions
 from metamodal.serving.config import ServeConfig
-from metamodal.workflows.options import MMARunOptions, TrainOptions, TuneOptions
+from metamodal.workflows.options import (
+    AlignIO,
+    CatalogIO,
+    MMARunOptions,
+    TrainOptions,
+    TuneOptions,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Generate, inspect and split datasets.")
@@ -78,8 +84,9 @@ def _typer_param(f: Flag) -> Parameter:
     kind = list[kind] if f.repeat else kind
     kind = kind if f.required or (f.default is not None and not f.repeat) or kind is bool else kind | None
     default = Parameter.empty if f.required else f.default
+    info = typer.Argument(help=f.help) if f.positional else typer.Option(help=f.help)
     return Parameter(f.name, Parameter.KEYWORD_ONLY, default=default,
-                     annotation=Annotated[kind, typer.Option(help=f.help)])  # fmt: skip
+                     annotation=Annotated[kind, info])  # fmt: skip
 
 
 @data_app.command("synth")
@@ -148,49 +155,30 @@ def baselines(
 
 
 @app.command("extract")
+@with_model_options(CatalogIO, into="io")
 @with_model_options(ExtractOptions, into="options")
-def extract(
-    catalog: Path,
-    out: Annotated[Path, typer.Option(help="output directory (shards + manifest.json)")],
-    options: ExtractOptions,
-    format: FormatOpt = None,
-) -> None:
+def extract(io: CatalogIO, options: ExtractOptions) -> None:
     """Per-modality item embeddings through Ray Data (MiniLM text; EfficientNet-Lite or open_clip
     image)."""
     from metamodal.extract.encoders import WeightsUnavailable
     from metamodal.extract.pipeline import build_config, run_extraction
 
     try:
-        cfg = build_config(options)
-        run_extraction(catalog, out, cfg, format)
+        run_extraction(io.catalog, io.out, build_config(options), io.format)
     except (ValueError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
-    print(f"wrote {out}/manifest.json")
+    print(f"wrote {io.out}/manifest.json")
 
 
 @app.command()
+@with_model_options(AlignIO, into="io")
 @with_model_options(AlignConfig, into="cfg")
-def align(
-    catalog: Path,
-    out: Annotated[Path, typer.Option(help="output directory (aligned.pt, align_report.json)")],
-    cfg: AlignConfig,
-    format: FormatOpt = None,
-    split: Annotated[
-        Path | None,
-        typer.Option(help="a saved split: co-interactions come from its train part only"),
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace a run made with another config")] = False,
-) -> None:
+def align(io: AlignIO, cfg: AlignConfig) -> None:
     """CLIP domain alignment of an open_clip model on the catalog's image-text pairs (Ray Train)."""
     from metamodal.extract.align import run_align
 
-    idx = None
-    if split is not None:
-        from metamodal.data.splits import Split
-
-        idx = Split.load(split, load_dataset(catalog, format)).train
-    run_align(catalog, out, cfg, format, interactions_idx=idx, overwrite=overwrite)
+    run_align(io.catalog, io.out, cfg, io.format, split=io.split, overwrite=io.overwrite)
 
 
 @app.command()

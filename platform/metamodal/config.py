@@ -45,6 +45,7 @@ class Flag:
     required: bool
     default: Any
     help: str | None
+    positional: bool = False  # a command's subject (a catalogue path), not a --flag
 
 
 def model_flags(model: Any) -> list[Flag]:
@@ -53,7 +54,9 @@ def model_flags(model: Any) -> list[Flag]:
     for name, f in model.model_fields.items():
         kind, choices, repeat = flag_type(f.annotation)
         default = None if f.is_required() or repeat else f.default
-        out.append(Flag(name, kind, choices, repeat, f.is_required(), default, f.description))
+        positional = bool((f.json_schema_extra or {}).get("positional"))
+        out.append(Flag(name, kind, choices, repeat, f.is_required(), default, f.description,
+                        positional))  # fmt: skip
     return out
 
 
@@ -64,7 +67,9 @@ def add_model_flags(parser: Any, model: Any) -> None:
 
     for f in model_flags(model):
         flag = "--" + f.name.replace("_", "-")
-        if f.kind is bool and not f.repeat:
+        if f.positional:
+            parser.add_argument(f.name, type=f.kind, help=f.help)
+        elif f.kind is bool and not f.repeat:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
                                 required=f.required, help=f.help)  # fmt: skip
         else:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from metamodal.data import load_dataset
+from metamodal.data.splits import Split
 from metamodal.extract.align_data import build_pairs
 from metamodal.extract.encoders import (
     EncoderSpec,
@@ -221,18 +222,21 @@ def run_align(
     out: str | Path,
     cfg: AlignConfig | None = None,
     fmt: str | None = None,
-    interactions_idx: np.ndarray | None = None,
+    split: str | Path | None = None,
     overwrite: bool = False,
 ) -> AlignReport:
-    """Prepare pairs, measure the initial weights, train on Ray Train, keep the best epoch."""
+    """Prepare pairs, measure the initial weights, train on Ray Train, keep the best epoch.
+    ``split``: a saved split, whose train part alone gives the co-interactions."""
     cfg = cfg or AlignConfig()
+    ds = load_dataset(catalog, fmt)
+    interactions_idx = None if split is None else Split.load(split, ds).train
     run = AlignRun(Path(out).resolve())
     pairs_from = None if interactions_idx is None else hashlib.sha1(np.asarray(interactions_idx).tobytes()).hexdigest()
     claimed = run.claim({**cfg.model_dump(), "catalog": str(Path(catalog).resolve()), "interactions": pairs_from},
                         overwrite)  # fmt: skip
     out = run.path
     t0 = time.perf_counter()
-    data_path, stats = _prepare_pairs(load_dataset(catalog, fmt), cfg, out, interactions_idx)
+    data_path, stats = _prepare_pairs(ds, cfg, out, interactions_idx)
     data = np.load(data_path)
     test = data["split"] == 2
     before = pair_recall(build_clip(cfg.arch, cfg.init, cfg.seed), data["pixels"][test], data["tokens"][test])

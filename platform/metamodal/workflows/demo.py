@@ -13,7 +13,6 @@ from pathlib import Path
 from metamodal.data import load_dataset
 from metamodal.data.inspect import describe
 from metamodal.data.missing import MissingSpec
-from metamodal.data.splits import Split
 from metamodal.data.synth import SynthConfig, generate
 from metamodal.eval.tables import table
 from metamodal.workflows.reference import COLUMNS, run_baselines
@@ -82,10 +81,9 @@ def _data_steps(out: Path, synth: SynthConfig, step: _Steps) -> tuple[dict, dict
     print()
     print(table({k: v["test"] for k, v in res["models"].items()}, COLUMNS))
     step(5, "aligning a small CLIP on the shop's image-text pairs (Ray Train, 2 workers)")
-    train_idx = Split.load(out / "baselines" / "split", ds).train
     align = run_align(catalog, out / "align",
                       AlignConfig(co_weight=0.5, seed=synth.seed, epochs=6),  # 12 by default: the demo's budget
-                      interactions_idx=train_idx)  # fmt: skip
+                      split=out / "baselines" / "split")  # fmt: skip
     step(6, "extracting item embeddings with Ray Data (MiniLM text, aligned image tower)")
     manifest = run_extraction(catalog, out / "embeddings", build_config(ExtractOptions(image_weights=align.checkpoint)))
     res["align"] = align.model_dump(include={"test_before", "test_after", "best_epoch"})

@@ -14,6 +14,21 @@ from pydantic import BaseModel, ConfigDict, Field
 SET_HELP = "override key.path=value (repeatable)"
 
 
+class CatalogIO(BaseModel):
+    """A stage that reads a catalogue and writes one directory (extraction, alignment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    catalog: Path = Field(description="the catalogue (any format the data layer loads)",
+                          json_schema_extra={"positional": True})  # fmt: skip
+    out: Path = Field(description="output directory")
+    format: str | None = Field(None, description="generic|movielens|lattice|mmrec (default: autodetect)")  # fmt: skip
+
+
+class AlignIO(CatalogIO):
+    split: Path | None = Field(None, description="a saved split: co-interactions come from its train part only")  # fmt: skip
+    overwrite: bool = Field(False, description="replace a run made with another config")
+
+
 class TrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     model: str = Field(description="zoo model name (metamodal.models.ZOO)")
