@@ -140,6 +140,47 @@ def test_resume_matches_uninterrupted_and_rerun_skips(
         run_extraction(catalog, tmp_path / "a", cfg(encoders=[other]))
 
 
+def test_readers_trust_only_the_shards_the_manifest_recorded(
+    ray_session, catalog: Path, tmp_path: Path
+) -> None:
+    """Per-shard checksums: a changed, missing or extra shard, a manifest without checksums and
+    an interrupted --overwrite are each an error naming what is wrong, never mixed features."""
+    import shutil
+
+    from metamodal.data import load_dataset
+    from metamodal.data.loaders.embeddings import load_embeddings
+    from metamodal.extract.pipeline import run_extraction
+
+    ds = load_dataset(catalog)
+    m = run_extraction(catalog, tmp_path, cfg(encoders=[IMAGE]))
+    shards = sorted((tmp_path / "image_clip").glob("shard-*.parquet"))
+    assert set(m.modalities["image_clip"].shard_sha256) == {p.name for p in shards} and len(shards) > 1
+    assert load_embeddings(tmp_path, ds)["image_clip"].present.sum() == 36
+    keep = shards[0].read_bytes()
+    shards[0].write_bytes(keep[:-8] + bytes(8))  # torn or replaced in place
+    with pytest.raises(ValueError, match=f"{shards[0].name}: checksum differs"):
+        load_embeddings(tmp_path, ds)
+    shards[0].unlink()
+    with pytest.raises(ValueError, match=f"{shards[0].name}: missing"):
+        load_embeddings(tmp_path, ds)
+    shards[0].write_bytes(keep)
+    shutil.copy(shards[1], tmp_path / "image_clip" / "shard-00099.parquet")
+    with pytest.raises(ValueError, match="shard-00099.parquet: not in the manifest"):
+        load_embeddings(tmp_path, ds)
+    (tmp_path / "image_clip" / "shard-00099.parquet").unlink()
+    assert load_embeddings(tmp_path, ds)["image_clip"].present.sum() == 36  # as recorded again
+    saved = json.loads((tmp_path / "manifest.json").read_text())
+    del saved["modalities"]["image_clip"]["shard_sha256"]
+    (tmp_path / "manifest.json").write_text(json.dumps(saved))
+    with pytest.raises(LayoutError, match="no shard checksums for 'image_clip'"):
+        load_embeddings(tmp_path, ds)
+    other = EncoderSpec("open_clip_image", "image_clip", arch="ViT-S-32", random_init=True,
+                        image_size=32, seed=2)  # fmt: skip
+    run_extraction(catalog, tmp_path, cfg(encoders=[other], overwrite=True, max_new_shards=1))
+    with pytest.raises(ValueError, match="image_clip: extraction incomplete"):
+        load_embeddings(tmp_path, ds)  # the interrupted --overwrite, not the old features
+
+
 def test_weights_never_downloaded() -> None:
     with pytest.raises(WeightsUnavailable, match="random_init=True explicitly"):
         Encoder(EncoderSpec("open_clip_image", "x", arch="ViT-S-32"))

@@ -41,6 +41,24 @@ def test_layers_merge_in_order_and_bad_input_names_the_layer() -> None:
         load_config("bpr", "x", ["params.n_layers=2"])
     with pytest.raises(ConfigError, match="unknown model"):
         load_config("nope", "x")
+    with pytest.raises(ConfigError, match="unknown metric 'recal@20'.*recall@20"):
+        load_config("bpr", "x", ["train.valid_metric=recal@20"])  # before Ray starts
+
+
+def test_a_diverging_loss_stops_the_run_naming_the_batch_and_is_never_kept(
+    ray_session, small_shop: Path, tmp_path: Path
+) -> None:
+    """A learning rate no run survives: both DDP workers stop at the same batch (no hang), the
+    error names it, and nothing of the run is kept as a result or a model."""
+    from metamodal.train.runner import TrainingDiverged, run_training
+
+    with pytest.raises(TrainingDiverged, match=r"bpr: epoch \d+, batch \d+ of \d+: loss (nan|inf)"):
+        run_training("bpr", small_shop, tmp_path, ["train.epochs=6", "train.workers=2", "train.lr=1e30",
+                                                   "train.batch_size=256", "train.retrieval_check=false"])  # fmt: skip
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "results.json").exists()
+    log = tmp_path / "metrics.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
+    assert all(np.isfinite(r["loss"]) for r in rows)  # the diverged epoch is not logged as one
 
 
 def test_triples_never_pick_a_positive_as_negative() -> None:
@@ -92,11 +110,16 @@ def test_ray_train_ddp_resumes_after_a_worker_dies(
     assert (tmp_path / "model.pt").is_file()
 
 
-def test_metrics_log_is_trimmed_to_the_resumed_epoch_and_survives_a_half_written_line(tmp_path) -> None:
+def test_metrics_log_is_trimmed_to_the_resumed_epoch_and_survives_a_half_written_line(
+    tmp_path, capsys
+) -> None:
+    from metamodal.harness import read_metrics
     from metamodal.harness import trim_log as _trim_log
 
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n{"epo')
+    assert read_metrics(log) == [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]
+    assert "1 half-written line(s) dropped" in capsys.readouterr().out  # counted, and said
     assert _trim_log(log, 2) == 2 and log.read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
     assert _trim_log(log, 0) == 2 and log.read_text() == ""  # restarted with no checkpoint
     assert _trim_log(tmp_path / "absent.jsonl", 0) == 0

@@ -185,13 +185,13 @@ def align(io: AlignIO, cfg: AlignConfig) -> None:
 @with_model_options(TrainOptions, into="o")
 def train(o: TrainOptions) -> None:
     """Train a zoo model on Ray Train; writes results.json, metrics.jsonl, curves.png."""
-    from metamodal.train.runner import run_training
+    from metamodal.train.runner import TrainingDiverged, run_training
 
     try:
         run_training(o.model, o.dataset, o.out, o.set, o.config, o.overwrite)
-    except ConfigError as e:
+    except (ConfigError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        raise typer.Exit(2 if isinstance(e, ConfigError) else 1) from None
 
 
 @app.command()

@@ -210,6 +210,14 @@ class Worker:
         torch.distributed.broadcast(t, src=0)
         return bool(t.item())
 
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any rank (a step every rank must skip together)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1 if flag else 0])
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item())
+
     def note_worker_group(self) -> None:
         """Rank 0 writes its workers' placement group id into the run directory: Ray Train
         leaves the group reserved when a Tune trial is killed, and only this id frees it."""
@@ -226,6 +234,21 @@ def _row_epoch(line: str) -> float:
         return json.loads(line)["epoch"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return float("inf")
+
+
+def read_metrics(log: Path) -> list[dict]:
+    """A run's metrics rows. A line a killed process left half-written is dropped, and said:
+    the log is appended to as training goes, so its last line can be torn."""
+    lines = log.read_text().splitlines() if log.is_file() else []
+    rows, torn = [], 0
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            torn += 1
+    if torn:
+        print(f"{log}: {torn} half-written line(s) dropped", flush=True)
+    return rows
 
 
 def trim_log(log: Path, epoch: int) -> int:

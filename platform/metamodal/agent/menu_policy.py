@@ -12,7 +12,6 @@ policy gradient over the whole menu with a KL to the warm start.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from metamodal.agent.policy import DEFAULT_MODEL
-from metamodal.harness import RunSpec, Worker, fit, optimiser_step, zero_optimiser
+from metamodal.harness import RunSpec, Worker, fit, optimiser_step, read_metrics, zero_optimiser
 from metamodal.rundir import write_json
 
 LETTERS = "ABCDEFGHIJKLMNOPQRST"  # a route menu, or a listwise window of candidates
@@ -242,8 +241,7 @@ def train_menu_policy(
                    use_gpu=cfg.use_gpu)  # fmt: skip
     t0 = time.perf_counter()
     fit(policy_steps, PolicyJob(cfg, rows), spec, require_checkpoint=False)
-    bc = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-          if r["stage"] == "bc"]  # fmt: skip
+    bc = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if r["stage"] == "bc"]
     qn = q[q.sum(1) > 0]
     summary = {"rows": len(prompts), "seconds": time.perf_counter() - t0,
                "bc_loss_first": float(np.mean(bc[:5])), "bc_loss_last": float(np.mean(bc[-10:])),

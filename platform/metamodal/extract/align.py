@@ -19,7 +19,6 @@ Recall@K on held-out test pairs is reported before (the initial weights) and aft
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +38,15 @@ from metamodal.extract.encoders import (
     register_clip_configs,
 )
 from metamodal.extract.options import AlignConfig
-from metamodal.harness import RefLine, RunSpec, Worker, fit, plot_curves, read_checkpoint
+from metamodal.harness import (
+    RefLine,
+    RunSpec,
+    Worker,
+    fit,
+    plot_curves,
+    read_checkpoint,
+    read_metrics,
+)
 from metamodal.rundir import AlignReport, AlignRun
 
 KS = (1, 5, 10)
@@ -249,7 +256,7 @@ def run_align(
     torch.save(best["heads"], out / "aligned_heads.pt")
     aligned = build_clip(cfg.arch, str(run.checkpoint), cfg.seed)
     after = pair_recall(aligned, data["pixels"][test], data["tokens"][test])
-    curve = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
+    curve = read_metrics(run.metrics_file)
     report = AlignReport(
         arch=cfg.arch, config=cfg.model_dump(), pairs=asdict(stats), random_init=cfg.init is None,
         test_before=before, test_after=after,

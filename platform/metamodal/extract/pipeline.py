@@ -233,6 +233,7 @@ def summarise(out: Path, spec: EncoderSpec, n_items: int) -> dict:
         "complete": t.num_rows == n_items,
         "encoder": spec.to_dict(),
         "source": spec.source,  # what the reader needs of the encoder: the raw modality it read
+        "shard_sha256": ExtractRun(out).shard_checksums(spec.modality),
     }
 
 

@@ -5,12 +5,13 @@ configuration guard, so modalities extract (and resume) independently."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from metamodal.rundir.base import Claim, RunDir, claim, write_json
+from metamodal.rundir.base import Claim, LayoutError, RunDir, claim, write_json
 
 
 class ModalityEntry(BaseModel):
@@ -25,6 +26,7 @@ class ModalityEntry(BaseModel):
     missing: int | None = None
     labelled: int | None = None
     reasons: dict[str, int] | None = None
+    shard_sha256: dict[str, str] = {}  # shard file -> checksum, once complete: readers verify
 
 
 class ExtractManifest(BaseModel):
@@ -50,6 +52,8 @@ class ExtractRun(RunDir):
         if any(self.path.iterdir()) and self.header() is None and not overwrite:
             self.check()  # an older layout: refused with the version expected
         self._write_header()
+        # a pass writes the manifest at its end: until then no reader may trust the last one
+        self.manifest_file.unlink(missing_ok=True)
 
     def claim_modality(self, name: str, conf: dict, overwrite: bool) -> Claim:
         return claim(self.path / name / "config.json", conf, overwrite, stale=["*"])
@@ -62,3 +66,39 @@ class ExtractRun(RunDir):
 
     def write_manifest(self, m: ExtractManifest) -> None:
         write_json(self.manifest_file, m.model_dump(), indent=2, default=str)
+
+    def shard_files(self, name: str) -> list[Path]:
+        return sorted((self.path / name).glob("shard-*.parquet"))
+
+    def shard_checksums(self, name: str) -> dict[str, str]:
+        return {p.name: _sha256(p) for p in self.shard_files(name)}
+
+    def verified_shards(self, name: str, entry: ModalityEntry) -> list[Path]:
+        """A complete modality's shards, each as the manifest recorded it: a shard missing,
+        extra or changed since (an interrupted ``--overwrite``, a partial copy) is an error
+        naming it, never features read from a mix of two extractions."""
+        where = self.path / name
+        if not entry.complete:
+            raise ValueError(f"{where}: extraction incomplete; resume it with the same command")
+        if not entry.shard_sha256:
+            raise LayoutError(f"{self.manifest_file}: no shard checksums for {name!r} (written "
+                              "before they existed): re-run the extraction with --overwrite")  # fmt: skip
+        files = self.shard_files(name)
+        found = {p.name for p in files}
+        for shard in sorted(set(entry.shard_sha256) ^ found):
+            state = "missing" if shard in entry.shard_sha256 else "not in the manifest"
+            raise ValueError(f"{where / shard}: {state} — the extraction was interrupted or "
+                             "mixed; re-run it (the same command resumes)")  # fmt: skip
+        for p in files:
+            if _sha256(p) != entry.shard_sha256[p.name]:
+                raise ValueError(f"{p}: checksum differs from the manifest's — a partial or "
+                                 "replaced shard; re-run the extraction")  # fmt: skip
+        return files
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

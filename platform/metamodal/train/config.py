@@ -12,10 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metamodal.config import ConfigError, merge_layers, parse_override
 from metamodal.data.missing import MissingSpec
+from metamodal.eval.metrics import METRICS
+
+VALID_KS = (10, 20)  # the cut-offs validation computes each evaluated epoch
+VALID_METRICS = tuple(f"{m}@{k}" for m in METRICS for k in VALID_KS)
 
 
 class Strict(BaseModel):
@@ -29,7 +33,7 @@ class TrainSection(Strict):
     weight_decay: float = Field(0.0, ge=0)
     patience: int = Field(20, ge=1)
     eval_every: int = Field(1, ge=1)
-    valid_metric: str = "recall@20"
+    valid_metric: str = "recall@20"  # early stopping and the kept epoch; one of VALID_METRICS
     seed: int = 0
     workers: int = Field(1, ge=1)
     use_gpu: bool | None = None
@@ -37,6 +41,15 @@ class TrainSection(Strict):
     max_failures: int = Field(2, ge=0)
     retrieval_check: bool = True  # after training: faiss indexes vs exact top-k of the vectors
     fail_at_epoch: int | None = None  # fault injection: kill the worker once there (resume tests)
+
+
+    @field_validator("valid_metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        """Checked here, before Ray starts: a typo would otherwise fail after epoch 1."""
+        if v not in VALID_METRICS:
+            raise ValueError(f"unknown metric {v!r}; validation computes {', '.join(VALID_METRICS)}")
+        return v
 
 
 class SplitSection(Strict):

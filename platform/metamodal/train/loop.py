@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from metamodal.harness import Worker
-from metamodal.train.config import RunConfig, TrainSection
+from metamodal.train.config import VALID_KS, RunConfig, TrainSection
 
 
 class ZooJob(BaseModel):
@@ -42,6 +42,9 @@ def zoo_steps(job: ZooJob, w: Worker) -> None:
     for epoch in range(state["epoch"], t.epochs):
         w.maybe_fail(epoch, t.fail_at_epoch)
         row = _train_epoch(ws, sampler, epoch, w, t.batch_size)
+        if row.get("diverged"):  # every rank saw it (Worker.any): stop, keep the last good state
+            _stop_diverged(job, ws, row, state, best_state, w)
+            break
         state["epoch"] = epoch + 1
         if (epoch + 1) % t.eval_every and epoch + 1 < t.epochs:
             _log(job, row, w)
@@ -116,14 +119,30 @@ def _train_epoch(ws: _Worker, sampler, epoch: int, w: Worker, bs: int) -> dict:
     t0 = time.perf_counter()
     u, p, n = (torch.from_numpy(a) for a in sampler.epoch(epoch, w.rank, w.world))
     losses = []
-    for s in range(0, len(u), bs):
+    for b, s in enumerate(range(0, len(u), bs)):
         sl = slice(s, s + bs)
         loss = model(u[sl].to(device), p[sl].to(device), n[sl].to(device))  # DDP syncs
+        if w.any(not bool(torch.isfinite(loss.detach()))):  # before backward: no step with it
+            where = f"epoch {epoch + 1}, batch {b + 1} of {-(-len(u) // bs)}"
+            return {"epoch": epoch + 1, "diverged": f"{where}: loss {float(loss.detach())} on rank "
+                    f"{w.rank} (non-finite on at least one rank)"}  # fmt: skip
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
     return {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_seconds": time.perf_counter() - t0}
+
+
+def _stop_diverged(job: ZooJob, ws: _Worker, row: dict, state: dict, best_state, w: Worker) -> None:
+    """Report the divergence with the weights as they were before the bad batch: the driver
+    turns it into an error, and the best checkpoint stays the last finite evaluation's."""
+    state["diverged"] = f"{job.run.model}: {row['diverged']}"
+    files = None
+    if w.chief:
+        print(f"{state['diverged']}: stopping", flush=True)
+        files = {"last.pt": {"model": ws.core.state_dict(), "opt": ws.opt.state_dict()},
+                 "best.pt": best_state, "state.json": state}  # fmt: skip
+    w.report(dict(state), files)
 
 
 def _evaluate(ws: _Worker, row: dict, state: dict, best_state, epoch: int, t: TrainSection):
@@ -132,10 +151,10 @@ def _evaluate(ws: _Worker, row: dict, state: dict, best_state, epoch: int, t: Tr
 
     t1 = time.perf_counter()
     res = evaluate_split(ws.core.scorer(), ws.ds, ws.split, "valid", ws.miss, slices=False,
-                         ks=(10, 20))  # fmt: skip
+                         ks=VALID_KS)  # fmt: skip
     row.update({f"valid_{k}": v for k, v in res.metrics.items()})
     row["eval_seconds"] = time.perf_counter() - t1
-    if res.metrics[t.valid_metric] > state["best"]:
+    if res.metrics[t.valid_metric] > state["best"]:  # a NaN metric is never the best
         state.update(best=res.metrics[t.valid_metric], best_epoch=epoch + 1, bad=0)
         best_state = {k: v.detach().cpu().clone() for k, v in ws.core.state_dict().items()}
     else:

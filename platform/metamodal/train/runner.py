@@ -15,7 +15,6 @@ or torchrec's sharded embeddings) — no dataset this platform ships with comes 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 from metamodal.data import Dataset, load_dataset
 from metamodal.data.splits import Split, make_split
 from metamodal.eval.protocol import evaluate_split
-from metamodal.harness import plot_curves, read_checkpoint
+from metamodal.harness import plot_curves, read_checkpoint, read_metrics
 from metamodal.models import ZOO
 from metamodal.rundir import ZooResults, ZooRun
 from metamodal.train.config import load_config
@@ -74,7 +73,7 @@ def run_training(
     valid = evaluate_split(scorer, ds, split, "valid", miss, slices=False)
     test = evaluate_split(scorer, ds, split, "test", miss) if test_eval else None
     run = ZooRun(out)
-    curve = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
+    curve = read_metrics(run.metrics_file)
     res = ZooResults(
         model=model,
         dataset=str(dataset),
@@ -125,14 +124,21 @@ def fit_on_ray(model, dataset: Path, cfg, params, out: Path, missing_on: bool, c
     return fit(zoo_steps, job, spec, callbacks=callbacks)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss went non-finite: the run stopped before the bad batch's step."""
+
+
 def best_model(result, model: str, ds, split, names, miss, cfg, params, out: Path):
     """The model at its best checkpoint, saved as ``model.pt``, and the loop's state."""
     torch.manual_seed(cfg.train.seed)
     data, _ = build_model_data(ds, split, names, miss, cfg.data.normalise)
     net = ZOO[model](data, params)
     saved = read_checkpoint(result, ["best.pt", "state.json"])
-    net.load_state_dict(saved["best.pt"])
     state = saved["state.json"]
+    if state.get("diverged"):
+        raise TrainingDiverged(f"{state['diverged']}; lower train.lr or check the features "
+                               f"(the last finite state is in {out / 'ray_results'})")  # fmt: skip
+    net.load_state_dict(saved["best.pt"])
     ZooRun(out).save_model(net.state_dict())
     net.set_epoch(state["best_epoch"] - 1)  # staged models score as at the kept epoch
     return net, state

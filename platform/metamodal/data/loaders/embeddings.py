@@ -20,8 +20,9 @@ from metamodal.data.modalities import FeatureModality, TextModality
 from metamodal.rundir import ExtractRun
 
 
-def read_modality(out: str | Path, modality: str) -> pa.Table:
-    files = sorted((Path(out) / modality).glob("shard-*.parquet"))
+def read_modality(out: str | Path, modality: str, files: list[Path] | None = None) -> pa.Table:
+    """A modality's shards as one table (``files``: those to read, default every shard)."""
+    files = files if files is not None else sorted((Path(out) / modality).glob("shard-*.parquet"))
     if not files:
         raise FileNotFoundError(f"{Path(out) / modality}: no shards")
     # shards written before labels existed lack the column: promoted to nulls, not an error
@@ -33,15 +34,14 @@ def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality |
     become a text modality of the image's kind (``<name>_labels``: visual keywords, observed
     exactly when the image is)."""
     mods: dict[str, FeatureModality | TextModality] = {}
-    for name, info in ExtractRun(out).manifest().modalities.items():
-        if not info.complete:
-            raise ValueError(f"{out}/{name}: extraction incomplete; resume it first")
-        mods.update(_modality(Path(out), name, info.source, ds))
+    run = ExtractRun(out)
+    for name, info in run.manifest().modalities.items():
+        mods.update(_modality(Path(out), name, info.source, ds, run.verified_shards(name, info)))
     return mods
 
 
-def _modality(out: Path, name: str, kind: str, ds: Dataset) -> dict:
-    t = read_modality(out, name)
+def _modality(out: Path, name: str, kind: str, ds: Dataset, files: list[Path]) -> dict:
+    t = read_modality(out, name, files)
     ids = t.column("item_id").to_pylist()
     index = {str(i): k for k, i in enumerate(ds.item_ids)}
     pos = np.array([index.get(i, -1) for i in ids])
