@@ -98,3 +98,70 @@ def test_an_mma_run_extends_its_seed_count_and_retrains_a_changed_config(tmp_pat
     assert run.config()["seeds"] == 5 and run.seed_result(0) == {"ooma": 0.2}
     assert run.claim_config({"pool": 30, "seeds": 5}) == "replaced"  # never refuses
     assert run.zoo("lightgcn").path == tmp_path / "zoo" / "lightgcn"
+
+
+def test_a_write_cut_short_leaves_the_previous_state_and_the_next_run_carries_on(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A kill between write and rename, and a full disk: the previous file stays whole, no
+    half-written state is ever read, and the error names the file."""
+    import errno
+
+    from metamodal.rundir import base
+
+    f = tmp_path / "results.json"
+    write_json(f, {"v": 1})
+    real = base.os.replace
+
+    def killed(*a):
+        raise KeyboardInterrupt  # the process dies after writing, before renaming
+
+    monkeypatch.setattr(base.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_json(f, {"v": 2})
+    monkeypatch.setattr(base.os, "replace", real)
+    assert json.loads(f.read_text()) == {"v": 1} and (tmp_path / "results.json.tmp").exists()
+    write_json(f, {"v": 2})  # the next run writes over the leftover
+    assert json.loads(f.read_text()) == {"v": 2} and not (tmp_path / "results.json.tmp").exists()
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match=r"results.json: not written \(No space left on device\); the previous"):
+        write_json(f, {"v": 3})
+    monkeypatch.undo()
+    assert json.loads(f.read_text()) == {"v": 2} and not (tmp_path / "results.json.tmp").exists()
+
+
+def test_a_damaged_config_refuses_naming_the_file_and_overwrite_replaces_it(tmp_path: Path) -> None:
+    run = ZooRun(tmp_path / "z")
+    run.claim({"a": 1}, overwrite=False)
+    run.config_file.write_text('{"a": ')  # cut short by a writer from before atomic writes
+    with pytest.raises(LayoutError, match=r"config.json: unreadable"):
+        run.claim({"a": 1}, overwrite=False)
+    assert run.claim({"a": 1}, overwrite=True) == "replaced" and run.config() == {"a": 1}
+
+
+def test_split_and_masks_are_saved_as_one_unit(tmp_path: Path, monkeypatch) -> None:
+    """The arrays go first and the JSON naming their checksum last: a save cut in between
+    leaves no split (the next run draws it again); arrays from another save are refused."""
+    import numpy as np
+
+    from metamodal.data.splits import Split
+    from metamodal.rundir import base
+
+    sp = Split("mmrec", 0, np.arange(5), np.arange(5, 7), np.arange(7, 9))
+    real = base.write_json
+    monkeypatch.setattr(base, "write_json", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        sp.save(tmp_path / "s")
+    monkeypatch.setattr(base, "write_json", real)
+    assert (tmp_path / "s" / "split.npz").is_file() and not Split.saved(tmp_path / "s")
+    sp.save(tmp_path / "s")
+    assert Split.saved(tmp_path / "s") and list(Split.load(tmp_path / "s").test) == [7, 8]
+    other = Split("mmrec", 1, np.arange(4), np.arange(4, 7), np.arange(7, 9))
+    other.save(tmp_path / "o")
+    (tmp_path / "s" / "split.npz").write_bytes((tmp_path / "o" / "split.npz").read_bytes())
+    with pytest.raises(LayoutError, match="split.npz: not the arrays split.json describes"):
+        Split.load(tmp_path / "s")

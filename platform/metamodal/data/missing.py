@@ -17,7 +17,6 @@ known non-test interactions, and ranking them would reward memorising what was w
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from metamodal.data.dataset import Dataset
 from metamodal.data.splits import Split
-from metamodal.rundir import write_json
+from metamodal.rundir.base import load_arrays, save_arrays
 
 GRAPH = "graph"
 
@@ -96,20 +95,20 @@ class Missingness:
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            d / "missing.npz",
-            cold_users=self.cold_users,
-            cold_items=self.cold_items,
-            **{f"present__{k}": v for k, v in self.present.items()},
-        )
-        write_json(d / "missing.json", self.summary(), indent=2)
+        arrays = {"cold_users": self.cold_users, "cold_items": self.cold_items,
+                  **{f"present__{k}": v for k, v in self.present.items()}}  # fmt: skip
+        save_arrays(d / "missing.npz", d / "missing.json", arrays, self.summary())
         return d
+
+    @staticmethod
+    def saved(directory: str | Path) -> bool:
+        """Whether whole masks were saved there (``missing.json`` is written last)."""
+        return (Path(directory) / "missing.json").is_file()
 
     @classmethod
     def load(cls, directory: str | Path) -> Missingness:
         d = Path(directory)
-        meta = json.loads((d / "missing.json").read_text())
-        arr = np.load(d / "missing.npz")
+        meta, arr = load_arrays(d / "missing.npz", d / "missing.json")
         present = {k.split("__", 1)[1]: arr[k] for k in arr.files if k.startswith("present__")}
         return cls(MissingSpec(**meta["spec"]), present, arr["cold_users"], arr["cold_items"])
 

@@ -14,7 +14,6 @@ In every method, valid/test interactions of users absent from train are dropped 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from metamodal.data.dataset import SPLIT_NAMES, Dataset
-from metamodal.rundir import write_json
+from metamodal.rundir.base import load_arrays, save_arrays
 
 METHODS = ("mmrec", "loo", "time", "user_time", "given")
 
@@ -56,16 +55,19 @@ class Split:
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(d / "split.npz", **self.parts())
         meta = {**self.summary(), "fingerprint": self.fingerprint}
-        write_json(d / "split.json", meta, indent=2)
+        save_arrays(d / "split.npz", d / "split.json", self.parts(), meta)
         return d
+
+    @staticmethod
+    def saved(directory: str | Path) -> bool:
+        """Whether a whole split was saved there (``split.json`` is written last)."""
+        return (Path(directory) / "split.json").is_file()
 
     @classmethod
     def load(cls, directory: str | Path, ds: Dataset | None = None) -> Split:
         d = Path(directory)
-        meta = json.loads((d / "split.json").read_text())
-        arrays = np.load(d / "split.npz")
+        meta, arrays = load_arrays(d / "split.npz", d / "split.json")
         split = cls(
             meta["method"],
             meta["seed"],

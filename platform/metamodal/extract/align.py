@@ -47,7 +47,7 @@ from metamodal.harness import (
     read_checkpoint,
     read_metrics,
 )
-from metamodal.rundir import AlignReport, AlignRun
+from metamodal.rundir import AlignReport, AlignRun, atomic_write
 
 KS = (1, 5, 10)
 
@@ -252,8 +252,8 @@ def run_align(
     spec = RunSpec(name="align", out=out, workers=cfg.workers, use_gpu=cfg.use_gpu,
                    max_failures=cfg.max_failures, metrics_file=run.metrics_file.name)  # fmt: skip
     best = read_checkpoint(fit(align_steps, AlignJob(cfg, str(data_path)), spec), ["best.pt"])["best.pt"]
-    torch.save(best["clip"], run.checkpoint)
-    torch.save(best["heads"], out / "aligned_heads.pt")
+    atomic_write(run.checkpoint, lambda tmp: torch.save(best["clip"], tmp))
+    atomic_write(out / "aligned_heads.pt", lambda tmp: torch.save(best["heads"], tmp))
     aligned = build_clip(cfg.arch, str(run.checkpoint), cfg.seed)
     after = pair_recall(aligned, data["pixels"][test], data["tokens"][test])
     curve = read_metrics(run.metrics_file)

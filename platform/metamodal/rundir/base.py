@@ -9,6 +9,7 @@ version expected: there are no compatibility shims that read older layouts."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,13 +30,72 @@ class LayoutError(ConfigError):
     """A run directory of another kind or schema than the reader expects."""
 
 
-def write_json(path: str | Path, obj: Any, **dumps: Any) -> None:
-    """``obj`` as JSON at ``path``, via a sibling temporary file and an atomic rename."""
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a sibling temporary file, then rename it over ``path``: a reader, or a
+    run resumed after a kill, finds the old file or the new one, never half of one. A write
+    that fails (a full disk) removes its temporary file and names the file it was for."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, **dumps))
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"{path}: not written ({e.strerror or e}); the previous "
+                      "version, if there was one, is intact") from e  # fmt: skip
+
+
+def write_json(path: str | Path, obj: Any, **dumps: Any) -> None:
+    """``obj`` as JSON at ``path``, written atomically."""
+    text = json.dumps(obj, **dumps)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def read_json(path: Path) -> Any:
+    """A state file's JSON; one that does not parse (cut short by a writer from before atomic
+    writes, or damaged) is a ``LayoutError`` naming it, not a stack trace."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LayoutError(f"{path}: unreadable ({e}); re-run into a new directory or with "
+                          "--overwrite") from None  # fmt: skip
+
+
+def save_arrays(npz: Path, meta_file: Path, arrays: dict[str, Any], meta: dict) -> None:
+    """Arrays and their JSON description as one unit: the arrays first, then the JSON naming
+    their checksum, each atomically. The JSON is the commit: without it the pair was never
+    saved, and ``load_arrays`` refuses arrays that are not the ones it names."""
+    import numpy as np
+
+    def arrays_to(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: numpy would add .npz to a .tmp name
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(npz, arrays_to)
+    write_json(meta_file, {**meta, "arrays_sha256": file_sha256(npz)}, indent=2)
+
+
+def load_arrays(npz: Path, meta_file: Path) -> tuple[dict, Any]:
+    """(the JSON, the arrays) that ``save_arrays`` wrote together."""
+    import numpy as np
+
+    meta = read_json(meta_file)
+    if "arrays_sha256" not in meta:
+        raise LayoutError(f"{meta_file}: no checksum of {npz.name} (written before saves were "
+                          "checked): re-run into a new directory or with --overwrite")  # fmt: skip
+    if meta["arrays_sha256"] != file_sha256(npz):
+        raise LayoutError(f"{npz}: not the arrays {meta_file.name} describes (a save cut short, "
+                          "or files from two runs): re-run into a new directory or with --overwrite")  # fmt: skip
+    return meta, np.load(npz)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def claim(
@@ -50,7 +110,7 @@ def claim(
     ``["*"]`` for everything but the config file). ``same(old, new)``: when two configurations
     count as one (default: equal)."""
     conf_path = Path(conf_path)
-    old = json.loads(conf_path.read_text()) if conf_path.is_file() else None
+    old = _old_config(conf_path, overwrite)
     if old is not None and (same or (lambda a, b: a == b))(old, conf):
         write_json(conf_path, conf, indent=2)  # a same-run difference (a seed count) is kept
         return "same"
@@ -61,6 +121,18 @@ def claim(
         _remove(conf_path.parent, stale, keep=conf_path)
     write_json(conf_path, conf, indent=2)
     return "new" if old is None else "replaced"
+
+
+def _old_config(conf_path: Path, overwrite: bool) -> dict | None:
+    """The recorded configuration; an unreadable one counts as another configuration."""
+    if not conf_path.is_file():
+        return None
+    try:
+        return read_json(conf_path)
+    except LayoutError:
+        if not overwrite:
+            raise
+        return {"unreadable": str(conf_path)}
 
 
 def _remove(d: Path, stale: list[str] | None, keep: Path) -> None:
@@ -98,7 +170,7 @@ class RunDir(BaseModel):
 
     def header(self) -> RunHeader | None:
         f = self.header_file
-        return RunHeader.model_validate_json(f.read_text()) if f.is_file() else None
+        return RunHeader.model_validate(read_json(f)) if f.is_file() else None
 
     def check(self) -> None:
         """Refuse a directory that is not this kind of run at this schema, saying which."""
@@ -117,7 +189,7 @@ class RunDir(BaseModel):
 
     def config(self) -> dict:
         self.check()
-        return json.loads(self.config_file.read_text())
+        return read_json(self.config_file)
 
     def claim(
         self, conf: dict, overwrite: bool, same: Callable[[dict, dict], bool] | None = None

@@ -5,13 +5,12 @@ configuration guard, so modalities extract (and resume) independently."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from metamodal.rundir.base import Claim, LayoutError, RunDir, claim, write_json
+from metamodal.rundir.base import Claim, LayoutError, RunDir, claim, file_sha256, write_json
 
 
 class ModalityEntry(BaseModel):
@@ -71,7 +70,7 @@ class ExtractRun(RunDir):
         return sorted((self.path / name).glob("shard-*.parquet"))
 
     def shard_checksums(self, name: str) -> dict[str, str]:
-        return {p.name: _sha256(p) for p in self.shard_files(name)}
+        return {p.name: file_sha256(p) for p in self.shard_files(name)}
 
     def verified_shards(self, name: str, entry: ModalityEntry) -> list[Path]:
         """A complete modality's shards, each as the manifest recorded it: a shard missing,
@@ -90,15 +89,8 @@ class ExtractRun(RunDir):
             raise ValueError(f"{where / shard}: {state} — the extraction was interrupted or "
                              "mixed; re-run it (the same command resumes)")  # fmt: skip
         for p in files:
-            if _sha256(p) != entry.shard_sha256[p.name]:
+            if file_sha256(p) != entry.shard_sha256[p.name]:
                 raise ValueError(f"{p}: checksum differs from the manifest's — a partial or "
                                  "replaced shard; re-run the extraction")  # fmt: skip
         return files
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from metamodal.rundir.base import RunDir, write_json
+from metamodal.rundir.base import RunDir, atomic_write, read_json, write_json
 
 
 class ZooResults(BaseModel):
@@ -74,9 +72,7 @@ class ZooRun(RunDir):
     def save_model(self, state: dict) -> None:
         import torch
 
-        tmp = self.model_file.with_name("model.pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.model_file)
+        atomic_write(self.model_file, lambda tmp: torch.save(state, tmp))
 
     def load_finished(self) -> tuple[dict, dict]:
         """(config, model state) of a finished run, after one layout check: a reader needs
@@ -85,5 +81,5 @@ class ZooRun(RunDir):
 
         if not self.finished():
             raise FileNotFoundError(f"{self.path}: no results.json — the run has not finished")
-        config = json.loads(self.config_file.read_text())
+        config = read_json(self.config_file)
         return config, torch.load(self.model_file, weights_only=True, map_location="cpu")

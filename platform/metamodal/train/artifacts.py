@@ -64,6 +64,6 @@ def load_run(out: str | Path, ds: Dataset | None = None) -> TrainedRun:
     if ds is None:
         ds = attach_features(load_dataset(config["dataset"]), config["data"]["features"])
     split = Split.load(run.split_dir, ds)
-    miss = Missingness.load(run.split_dir) if (run.split_dir / "missing.npz").is_file() else None
+    miss = Missingness.load(run.split_dir) if Missingness.saved(run.split_dir) else None
     names = content_modalities(ds, config["data"]["modalities"])
     return TrainedRun(run.path, config["model"], config, ds, split, miss, names, state)

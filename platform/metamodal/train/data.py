@@ -70,7 +70,7 @@ def missingness_for(ds: Dataset, split: Split, spec: MissingSpec, out: Path) -> 
     if not spec.active:
         return None
     d = out / "split"
-    if (d / "missing.npz").is_file():
+    if Missingness.saved(d):
         return Missingness.load(d)
     miss = make_missingness(ds, split, spec)
     miss.save(d)

@@ -38,7 +38,7 @@ from metamodal.train.data import (
 
 def prepare_split(ds: Dataset, method: str | None, seed: int, out: Path) -> Split:
     d = out / "split"
-    if (d / "split.npz").is_file():
+    if Split.saved(d):
         return Split.load(d, ds)
     split = make_split(ds, method, seed)
     split.save(d)
