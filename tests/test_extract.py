@@ -169,6 +169,11 @@ def test_readers_trust_only_the_shards_the_manifest_recorded(
         load_embeddings(tmp_path, ds)
     (tmp_path / "image_clip" / "shard-00099.parquet").unlink()
     assert load_embeddings(tmp_path, ds)["image_clip"].present.sum() == 36  # as recorded again
+    _rewrite_recorded(tmp_path, shards[0], lambda e: np.where(np.arange(e.size) == 5, np.nan, e))
+    with pytest.raises(ValueError, match="image_clip: non-finite embedding for item 'it00'"):
+        load_embeddings(tmp_path, ds)  # recorded as it is, but no model may train on it
+    shards[0].write_bytes(keep)
+    _rewrite_recorded(tmp_path, shards[0], lambda e: e)
     saved = json.loads((tmp_path / "manifest.json").read_text())
     del saved["modalities"]["image_clip"]["shard_sha256"]
     (tmp_path / "manifest.json").write_text(json.dumps(saved))
@@ -179,6 +184,24 @@ def test_readers_trust_only_the_shards_the_manifest_recorded(
     run_extraction(catalog, tmp_path, cfg(encoders=[other], overwrite=True, max_new_shards=1))
     with pytest.raises(ValueError, match="image_clip: extraction incomplete"):
         load_embeddings(tmp_path, ds)  # the interrupted --overwrite, not the old features
+
+
+def _rewrite_recorded(out: Path, shard: Path, change) -> None:
+    """Rewrite ``shard``'s embeddings through ``change`` and record its new checksum, as an
+    extraction that produced those values would have."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from metamodal.rundir import file_sha256
+
+    t = pq.read_table(shard)
+    emb = np.asarray(t.column("embedding").combine_chunks().flatten())
+    dim = t.schema.field("embedding").type.list_size
+    col = pa.FixedSizeListArray.from_arrays(pa.array(change(emb), pa.float32()), dim)
+    pq.write_table(t.set_column(t.schema.get_field_index("embedding"), "embedding", col), shard)
+    m = json.loads((out / "manifest.json").read_text())
+    m["modalities"]["image_clip"]["shard_sha256"][shard.name] = file_sha256(shard)
+    (out / "manifest.json").write_text(json.dumps(m))
 
 
 def test_weights_never_downloaded() -> None:

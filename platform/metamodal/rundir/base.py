@@ -9,6 +9,7 @@ version expected: there are no compatibility shims that read older layouts."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,11 +40,22 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)
+        _fsync(tmp)  # the bytes on disk before the name points at them (a power cut, a node lost)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise OSError(e.errno, f"{path}: not written ({e.strerror or e}); the previous "
                       "version, if there was one, is intact") from e  # fmt: skip
+    with contextlib.suppress(OSError):  # not every filesystem syncs a folder
+        _fsync(path.parent)  # the rename itself
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | Path, obj: Any, **dumps: Any) -> None:

@@ -47,7 +47,13 @@ def _modality(out: Path, name: str, kind: str, ds: Dataset, files: list[Path]) -
     pos = np.array([index.get(i, -1) for i in ids])
     if (pos < 0).any():
         raise ValueError(f"{out}/{name}: item id {ids[int(np.flatnonzero(pos < 0)[0])]!r} is not in {ds.path}")
+    if len(set(ids)) != len(ids) or len(ids) != ds.n_items:
+        raise ValueError(f"{out}/{name}: {len(ids)} rows for {len(set(ids))} distinct items, the "
+                         f"catalogue has {ds.n_items}: extracted from another catalogue; re-run it")  # fmt: skip
     emb = np.asarray(t.column("embedding").combine_chunks().flatten()).reshape(t.num_rows, -1)
+    if not np.isfinite(emb).all():
+        bad = ids[int(np.flatnonzero(~np.isfinite(emb).all(1))[0])]
+        raise ValueError(f"{out}/{name}: non-finite embedding for item {bad!r}; re-run the extraction")
     feats = np.zeros((ds.n_items, emb.shape[1]), np.float32)
     present = np.zeros(ds.n_items, bool)
     feats[pos], present[pos] = emb, np.asarray(t.column("present"))
