@@ -21,6 +21,7 @@ from metamodal.data.synth import SynthConfig
 from metamodal.extract.options import AlignConfig, ExtractOptions
 from metamodal.serving.config import ServeConfig
 from metamodal.workflows.options import (
+    FORMAT_HELP,
     AlignIO,
     CatalogIO,
     MMARunOptions,
@@ -34,10 +35,7 @@ eval_app = typer.Typer(no_args_is_help=True, help="Evaluate recommenders (full r
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
 
-FormatOpt = Annotated[
-    str | None,
-    typer.Option("--format", "-f", help="generic|movielens|lattice|mmrec (default: autodetect)"),
-]
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help=FORMAT_HELP)]
 MethodOpt = Annotated[
     str | None, typer.Option(help="mmrec|loo|time|given (default: the source's own, else mmrec)")
 ]
@@ -55,9 +53,8 @@ def with_model_options(model: type[BaseModel], into: str) -> Callable:
 
         @functools.wraps(fn)
         def command(*args, **kwargs):
-            values = {f.name: kwargs.pop(f.name) for f in flags}
+            values = {f.name: kwargs.pop(f.name) for f in flags}  # None: not given
             values = {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
-            values = {k: v for k, v in values.items() if v not in (None, [])}
             try:
                 opts = flags_to_model(model, values)
             except ConfigError as e:

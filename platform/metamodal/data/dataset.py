@@ -145,6 +145,11 @@ class Dataset:
         h.update(self.interactions.item.tobytes())
         return h.hexdigest()[:16]
 
+    def items_fingerprint(self) -> str:
+        """Stable hash of the item ids in order: extraction shards resumed onto an edited
+        catalogue would cover some items twice and others never."""
+        return hashlib.sha1("\n".join(map(str, self.item_ids)).encode()).hexdigest()[:16]
+
     def summary(self) -> dict:
         """What ``metamodal data inspect`` prints (and ``--json`` writes)."""
         out: dict = {

@@ -14,7 +14,6 @@ outputs (use a new OUT or ``overwrite=True``).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections import Counter, defaultdict
@@ -133,11 +132,8 @@ def _resources(cfg: ExtractConfig) -> tuple[str, int, dict, int]:
 def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConfig) -> dict:
     d = out / spec.modality
     d.mkdir(parents=True, exist_ok=True)
-    # the item ids, not only their count: shards resumed onto an edited catalogue would cover
-    # some items twice and others never
-    ids = hashlib.sha256("\n".join(map(str, ds.item_ids)).encode()).hexdigest()
     conf = {"encoder": spec.to_dict(), "shard_size": cfg.shard_size, "items": ds.n_items,
-            "item_ids_sha256": ids}  # fmt: skip
+            "item_ids": ds.items_fingerprint()}  # fmt: skip
     ExtractRun(out).claim_modality(spec.modality, conf, cfg.overwrite)
     n_shards = math.ceil(ds.n_items / cfg.shard_size)
     todo = [k for k in range(n_shards) if not _shard_path(d, k).exists()]

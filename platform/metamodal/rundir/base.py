@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -96,10 +97,11 @@ def load_arrays(npz: Path, meta_file: Path) -> tuple[dict, Any]:
     if "arrays_sha256" not in meta:
         raise LayoutError(f"{meta_file}: no checksum of {npz.name} (written before saves were "
                           "checked): re-run into a new directory or with --overwrite")  # fmt: skip
-    if meta["arrays_sha256"] != file_sha256(npz):
+    data = npz.read_bytes()  # read once: hashed, then parsed
+    if meta["arrays_sha256"] != hashlib.sha256(data).hexdigest():
         raise LayoutError(f"{npz}: not the arrays {meta_file.name} describes (a save cut short, "
                           "or files from two runs): re-run into a new directory or with --overwrite")  # fmt: skip
-    return meta, np.load(npz)
+    return meta, np.load(io.BytesIO(data))
 
 
 def file_sha256(path: Path) -> str:

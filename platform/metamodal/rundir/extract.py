@@ -5,6 +5,8 @@ configuration guard, so modalities extract (and resume) independently."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -72,10 +74,11 @@ class ExtractRun(RunDir):
     def shard_checksums(self, name: str) -> dict[str, str]:
         return {p.name: file_sha256(p) for p in self.shard_files(name)}
 
-    def verified_shards(self, name: str, entry: ModalityEntry) -> list[Path]:
+    def verified_shards(self, name: str, entry: ModalityEntry) -> Iterator[bytes]:
         """A complete modality's shards, each as the manifest recorded it: a shard missing,
         extra or changed since (an interrupted ``--overwrite``, a partial copy) is an error
-        naming it, never features read from a mix of two extractions."""
+        naming it, never features read from a mix of two extractions. The set of shards is
+        checked now; each shard's bytes as the caller reads them (read once, hashed once)."""
         where = self.path / name
         if not entry.complete:
             raise ValueError(f"{where}: extraction incomplete; resume it with the same command")
@@ -83,14 +86,16 @@ class ExtractRun(RunDir):
             raise LayoutError(f"{self.manifest_file}: no shard checksums for {name!r} (written "
                               "before they existed): re-run the extraction with --overwrite")  # fmt: skip
         files = self.shard_files(name)
-        found = {p.name for p in files}
-        for shard in sorted(set(entry.shard_sha256) ^ found):
+        for shard in sorted(set(entry.shard_sha256) ^ {p.name for p in files}):
             state = "missing" if shard in entry.shard_sha256 else "not in the manifest"
             raise ValueError(f"{where / shard}: {state} — the extraction was interrupted or "
                              "mixed; re-run it (the same command resumes)")  # fmt: skip
-        for p in files:
-            if file_sha256(p) != entry.shard_sha256[p.name]:
-                raise ValueError(f"{p}: checksum differs from the manifest's — a partial or "
-                                 "replaced shard; re-run the extraction")  # fmt: skip
-        return files
+        return (_as_recorded(p, entry.shard_sha256[p.name]) for p in files)
 
+
+def _as_recorded(path: Path, sha256: str) -> bytes:
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path}: checksum differs from the manifest's — a partial or replaced "
+                         "shard; re-run the extraction")  # fmt: skip
+    return data

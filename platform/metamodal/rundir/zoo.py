@@ -62,9 +62,12 @@ class ZooRun(RunDir):
         return self.results_file.is_file()
 
     def results(self) -> ZooResults:
+        self._require_finished()
+        return ZooResults.model_validate_json(self.results_file.read_text())
+
+    def _require_finished(self) -> None:
         if not self.finished():
             raise FileNotFoundError(f"{self.path}: no results.json — the run has not finished")
-        return ZooResults.model_validate_json(self.results_file.read_text())
 
     def write_results(self, res: ZooResults) -> None:
         write_json(self.results_file, res.model_dump(), indent=2)
@@ -79,7 +82,6 @@ class ZooRun(RunDir):
         both and must not take a run that is still going."""
         import torch
 
-        if not self.finished():
-            raise FileNotFoundError(f"{self.path}: no results.json — the run has not finished")
+        self._require_finished()
         config = read_json(self.config_file)
         return config, torch.load(self.model_file, weights_only=True, map_location="cpu")

@@ -42,7 +42,6 @@ class TrainSection(Strict):
     retrieval_check: bool = True  # after training: faiss indexes vs exact top-k of the vectors
     fail_at_epoch: int | None = None  # fault injection: kill the worker once there (resume tests)
 
-
     @field_validator("valid_metric")
     @classmethod
     def _known_metric(cls, v: str) -> str:

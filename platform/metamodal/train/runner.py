@@ -130,14 +130,14 @@ class TrainingDiverged(RuntimeError):
 
 def best_model(result, model: str, ds, split, names, miss, cfg, params, out: Path):
     """The model at its best checkpoint, saved as ``model.pt``, and the loop's state."""
-    torch.manual_seed(cfg.train.seed)
-    data, _ = build_model_data(ds, split, names, miss, cfg.data.normalise)
-    net = ZOO[model](data, params)
     saved = read_checkpoint(result, ["best.pt", "state.json"])
     state = saved["state.json"]
     if state.get("diverged"):
         raise TrainingDiverged(f"{state['diverged']}; lower train.lr or check the features "
                                f"(the last finite state is in {out / 'ray_results'})")  # fmt: skip
+    torch.manual_seed(cfg.train.seed)
+    data, _ = build_model_data(ds, split, names, miss, cfg.data.normalise)
+    net = ZOO[model](data, params)
     net.load_state_dict(saved["best.pt"])
     ZooRun(out).save_model(net.state_dict())
     net.set_epoch(state["best_epoch"] - 1)  # staged models score as at the kept epoch

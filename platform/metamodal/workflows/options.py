@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # options several entry points share, declared once
+FORMAT_HELP = "generic|movielens|lattice|mmrec (default: autodetect)"
 DatasetDir = Annotated[Path, Field(description="dataset directory")]
 Overrides = Annotated[list[str], Field(description="override key.path=value (repeatable)")]
 Overwrite = Annotated[bool, Field(description="replace a run made with another config")]
@@ -29,7 +30,7 @@ class CatalogIO(Options):
     catalog: Path = Field(description="the catalogue (any format the data layer loads)",
                           json_schema_extra={"positional": True})  # fmt: skip
     out: Path = Field(description="output directory")
-    format: str | None = Field(None, description="generic|movielens|lattice|mmrec (default: autodetect)")  # fmt: skip
+    format: str | None = Field(None, description=FORMAT_HELP)
 
 
 class AlignIO(CatalogIO):

@@ -9,6 +9,7 @@ Training, evaluation and Serve read it here, so none of them imports the extract
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,15 @@ from metamodal.data.modalities import FeatureModality, TextModality
 from metamodal.rundir import ExtractRun
 
 
-def read_modality(out: str | Path, modality: str, files: list[Path] | None = None) -> pa.Table:
-    """A modality's shards as one table (``files``: those to read, default every shard)."""
-    files = files if files is not None else sorted((Path(out) / modality).glob("shard-*.parquet"))
-    if not files:
+def read_modality(out: str | Path, modality: str, shards: Iterable[Path | bytes] | None = None) -> pa.Table:
+    """A modality's shards as one table (``shards``: files or their verified bytes; default
+    every shard file)."""
+    shards = ExtractRun(out).shard_files(modality) if shards is None else shards
+    tables = [pq.read_table(pa.BufferReader(s) if isinstance(s, bytes) else s) for s in shards]
+    if not tables:
         raise FileNotFoundError(f"{Path(out) / modality}: no shards")
     # shards written before labels existed lack the column: promoted to nulls, not an error
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    return pa.concat_tables(tables, promote_options="default")
 
 
 def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality | TextModality]:
@@ -40,8 +43,8 @@ def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality |
     return mods
 
 
-def _modality(out: Path, name: str, kind: str, ds: Dataset, files: list[Path]) -> dict:
-    t = read_modality(out, name, files)
+def _modality(out: Path, name: str, kind: str, ds: Dataset, shards: Iterable[bytes]) -> dict:
+    t = read_modality(out, name, shards)
     ids = t.column("item_id").to_pylist()
     index = {str(i): k for k, i in enumerate(ds.item_ids)}
     pos = np.array([index.get(i, -1) for i in ids])
