@@ -1,5 +1,5 @@
-"""The package's imports run one way: config and raylogs → rundir → data → models (extract and
-retrieval beside them) → eval → train → agent (tuning beside it) → serving → workflows → cli.
+"""The package's imports run one way: config → storage → raylogs, rundir and runlog → harness
+and data → models (extract and retrieval beside them) → eval → train → agent (tuning beside it) → serving → workflows → cli.
 Every import is walked, top-level and inside functions alike; an edge to a higher layer, or
 sideways between two packages of one layer, fails naming the file and the line."""
 
@@ -11,16 +11,17 @@ from pathlib import Path
 import metamodal
 
 LAYERS = {
-    "raylogs": 0, "config": 0,
-    "rundir": 1, "harness": 1,
-    "data": 2,
-    "models": 3, "extract": 3, "retrieval": 3,
-    "eval": 4,
-    "train": 5,
-    "agent": 6, "tuning": 6,
-    "serving": 7,
-    "workflows": 8,
-    "cli": 9,
+    "config": 0,
+    "storage": 1,
+    "raylogs": 2, "rundir": 2, "runlog": 2,
+    "harness": 3, "data": 3,
+    "models": 4, "extract": 4, "retrieval": 4,
+    "eval": 5,
+    "train": 6,
+    "agent": 7, "tuning": 7,
+    "serving": 8,
+    "workflows": 9,
+    "cli": 10,
 }  # fmt: skip
 ROOT = Path(metamodal.__file__).parent
 

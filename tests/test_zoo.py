@@ -113,8 +113,8 @@ def test_ray_train_ddp_resumes_after_a_worker_dies(
 def test_metrics_log_is_trimmed_to_the_resumed_epoch_and_survives_a_half_written_line(
     tmp_path, capsys
 ) -> None:
-    from metamodal.harness import read_metrics
-    from metamodal.harness import trim_log as _trim_log
+    from metamodal.runlog import read_metrics
+    from metamodal.runlog import trim_log as _trim_log
 
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n{"epo')
@@ -123,6 +123,31 @@ def test_metrics_log_is_trimmed_to_the_resumed_epoch_and_survives_a_half_written
     assert _trim_log(log, 2) == 2 and log.read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
     assert _trim_log(log, 0) == 2 and log.read_text() == ""  # restarted with no checkpoint
     assert _trim_log(tmp_path / "absent.jsonl", 0) == 0
+
+
+def test_run_log_rewinds_to_the_resume_point_with_or_without_a_checkpoint(tmp_path, capsys) -> None:
+    """The driver-side writer of the metrics log: a resumed attempt rewinds it to its
+    checkpoint's epoch, one restarted with no checkpoint rewinds it to nothing — whichever
+    happened, the finished log has one row per epoch (the two cases a worker death can give,
+    independent of when the controller registered its last checkpoint)."""
+    from metamodal.runlog import FOR_DRIVER, RunLog
+
+    def attempt(log: RunLog, start: int, end: int) -> None:
+        rows = [{"epoch": e} for e in range(start + 1, end + 1)]
+        metrics = [{"epoch": end, FOR_DRIVER: {"rewind": start, "rows": rows}}, {"epoch": end}]
+        log.after_report(None, metrics, None)
+        assert FOR_DRIVER not in metrics[0]  # Tune and the result never see it
+
+    def epochs(d: Path) -> list[int]:
+        return [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()]
+
+    for resumed_at, note in ((2, ""), (0, "restarted from epoch 1")):
+        d = tmp_path / f"from{resumed_at}"
+        log = RunLog(str(d), "metrics.jsonl")
+        attempt(log, 0, 3)  # the lost attempt got to epoch 3
+        attempt(log, resumed_at, 4)
+        assert epochs(d) == [1, 2, 3, 4]
+        assert note in capsys.readouterr().out
 
 
 def test_lightgcn_propagation_equals_torch_geometric_lgconv() -> None:

@@ -1,12 +1,14 @@
 """The one Ray Train harness the zoo, CLIP alignment and the MMA policy train through.
 
 The driver side (``fit``) starts Ray, places the workers (GPUs when the cluster has them, else
-an equal share of the CPUs), names the run's storage inside its run directory (the same
-command again resumes from the last checkpoint there) and turns a run that reported no
-checkpoint into an error. The worker side (``Worker``, handed to each trainer's step code)
-knows its rank and device, appends rank 0's metrics rows to the run's log (trimmed to the
-resumed epoch, so a resumed run's log reads like an uninterrupted one), reports checkpoints
-and restores them. The trainers themselves hold only their per-step code and a typed config.
+an equal share of the CPUs), names the run's checkpoint storage (inside its run directory, or
+in the configured ``metamodal.storage`` that every node reaches; the same command again resumes
+from the last checkpoint there) and turns a run that reported no checkpoint into an error. The
+worker side (``Worker``, handed to each trainer's step code) knows its rank and device, reports
+checkpoints and restores them, and hands rank 0's metrics rows to the driver with its reports:
+``RunLog`` writes them into the run directory on the driver's node (workers on other nodes
+cannot reach it), rewound to the resumed epoch, so a resumed or restarted run's log reads like
+an uninterrupted one. The trainers themselves hold only their per-step code and a typed config.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-WORKER_GROUP_NOTE = ".worker_group_pg"  # the placement group a sweep releases if Tune kills the run
+from metamodal.runlog import FOR_DRIVER, RunLog
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,12 @@ class Placement:
     cpus_per_worker: float
 
 
-def placement(workers: int, use_gpu: bool | None, cpus: float | None = None) -> Placement:
-    """Start Ray if needed and place ``workers``. ``use_gpu=None``: when the cluster has GPUs.
-    On CPU each worker takes an equal whole share of the cluster's CPUs, or ``cpus`` (Tune
-    trials run several trainings side by side)."""
+def placement(workers: int, use_gpu: bool | None, cpus: float | None = None,
+              strategy: str = "PACK") -> Placement:  # fmt: skip
+    """Start Ray if needed and place ``workers`` (``strategy``: Ray's placement-group strategy
+    over nodes). ``use_gpu=None``: when the cluster has GPUs. On CPU each worker takes an equal
+    whole share of the cluster's CPUs, or ``cpus`` (Tune trials run several trainings side by
+    side)."""
     import ray
     from ray.train import ScalingConfig
 
@@ -47,7 +51,7 @@ def placement(workers: int, use_gpu: bool | None, cpus: float | None = None) -> 
     use_gpu = use_gpu if use_gpu is not None else res.get("GPU", 0) > 0
     share = max(1.0, float(res.get("CPU", 1)) // workers) if not use_gpu else 1.0
     share = cpus if cpus is not None and not use_gpu else share
-    scaling = ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+    scaling = ScalingConfig(num_workers=workers, use_gpu=use_gpu, placement_strategy=strategy,
                             resources_per_worker=None if use_gpu else {"CPU": share})  # fmt: skip
     return Placement(use_gpu, scaling, share)
 
@@ -66,6 +70,7 @@ class RunSpec:
     metrics_file: str = "metrics.jsonl"
     env_vars: tuple[tuple[str, str], ...] = ()  # set in each worker before its imports
     threads: int | None = None  # torch threads per worker; default: its CPU share
+    placement_strategy: str = "PACK"  # Ray's placement-group strategy over the nodes
 
 
 StepCode = Callable[[Any, "Worker"], None]
@@ -77,9 +82,15 @@ def fit(step_code: StepCode, cfg: Any, spec: RunSpec, callbacks: list | None = N
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
-    place = placement(spec.workers, spec.use_gpu, spec.cpus_per_worker)
+    from metamodal.storage import Storage
+
+    place = placement(spec.workers, spec.use_gpu, spec.cpus_per_worker, spec.placement_strategy)
+    storage = Storage.from_env()
+    where, fs = (storage.train_storage(spec.out) if storage
+                 else (str(Path(spec.out) / "ray_results"), None))  # fmt: skip
+    log = RunLog(str(spec.out), spec.metrics_file, storage)
     loop = {"step_code": step_code, "cfg": cfg, "out": str(spec.out), "use_gpu": place.use_gpu,
-            "metrics_file": spec.metrics_file, "env_vars": dict(spec.env_vars),
+            "env_vars": dict(spec.env_vars),
             "threads": spec.threads or max(1, int(place.cpus_per_worker))}  # fmt: skip
     trainer = TorchTrainer(
         _entry,
@@ -87,16 +98,29 @@ def fit(step_code: StepCode, cfg: Any, spec: RunSpec, callbacks: list | None = N
         scaling_config=place.scaling,
         run_config=RunConfig(
             name=spec.name,
-            storage_path=str(Path(spec.out) / "ray_results"),
+            storage_path=where,
+            storage_filesystem=fs,
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=spec.max_failures),
-            callbacks=callbacks,
+            callbacks=[log, *(callbacks or [])],  # first: it takes its rows out of the metrics
         ),
     )
     result = trainer.fit()
     if require_checkpoint and result.checkpoint is None:
         raise RuntimeError(f"{spec.name}: no checkpoint was reported ({result.error})")
     return result
+
+
+def copy_from_checkpoint(result: Any, names: list[str], out: Path) -> None:
+    """Folders of the result's checkpoint into ``out`` (each whole, or the old one kept): what
+    rank 0 wrote on its own node reaches the driver's run directory."""
+    with result.checkpoint.as_directory() as d:
+        for name in names:
+            tmp = out / f"{name}.{os.getpid()}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(Path(d) / name, tmp)
+            shutil.rmtree(out / name, ignore_errors=True)
+            tmp.rename(out / name)
 
 
 def read_checkpoint(result_or_ckpt: Any, names: list[str]) -> dict[str, Any]:
@@ -133,7 +157,7 @@ class Worker:
     device: torch.device
     use_gpu: bool
     out: Path
-    metrics_file: Path
+    for_driver: dict[str, Any] = field(default_factory=dict)  # rank 0's, sent with its next report
 
     @classmethod
     def here(cls, loop: dict) -> Worker:
@@ -143,7 +167,7 @@ class Worker:
         ctx = ray.train.get_context()
         out = Path(loop["out"])
         return cls(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(),
-                   loop["use_gpu"], out, out / loop["metrics_file"])  # fmt: skip
+                   loop["use_gpu"], out)  # fmt: skip
 
     @property
     def chief(self) -> bool:
@@ -157,10 +181,9 @@ class Worker:
         return wrapped, getattr(wrapped, "module", wrapped)
 
     def log(self, row: dict) -> None:
-        """Rank 0 appends ``row`` to the run's metrics log."""
+        """Rank 0's ``row`` for the run's metrics log; it travels with the next report."""
         if self.chief:
-            with open(self.metrics_file, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            self.for_driver.setdefault("rows", []).append(row)
 
     def restore(self, names: list[str]) -> dict[str, Any] | None:
         """The files of the checkpoint Ray Train hands a resumed worker group, or None."""
@@ -170,27 +193,34 @@ class Worker:
         return read_checkpoint(ckpt, names) if ckpt else None
 
     def start_log(self, epoch: int, resumed: bool) -> None:
-        """Rank 0 keeps the log's rows up to ``epoch`` (what a lost attempt wrote later goes)
-        and says where the run resumed."""
+        """Rank 0 has the log rewound to ``epoch`` (what a lost attempt wrote later goes; 0
+        after a restart with no checkpoint) and says where the run resumed."""
         if not self.chief:
             return
-        dropped = trim_log(self.metrics_file, epoch)
+        self.for_driver["rewind"] = epoch
         if resumed:
             print(f"resumed from the checkpoint of epoch {epoch}", flush=True)
-        elif dropped:  # a worker died before the controller had registered any checkpoint
-            print("restarted from epoch 1: no checkpoint was registered before the failure", flush=True)
 
     def report(self, metrics: dict, files: dict[str, Any] | None = None) -> None:
         """Report ``metrics`` with, from rank 0, a checkpoint of ``files`` (``.pt``:
-        ``torch.save``; ``.json``: JSON). Every rank must call it at the same step."""
+        ``torch.save``; ``.json``: JSON; a ``Path`` to a folder: the folder, copied). Every
+        rank must call it at the same step."""
         import ray.train
 
         ckpt, d = None, None
         if self.chief and files is not None:
             d = Path(tempfile.mkdtemp())
             for name, obj in files.items():
-                (d / name).write_text(json.dumps(obj)) if name.endswith(".json") else torch.save(obj, d / name)
+                if isinstance(obj, Path):
+                    shutil.copytree(obj, d / name)
+                elif name.endswith(".json"):
+                    (d / name).write_text(json.dumps(obj))
+                else:
+                    torch.save(obj, d / name)
             ckpt = ray.train.Checkpoint.from_directory(str(d))
+        if self.for_driver:
+            metrics = {**metrics, FOR_DRIVER: self.for_driver}
+            self.for_driver = {}
         ray.train.report(metrics, checkpoint=ckpt)
         if d is not None:  # report copied it into the run's storage: the local copy goes
             shutil.rmtree(d, ignore_errors=True)
@@ -219,47 +249,13 @@ class Worker:
         return bool(t.item())
 
     def note_worker_group(self) -> None:
-        """Rank 0 writes its workers' placement group id into the run directory: Ray Train
+        """Rank 0's placement group id, for ``RunLog`` to note in the run directory: Ray Train
         leaves the group reserved when a Tune trial is killed, and only this id frees it."""
         from ray.util import get_current_placement_group
 
         pg = get_current_placement_group()
         if self.chief and pg is not None:
-            (self.out / WORKER_GROUP_NOTE).write_text(pg.id.hex())
-
-
-def _row_epoch(line: str) -> float:
-    """A metrics row's epoch; a line a killed process left half-written counts as past any."""
-    try:
-        return json.loads(line)["epoch"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return float("inf")
-
-
-def read_metrics(log: Path) -> list[dict]:
-    """A run's metrics rows. A line a killed process left half-written is dropped, and said:
-    the log is appended to as training goes, so its last line can be torn."""
-    lines = log.read_text().splitlines() if log.is_file() else []
-    rows, torn = [], 0
-    for line in lines:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            torn += 1
-    if torn:
-        print(f"{log}: {torn} half-written line(s) dropped", flush=True)
-    return rows
-
-
-def trim_log(log: Path, epoch: int) -> int:
-    """Keep the rows up to ``epoch`` (atomically); how many were dropped."""
-    lines = log.read_text().splitlines() if log.is_file() else []
-    rows = [r for r in lines if _row_epoch(r) <= epoch]
-    if len(rows) != len(lines):
-        tmp = log.with_suffix(".tmp")
-        tmp.write_text("".join(r + "\n" for r in rows))
-        tmp.replace(log)
-    return len(lines) - len(rows)
+            self.for_driver["worker_group"] = pg.id.hex()
 
 
 def zero_optimiser(model: torch.nn.Module, lr: float, worker: Worker, zero_stage: int,

@@ -33,6 +33,19 @@ def start_ray() -> None:
     if not ray.is_initialized():
         # Train V2 turns a worker's print into a root-logger record that reaches the driver
         # beside the print itself: every progress line came twice
+        env = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", **storage_env()}
         ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False,
                  runtime_env={"worker_process_setup_hook": "metamodal.raylogs.quiet_ray_train_logs",
-                              "env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})  # fmt: skip
+                              "env_vars": env})  # fmt: skip
+
+
+def storage_env() -> dict[str, str]:
+    """The storage setting (and S3 credentials) of this process, for every Ray worker of the
+    job: a Tune trial or a Serve replica on another node must reach the same storage."""
+    import os
+
+    from metamodal.storage import ENV_ENDPOINT, ENV_URI
+
+    names = (ENV_URI, ENV_ENDPOINT, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+             "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")  # fmt: skip
+    return {n: os.environ[n] for n in names if os.environ.get(n)}

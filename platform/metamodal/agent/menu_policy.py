@@ -12,6 +12,8 @@ policy gradient over the whole menu with a KL to the warm start.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,16 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from metamodal.agent.policy import DEFAULT_MODEL
-from metamodal.harness import RunSpec, Worker, fit, optimiser_step, read_metrics, zero_optimiser
+from metamodal.harness import (
+    RunSpec,
+    Worker,
+    copy_from_checkpoint,
+    fit,
+    optimiser_step,
+    zero_optimiser,
+)
 from metamodal.rundir import write_json
+from metamodal.runlog import read_metrics
 
 LETTERS = "ABCDEFGHIJKLMNOPQRST"  # a route menu, or a listwise window of candidates
 ANSWER = "\nroute:"
@@ -200,8 +210,9 @@ def policy_steps(job: PolicyJob, w: Worker) -> None:
     states = mn.encode([rows["prompts"][i] for i in shard])
     w.log({"stage": "cache", "rows": len(shard), "seconds": time.perf_counter() - t0})
     _epochs(mn, cfg, mine, states, "bc", cfg.bc_epochs, cfg.bc_lr, w)
+    saved = Path(tempfile.mkdtemp())  # rank 0's node, maybe not the driver's: reported below
     if w.chief:  # the warm start alone: the BC-only ablation
-        _unwrapped(mn).save_pretrained(w.out / "adapter_bc")
+        _unwrapped(mn).save_pretrained(saved / "adapter_bc")
     if cfg.rl_epochs:
         mn.net.eval()
         with torch.no_grad():  # the warm start's π: the RL stage's KL reference
@@ -209,10 +220,13 @@ def policy_steps(job: PolicyJob, w: Worker) -> None:
                    for s in range(0, len(states), 64)]  # fmt: skip
         mine["ref"] = torch.cat(ref).numpy()
         _epochs(mn, cfg, mine, states, "rl", cfg.rl_epochs, cfg.rl_lr, w)
+    files = None
     if w.chief:
-        _unwrapped(mn).save_pretrained(w.out / "adapter")
+        _unwrapped(mn).save_pretrained(saved / "adapter")
         w.log({"stage": "done", "seconds": time.perf_counter() - t0})
-    w.report({"done": 1})
+        files = {"adapter_bc": saved / "adapter_bc", "adapter": saved / "adapter"}
+    w.report({"done": 1}, files)
+    shutil.rmtree(saved, ignore_errors=True)
 
 
 def _unwrapped(mn: MenuNet):
@@ -240,7 +254,7 @@ def train_menu_policy(
     spec = RunSpec(name=f"mma-router-seed{cfg.seed}", out=out, workers=cfg.workers,
                    use_gpu=cfg.use_gpu)  # fmt: skip
     t0 = time.perf_counter()
-    fit(policy_steps, PolicyJob(cfg, rows), spec, require_checkpoint=False)
+    copy_from_checkpoint(fit(policy_steps, PolicyJob(cfg, rows), spec), ["adapter_bc", "adapter"], out)
     bc = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if r["stage"] == "bc"]
     qn = q[q.sum(1) > 0]
     summary = {"rows": len(prompts), "seconds": time.perf_counter() - t0,

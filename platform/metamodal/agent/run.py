@@ -18,6 +18,7 @@ from metamodal.agent.seed import log, run_seed
 from metamodal.agent.tools import tools_for
 from metamodal.config import ConfigError
 from metamodal.rundir import LayoutError, MMARun
+from metamodal.storage import sync_down, sync_up
 from metamodal.train.artifacts import TrainedRun, load_run
 
 
@@ -31,6 +32,7 @@ def train_zoo(dataset: str, out: Path, cfg: MMAConfig) -> dict[str, TrainedRun]:
                  *cfg.zoo_overrides]  # fmt: skip
     for name in dict.fromkeys([cfg.retriever, *cfg.baselines]):
         zoo = MMARun(out).zoo(name)
+        sync_down(zoo.path)
         try:
             done = zoo.finished()
         except LayoutError:  # an older layout: retrained in place, as a changed config would be
@@ -68,6 +70,7 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = Fa
 
     rd = MMARun(out)
     out = rd.path
+    sync_down(out)  # finished seeds kept elsewhere are reused here
     conf = json.loads(json.dumps(cfg.model_dump()))
     if reevaluate and not rd.holds(conf):
         raise ConfigError(f"--reevaluate needs {rd.config_file} to hold this same configuration")
@@ -89,7 +92,10 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = Fa
             continue
         seeds.append(run_seed(seed, cfg, runs, store, retriever, out, reuse_policy=same))
         rd.write_seed_result(seed, seeds[-1])
+        sync_up(out)
     wall = time.perf_counter() - t0
     timing = {"zoo_seconds": zoo_s, "wall_seconds": wall, "reused_seeds": reused,
               "reevaluated": reevaluate}  # fmt: skip
-    return write_report(out, dataset, cfg, seeds, timing)
+    report = write_report(out, dataset, cfg, seeds, timing)
+    sync_up(out)
+    return report

@@ -45,9 +45,10 @@ from metamodal.harness import (
     fit,
     plot_curves,
     read_checkpoint,
-    read_metrics,
 )
 from metamodal.rundir import AlignReport, AlignRun, atomic_write
+from metamodal.runlog import read_metrics
+from metamodal.storage import forget_checkpoints, sync_down, sync_up
 
 KS = (1, 5, 10)
 
@@ -118,6 +119,8 @@ def align_steps(job: AlignJob, w: Worker) -> None:
     gathered CLIP loss; every epoch checkpoints the latest state (resume) and the best one."""
     from open_clip.loss import ClipLoss
 
+    if not Path(job.data).is_file():  # a node other than the driver's
+        sync_down(Path(job.data).parent)
     cfg, data = job.cfg, np.load(job.data)
     train_idx = np.flatnonzero(data["split"] == 0)
     clip = build_clip(cfg.arch, cfg.init, cfg.seed)
@@ -238,6 +241,7 @@ def run_align(
     ds = load_dataset(catalog, fmt)
     interactions_idx = None if split is None else Split.load(split, ds).train
     run = AlignRun(Path(out).resolve())
+    sync_down(run.path)  # a run begun elsewhere resumes here
     pairs_from = None if interactions_idx is None else hashlib.sha1(np.asarray(interactions_idx).tobytes()).hexdigest()
     claimed = run.claim({**cfg.model_dump(), "catalog": str(Path(catalog).resolve()), "interactions": pairs_from},
                         overwrite)  # fmt: skip
@@ -249,6 +253,8 @@ def run_align(
     before = pair_recall(build_clip(cfg.arch, cfg.init, cfg.seed), data["pixels"][test], data["tokens"][test])
     if claimed != "same":  # the same configuration resumes from its last checkpoint
         run.metrics_file.unlink(missing_ok=True)
+        forget_checkpoints(out)
+    sync_up(out)  # workers on other nodes read the pairs from there
     spec = RunSpec(name="align", out=out, workers=cfg.workers, use_gpu=cfg.use_gpu,
                    max_failures=cfg.max_failures, metrics_file=run.metrics_file.name)  # fmt: skip
     best = read_checkpoint(fit(align_steps, AlignJob(cfg, str(data_path)), spec), ["best.pt"])["best.pt"]
@@ -274,6 +280,7 @@ def run_align(
         f"checkpoint {run.checkpoint}  ({report.seconds:.0f} s)",
         flush=True,
     )
+    sync_up(out)
     return report
 
 

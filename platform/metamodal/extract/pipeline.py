@@ -33,6 +33,7 @@ from metamodal.extract.encoders import EncoderSpec, checkpoint_arch, image_size
 from metamodal.extract.options import ExtractOptions
 from metamodal.extract.stages import Encode
 from metamodal.rundir import ExtractManifest, ExtractRun
+from metamodal.storage import sync_down, sync_up
 
 
 def default_encoders() -> list[EncoderSpec]:
@@ -135,6 +136,12 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
     conf = {"encoder": spec.to_dict(), "shard_size": cfg.shard_size, "items": ds.n_items,
             "item_ids": ds.items_fingerprint()}  # fmt: skip
     ExtractRun(out).claim_modality(spec.modality, conf, cfg.overwrite)
+    sync_up(out, [f"{spec.modality}/config.json"])
+
+    def save(k: int, shard_rows: dict, dim: int) -> None:
+        path = _shard_path(d, k)
+        _write_shard(path, ds.item_ids, spec.modality, shard_rows, dim)
+        sync_up(out, [f"{spec.modality}/{path.name}"])  # a resume elsewhere keeps it
     n_shards = math.ceil(ds.n_items / cfg.shard_size)
     todo = [k for k in range(n_shards) if not _shard_path(d, k).exists()]
     if cfg.max_new_shards is not None:
@@ -156,11 +163,11 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
                 k = int(i) // cfg.shard_size
                 rows[k][int(i)] = (e if ok else None, bool(ok), str(why), str(lab or ""))
             for k in [k for k in rows if len(rows[k]) == min(cfg.shard_size, ds.n_items - k * cfg.shard_size)]:
-                _write_shard(_shard_path(d, k), ds.item_ids, spec.modality, rows.pop(k), dim)
+                save(k, rows.pop(k), dim)
     if rows:  # shards with no encodable item at all
         dim = dim or _known_dim(d) or 1
         for k in list(rows):
-            _write_shard(_shard_path(d, k), ds.item_ids, spec.modality, rows.pop(k), dim)
+            save(k, rows.pop(k), dim)
     t1 = time.perf_counter()
     steady = (len(records) - first_n) / (t1 - first_out) if (
         first_out is not None and t1 > first_out and len(records) > first_n) else None  # fmt: skip
@@ -247,7 +254,9 @@ def run_extraction(
     cfg = cfg or ExtractConfig()
     out = Path(out)
     run = ExtractRun(out)
+    sync_down(out)  # shards an interrupted pass elsewhere left in storage are not redone
     run.start(bool(cfg.overwrite))
+    sync_up(out, [run.header_file.name, run.manifest_file.name])  # the old manifest withdrawn
     ds = load_dataset(catalog, fmt)
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -287,6 +296,7 @@ def run_extraction(
     manifest = ExtractManifest(items=ds.n_items, catalog=str(catalog), config=cfg.to_dict(),
                                modalities=mods, random_init=random_flags)  # fmt: skip
     run.write_manifest(manifest)
+    sync_up(out)
     return manifest
 
 

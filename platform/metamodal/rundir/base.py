@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from metamodal.config import ConfigError
+from metamodal.storage import file_sha256
 
 SCHEMA_VERSION = 2  # 1: the layouts before run directories carried run.json
 
@@ -102,14 +103,6 @@ def load_arrays(npz: Path, meta_file: Path) -> tuple[dict, Any]:
         raise LayoutError(f"{npz}: not the arrays {meta_file.name} describes (a save cut short, "
                           "or files from two runs): re-run into a new directory or with --overwrite")  # fmt: skip
     return meta, np.load(io.BytesIO(data))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def claim(

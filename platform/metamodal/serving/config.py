@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metamodal.rundir import MMARun
+from metamodal.storage import sync_down
 
 RERANKERS = ("mma", "rulerouter", "model", "none")
 
@@ -39,6 +40,7 @@ class ServeConfig(BaseModel):
         if self.retriever_run is None:
             if not self.mma_dir:
                 raise ValueError("give mma_dir (an mma run) or retriever_run (a zoo run)")
+            sync_down(self.mma_dir)  # its config names the retriever
             self.retriever_run = str(MMARun(self.mma_dir).retriever().path)
         return self
 

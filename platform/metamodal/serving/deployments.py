@@ -204,11 +204,23 @@ class Ingress:
                                  used_modalities=used, tools=tools, timings_ms=timings)  # fmt: skip
 
 
-def build_app(cfg: ServeConfig, replicas: int = 1):
-    """The bound application (``serve.run(build_app(cfg))``)."""
+def build_app(cfg: ServeConfig, replicas: int = 1, max_replicas_per_node: int | None = None):
+    """The bound application (``serve.run(build_app(cfg))``). Every replica reaches the
+    storage this process is configured with (``metamodal.storage``), wherever it starts, and
+    loads its runs from there; ``max_replicas_per_node=1`` spreads replicas over the nodes."""
+    from metamodal.raylogs import storage_env
+
     c = cfg.resolved().model_dump()
-    # replica counts from code only when asked: a Serve config file's autoscaling must win
-    opts = {"num_replicas": replicas} if replicas != 1 else {}
-    encoder = QueryEncoder.options(**opts).bind(c)
-    reranker = Reranker.options(**opts).bind(c)
-    return Ingress.options(**opts).bind(encoder, reranker, c)
+    env = storage_env()
+
+    def opts(d):  # replica counts from code only when asked: a config file's autoscaling wins
+        o = {"num_replicas": replicas} if replicas != 1 else {}
+        if max_replicas_per_node:
+            o["max_replicas_per_node"] = max_replicas_per_node
+        if env:
+            o["ray_actor_options"] = {**d.ray_actor_options, "runtime_env": {"env_vars": env}}
+        return o
+
+    encoder = QueryEncoder.options(**opts(QueryEncoder)).bind(c)
+    reranker = Reranker.options(**opts(Reranker)).bind(c)
+    return Ingress.options(**opts(Ingress)).bind(encoder, reranker, c)

@@ -18,6 +18,7 @@ from metamodal.agent.episodes import Episode
 from metamodal.rundir import MMARun, ZooRun
 from metamodal.serving.config import ServeConfig
 from metamodal.serving.retriever import Retrieved
+from metamodal.storage import sync_down
 from metamodal.train.artifacts import load_run
 
 
@@ -107,6 +108,7 @@ def load_routed(cfg: ServeConfig, run, store, kind: str):
     from metamodal.train.masked_scores import MaskedRunScorer
 
     mma = MMARun(cfg.mma_dir)
+    sync_down(mma.path)
     mma.check()
     seed_dir = mma.seed_dir(cfg.mma_seed)
     state, extra = read_router(seed_dir), {}

@@ -16,6 +16,7 @@ from metamodal.data.splits import Split
 from metamodal.models import ZOO, ModelData
 from metamodal.models.zoo_base import ZooModel
 from metamodal.rundir import ZooRun
+from metamodal.storage import sync_down
 from metamodal.train.data import attach_features, build_model_data, content_modalities
 
 
@@ -60,8 +61,11 @@ class TrainedRun:
 def load_run(out: str | Path, ds: Dataset | None = None) -> TrainedRun:
     """A finished zoo run (``ZooRun``: another layout, or a run still going, raises)."""
     run = ZooRun(out)
+    sync_down(run.path)  # a Serve replica on another node, an MMA run resumed elsewhere
     config, state = run.load_finished()
     if ds is None:
+        if config["data"]["features"]:
+            sync_down(config["data"]["features"])
         ds = attach_features(load_dataset(config["dataset"]), config["data"]["features"])
     split = Split.load(run.split_dir, ds)
     miss = Missingness.load(run.split_dir) if Missingness.saved(run.split_dir) else None

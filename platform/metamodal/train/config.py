@@ -36,6 +36,8 @@ class TrainSection(Strict):
     valid_metric: str = "recall@20"  # early stopping and the kept epoch; one of VALID_METRICS
     seed: int = 0
     workers: int = Field(1, ge=1)
+    # where the workers go: PACK fills a node first; STRICT_SPREAD puts each on its own node
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     use_gpu: bool | None = None
     threads: int | None = Field(None, ge=1)
     max_failures: int = Field(2, ge=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,18 +16,21 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from metamodal.harness import Worker
+from metamodal.storage import Storage
 from metamodal.train.config import VALID_KS, RunConfig, TrainSection
 
 
 class ZooJob(BaseModel):
     """What each worker needs: the resolved run configuration, the model's params, where the
-    split is saved and whether missingness masks sit beside it."""
+    split is saved, whether missingness masks sit beside it, and the storage a worker on
+    another node copies the split and the features from."""
 
     model_config = ConfigDict(frozen=True)
     run: RunConfig
     params: dict[str, Any]
     split_dir: str
     missing_on: bool
+    storage: Storage | None = None
 
 
 def zoo_steps(job: ZooJob, w: Worker) -> None:
@@ -83,6 +87,10 @@ def _worker_state(job: ZooJob, w: Worker) -> _Worker:
     from metamodal.train.data import attach_features, build_model_data, content_modalities
 
     cfg = job.run
+    if job.storage:  # this node may not be the driver's: bring what the driver wrote
+        job.storage.pull(Path(job.split_dir).parent, under="split")
+        if cfg.data.features:
+            job.storage.pull(cfg.data.features)
     ds = attach_features(load_dataset(cfg.dataset), cfg.data.features)
     split = Split.load(job.split_dir, ds)
     miss = Missingness.load(job.split_dir) if job.missing_on else None

@@ -24,9 +24,11 @@ import torch
 from metamodal.data import Dataset, load_dataset
 from metamodal.data.splits import Split, make_split
 from metamodal.eval.protocol import evaluate_split
-from metamodal.harness import plot_curves, read_checkpoint, read_metrics
+from metamodal.harness import plot_curves, read_checkpoint
 from metamodal.models import ZOO
 from metamodal.rundir import ZooResults, ZooRun
+from metamodal.runlog import read_metrics
+from metamodal.storage import Storage, forget_checkpoints
 from metamodal.train.config import load_config
 from metamodal.train.data import (
     attach_features,
@@ -60,12 +62,19 @@ def run_training(
     callback), ``cpus_per_worker`` overrides the CPU share, and ``test_eval=False`` leaves the
     test part unread (tuning selects on validation only)."""
     dataset, out = Path(dataset).resolve(), Path(out).resolve()  # found again from anywhere
+    storage = Storage.from_env()
+    if storage:  # a run begun elsewhere resumes here
+        storage.pull(out)
     cfg, params = resolve_config(model, dataset, overrides, override_file, out, overwrite)
+    if storage and cfg.data.features:
+        storage.pull(cfg.data.features)
     ds = attach_features(load_dataset(dataset), cfg.data.features)
     split = prepare_split(ds, cfg.split.method, cfg.split.seed, out)
     miss = missingness_for(ds, split, cfg.missing, out)
+    if storage:  # workers on other nodes read the split from there
+        storage.push(out)
     t0 = time.perf_counter()
-    result = fit_on_ray(model, dataset, cfg, params, out, miss is not None, callbacks, cpus_per_worker)
+    result = fit_on_ray(model, cfg, params, out, miss is not None, callbacks, cpus_per_worker, storage)
     wall = time.perf_counter() - t0
     names = content_modalities(ds, cfg.data.modalities)
     net, state = best_model(result, model, ds, split, names, miss, cfg, params, out)
@@ -94,33 +103,41 @@ def run_training(
     metric = cfg.train.valid_metric
     plot_curves(curve, [("loss", "training loss"), (f"valid_{metric}", f"valid {metric}")],
                 out / "curves.png", model)  # fmt: skip
+    if storage:
+        storage.push(out)
     print_summary(res, wall)
     return res
 
 
 def resolve_config(model, dataset: Path, overrides, override_file, out: Path, overwrite: bool):
     """The validated config, claimed for ``out``: the same one again resumes from Ray Train's
-    checkpoint; another one refuses unless ``overwrite`` (then the old run's state goes)."""
+    checkpoint; another one refuses unless ``overwrite`` (then the old run's state goes, in
+    storage too)."""
     cfg, params = load_config(model, dataset, overrides, override_file)
     if cfg.data.features:  # workers (and later readers of config.json) may run elsewhere
         cfg.data.features = str(Path(cfg.data.features).resolve())
     resolved = {**cfg.model_dump(), "params": params.model_dump()}
-    if ZooRun(out).claim(resolved, overwrite) == "new":
+    status = ZooRun(out).claim(resolved, overwrite)
+    if status == "new":
         (out / "metrics.jsonl").unlink(missing_ok=True)
+    if status != "same":
+        forget_checkpoints(out)
     return cfg, params
 
 
-def fit_on_ray(model, dataset: Path, cfg, params, out: Path, missing_on: bool, callbacks,
-               cpus_per_worker: float | None):  # fmt: skip
+def fit_on_ray(model, cfg, params, out: Path, missing_on: bool, callbacks,
+               cpus_per_worker: float | None, storage: Storage | None):  # fmt: skip
     """The zoo's step code (``train.loop``) on the harness; its result holds the best
     checkpoint."""
     from metamodal.harness import RunSpec, fit
     from metamodal.train.loop import ZooJob, zoo_steps
 
     t = cfg.train
-    job = ZooJob(run=cfg, params=params.model_dump(), split_dir=str(out / "split"), missing_on=missing_on)
+    job = ZooJob(run=cfg, params=params.model_dump(), split_dir=str(out / "split"),
+                 missing_on=missing_on, storage=storage)  # fmt: skip
     spec = RunSpec(name=f"train-{model}", out=out, workers=t.workers, use_gpu=t.use_gpu,
-                   cpus_per_worker=cpus_per_worker, max_failures=t.max_failures, threads=t.threads)  # fmt: skip
+                   cpus_per_worker=cpus_per_worker, max_failures=t.max_failures, threads=t.threads,
+                   placement_strategy=t.placement_strategy)  # fmt: skip
     return fit(zoo_steps, job, spec, callbacks=callbacks)
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from metamodal.eval.tables import markdown_table
 from metamodal.rundir import write_json
+from metamodal.storage import Storage, sync_up
 
 SAMPLERS = ("choice", "uniform", "loguniform", "randint", "grid")
 
@@ -113,6 +114,9 @@ def run_tune(
                                                      "max_epochs": max_epochs}.items() if v})  # fmt: skip
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    storage = Storage.from_env()
+    where, fs = (storage.train_storage(out) if storage
+                 else (str(out / "ray_results"), None))  # fmt: skip
     placement(1, None)  # starts Ray the way training does
     cpus = float(ray.cluster_resources().get("CPU", 1))
     concurrent = concurrent or max(1, int(cpus))
@@ -127,7 +131,8 @@ def run_tune(
         tune_config=_tune_config(spec, concurrent),
         run_config=tune.RunConfig(
             name=f"tune-{spec.model}",
-            storage_path=str(out / "ray_results"),
+            storage_path=where,
+            storage_filesystem=fs,
             callbacks=_callbacks(out, wandb),
             failure_config=tune.FailureConfig(max_failures=1),
             verbose=1,
@@ -255,6 +260,7 @@ def write_results(grid, spec: TuneSpec, out: Path) -> dict:
                "table": str(out / "trials.md"), "plot": str(out / "curves.png"),
                "tensorboard": str(out / "ray_results")}  # fmt: skip
     write_json(out / "summary.json", summary, indent=2, default=str)
+    sync_up(out)
     print(table, flush=True)
     return summary
 

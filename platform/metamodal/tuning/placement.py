@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metamodal.harness import WORKER_GROUP_NOTE as NOTE
+from metamodal.runlog import WORKER_GROUP_NOTE as NOTE
 
 OWNER = ".trial_actor"
 

@@ -15,6 +15,7 @@ from metamodal.data.inspect import describe
 from metamodal.data.missing import MissingSpec
 from metamodal.data.synth import SynthConfig, generate
 from metamodal.eval.tables import table
+from metamodal.storage import sync_up
 from metamodal.workflows.reference import COLUMNS, run_baselines
 
 DEMO_MISSING = MissingSpec(
@@ -56,6 +57,7 @@ def run_demo(out: str | Path, synth: SynthConfig | None = None, stop_after: int 
         f"{out / 'align' / 'align_curve.png'}\nembeddings: {out / 'embeddings' / 'manifest.json'}"
     )
     print(f"demo wall time: {step.elapsed():.1f} s")
+    sync_up(out)  # the catalogue, evaluation and tables (each stage's run pushed itself)
     return {**res, "wall_seconds": step.elapsed()}
 
 
