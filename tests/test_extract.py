@@ -204,6 +204,18 @@ def _rewrite_recorded(out: Path, shard: Path, change) -> None:
     (out / "manifest.json").write_text(json.dumps(m))
 
 
+def test_a_node_without_the_catalogue_fails_instead_of_calling_every_image_missing(
+    catalog: Path, tmp_path: Path
+) -> None:
+    from metamodal.extract.decode import CatalogueNotOnNode, decode_batch
+
+    batch = {"idx": np.array([0]), "payload": np.array([str(catalog / "img" / "0.jpg")], dtype=object)}
+    assert decode_batch(batch, 16, catalogue=str(catalog))["ok"].tolist() == [True]
+    elsewhere = tmp_path / "not-synced-here"  # the driver's path, absent on this node
+    with pytest.raises(CatalogueNotOnNode, match="not-synced-here: not on node"):
+        decode_batch(batch, 16, catalogue=str(elsewhere))
+
+
 def test_weights_never_downloaded() -> None:
     with pytest.raises(WeightsUnavailable, match="random_init=True explicitly"):
         Encoder(EncoderSpec("open_clip_image", "x", arch="ViT-S-32"))

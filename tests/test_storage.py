@@ -101,6 +101,25 @@ def test_storage_setting_is_checked_and_keys_follow_the_working_directory(
     assert Storage.from_env() is None
 
 
+def test_cli_pushes_and_pulls_a_run_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from metamodal.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENV_URI, "")  # restored after: the --storage option sets it
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "runs" / "x" / "results.json").write_text("{}")
+    cli = CliRunner()
+    assert "no storage set" in cli.invoke(app, ["storage", "push", "runs/x"]).output
+    shared = ["--storage", str(tmp_path / "mnt")]
+    assert "1 file(s) pushed" in cli.invoke(app, [*shared, "storage", "push", "runs/x"]).output
+    assert (tmp_path / "mnt" / "runs" / "x" / "results.json").is_file()
+    shutil.rmtree(tmp_path / "runs")
+    assert "1 file(s) pulled" in cli.invoke(app, [*shared, "storage", "pull", "runs/x"]).output
+    assert (tmp_path / "runs" / "x" / "results.json").read_text() == "{}"
+
+
 def test_training_resumes_from_the_bucket_after_its_disk_is_gone(
     ray_session, use_storage: Storage, small_shop: Path, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -32,8 +33,48 @@ from metamodal.workflows.options import (
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Generate, inspect and split datasets.")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate recommenders (full ranking).")
+storage_app = typer.Typer(no_args_is_help=True, help="Copy run directories to and from storage.")
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
+app.add_typer(storage_app, name="storage")
+
+
+@app.callback()
+def _settings(
+    storage: Annotated[str | None, typer.Option(
+        help="where run directories live for every node: a shared path, s3://bucket/prefix or a "
+             "pyarrow URI (default: $METAMODAL_STORAGE; unset: the local disk only)")] = None,
+    storage_endpoint: Annotated[str | None, typer.Option(
+        help="an S3-compatible server's URL (default: $METAMODAL_STORAGE_ENDPOINT)")] = None,
+) -> None:  # fmt: skip
+    """Settings every command shares, passed on as the environment Ray's workers inherit."""
+    from metamodal.storage import ENV_ENDPOINT, ENV_URI
+
+    for name, value in ((ENV_URI, storage), (ENV_ENDPOINT, storage_endpoint)):
+        if value:
+            os.environ[name] = value
+
+
+def _storage_or_exit():
+    from metamodal.storage import Storage
+
+    storage = Storage.from_env()
+    if storage is None:
+        print("error: no storage set (--storage or METAMODAL_STORAGE)", file=sys.stderr)
+        raise typer.Exit(2)
+    return storage
+
+
+@storage_app.command("pull")
+def storage_pull(run_dir: Path) -> None:
+    """Bring RUN_DIR from storage (files checked against its index)."""
+    print(f"{run_dir}: {_storage_or_exit().pull(run_dir)} file(s) pulled")
+
+
+@storage_app.command("push")
+def storage_push(run_dir: Path) -> None:
+    """Mirror RUN_DIR to storage (changed files only; what it no longer has goes)."""
+    print(f"{run_dir}: {_storage_or_exit().push(run_dir)} file(s) pushed")
 
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help=FORMAT_HELP)]
 MethodOpt = Annotated[

@@ -9,6 +9,7 @@ store); scaling and mean/std normalisation happen on the encoder's device.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -66,8 +67,22 @@ def load_image(path, size: int) -> tuple[np.ndarray | None, str]:
     return np.asarray(rgb.resize((size, size), Image.Resampling.BICUBIC, box=box), dtype=np.uint8), ""
 
 
-def decode_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-    """CPU task: image paths to uint8 pixels; a bad file becomes ``ok=False`` with a reason."""
+class CatalogueNotOnNode(RuntimeError):
+    """The decode task's node does not have the catalogue: every image would read as missing."""
+
+
+def decode_batch(batch: dict[str, np.ndarray], size: int,
+                 catalogue: str | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """CPU task: image paths to uint8 pixels; a bad file becomes ``ok=False`` with a reason.
+    ``catalogue``: the catalogue's path on the driver; a node without it fails the job instead
+    of reporting every image as missing."""
+    if catalogue is not None and not os.path.exists(catalogue):
+        import socket
+
+        raise CatalogueNotOnNode(
+            f"{catalogue}: not on node {socket.gethostname()}, where this decode task ran; put "
+            "the catalogue where every node reads it (the synced ~/metamodal or a shared mount)"
+        )
     n = len(batch["idx"])
     ok = np.zeros(n, dtype=bool)
     reasons = np.array([""] * n, dtype=object)

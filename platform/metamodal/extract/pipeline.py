@@ -152,7 +152,8 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
     batch_size = cfg.batch_size or (512 if device == "cuda" else 64)
     dim, first_out, first_n = None, None, 0
     if records:
-        pipe = _encode_pipeline(records, spec, cfg, batch_size, (device, n_actors, res, threads))
+        pipe = _encode_pipeline(records, spec, cfg, batch_size, (device, n_actors, res, threads),
+                                str(Path(ds.path).resolve()))  # fmt: skip
         for batch in pipe.iter_batches(batch_size=None, batch_format="numpy"):
             if first_out is None:
                 first_out, first_n = time.perf_counter(), len(batch["idx"])
@@ -205,14 +206,14 @@ def _pending(ds: Dataset, spec: EncoderSpec, shard_size: int, todo: list[int]) -
 
 
 def _encode_pipeline(records: list, spec: EncoderSpec, cfg: ExtractConfig, batch_size: int,
-                     placement: tuple):  # fmt: skip
+                     placement: tuple, catalogue: str):  # fmt: skip
     """Ray Data: decode + resize in CPU tasks (images only), then the encoder in an actor pool."""
     import ray
 
     device, n_actors, res, threads = placement
     pipe = ray.data.from_items(records, override_num_blocks=max(1, math.ceil(len(records) / batch_size)))
     if spec.source == "image":
-        pipe = pipe.map_batches(decode_batch, fn_kwargs={"size": image_size(spec)},
+        pipe = pipe.map_batches(decode_batch, fn_kwargs={"size": image_size(spec), "catalogue": catalogue},
                                 batch_size=batch_size, num_cpus=cfg.decode_cpus)  # fmt: skip
     return pipe.map_batches(Encode, fn_constructor_args=(spec, device, threads), batch_size=batch_size,
                             compute=ray.data.ActorPoolStrategy(size=n_actors), **res)  # fmt: skip
