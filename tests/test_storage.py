@@ -91,10 +91,21 @@ def test_storage_setting_is_checked_and_keys_follow_the_working_directory(
 ) -> None:
     from metamodal.config import ConfigError
 
+    from metamodal.raylogs import storage_env
+
     monkeypatch.chdir(tmp_path)
     shared = Storage(uri=str(tmp_path / "mnt"))  # a shared mount
     assert shared.remote("runs/bpr") == f"{tmp_path / 'mnt'}/runs/bpr"
     assert shared.remote("/elsewhere/x").endswith("/mnt/elsewhere/x")
+    # a Ray process started elsewhere (a Tune trial, a Train controller) keys a run directory
+    # the same way: the workspace travels with the object and in the environment it hands on
+    (tmp_path / "trial").mkdir()
+    monkeypatch.chdir(tmp_path / "trial")
+    assert shared.remote(tmp_path / "runs" / "bpr") == f"{tmp_path / 'mnt'}/runs/bpr"
+    monkeypatch.setenv(ENV_URI, shared.uri)
+    monkeypatch.setenv("METAMODAL_WORKSPACE", str(tmp_path))
+    assert storage_env()["METAMODAL_WORKSPACE"] == str(tmp_path)
+    assert Storage.from_env().remote(tmp_path / "runs" / "bpr") == shared.remote("../runs/bpr")
     with pytest.raises(ConfigError, match="storage 'nope://x'"):
         Storage(uri="nope://x").filesystem()
     monkeypatch.setenv(ENV_URI, "")

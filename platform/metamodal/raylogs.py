@@ -40,12 +40,16 @@ def start_ray() -> None:
 
 
 def storage_env() -> dict[str, str]:
-    """The storage setting (and S3 credentials) of this process, for every Ray worker of the
-    job: a Tune trial or a Serve replica on another node must reach the same storage."""
+    """The storage setting (S3 credentials and the workspace too) of this process, for every
+    Ray worker of the job: a Tune trial or a Serve replica on another node must reach the same
+    storage under the same keys."""
     import os
 
-    from metamodal.storage import ENV_ENDPOINT, ENV_URI
+    from metamodal.storage import ENV_ENDPOINT, ENV_URI, ENV_WORKSPACE
 
     names = (ENV_URI, ENV_ENDPOINT, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
              "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")  # fmt: skip
-    return {n: os.environ[n] for n in names if os.environ.get(n)}
+    env = {n: os.environ[n] for n in names if os.environ.get(n)}
+    if ENV_URI in env:  # relative run directories keep one key in every process
+        env[ENV_WORKSPACE] = os.environ.get(ENV_WORKSPACE) or os.getcwd()
+    return env

@@ -10,8 +10,9 @@ A stage still works in a local copy of its run directory (the run-directory clas
 torch read and write plain files): it ``pull``s the copy from storage before it starts, so a
 run started on another node (or after this one's disk is gone) resumes, and ``push``es what it
 wrote as it goes. Ray Train checkpoints go straight to storage (``train_storage``). A run
-directory's place in storage is its path: relative to the working directory when it lies under
-it (``runs/bpr`` is ``<storage>/runs/bpr`` from any job's working directory), else its absolute
+directory's place in storage is its path: relative to the workspace (the driver's working
+directory, ``METAMODAL_WORKSPACE`` in the Ray processes it starts) when it lies under it
+(``runs/bpr`` is ``<storage>/runs/bpr`` from any job's working directory), else its absolute
 path without the leading ``/``.
 
 Each remote run directory carries ``.storage_index.json`` (relative path -> sha256), written
@@ -27,12 +28,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from metamodal.config import ConfigError
 
 ENV_URI = "METAMODAL_STORAGE"
 ENV_ENDPOINT = "METAMODAL_STORAGE_ENDPOINT"
+ENV_WORKSPACE = "METAMODAL_WORKSPACE"  # what relative keys are relative to (the driver's cwd)
 INDEX = ".storage_index.json"
 SKIPPED = ("ray_results",)  # written to storage by Ray Train itself (``train_storage``)
 
@@ -47,6 +49,9 @@ class Storage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     uri: str
     endpoint: str | None = None
+    # run directories under it are keyed by their path relative to it: the driver's working
+    # directory, handed to every Ray process (Tune trials and Train controllers run elsewhere)
+    workspace: str = Field(default_factory=lambda: os.environ.get(ENV_WORKSPACE) or os.getcwd())
     # the filesystem once made, credentials included: it travels (pickled, never written to
     # disk) to the Ray processes a stage hands this object to, which may lack the credentials
     _made: tuple[Any, str] | None = PrivateAttr(None)
@@ -93,7 +98,7 @@ class Storage(BaseModel):
         """Where the run directory ``local`` lives inside the filesystem."""
         p = Path(local).resolve()
         try:
-            key = p.relative_to(Path.cwd().resolve())
+            key = p.relative_to(Path(self.workspace).resolve())
         except ValueError:
             key = p.relative_to(p.anchor)
         return f"{self.filesystem()[1]}/{key.as_posix()}"
