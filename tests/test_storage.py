@@ -90,7 +90,6 @@ def test_storage_setting_is_checked_and_keys_follow_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from metamodal.config import ConfigError
-
     from metamodal.raylogs import storage_env
 
     monkeypatch.chdir(tmp_path)
