@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # options several entry points share, declared once
-FORMAT_HELP = "generic|movielens|lattice|mmrec (default: autodetect)"
+FORMAT_HELP = ("generic|movielens|movielens_latest|movielens_1m|lattice|recbole|mmrec "
+               "(default: autodetect)")  # fmt: skip
 DatasetDir = Annotated[Path, Field(description="dataset directory")]
 Overrides = Annotated[list[str], Field(description="override key.path=value (repeatable)")]
 Overwrite = Annotated[bool, Field(description="replace a run made with another config")]

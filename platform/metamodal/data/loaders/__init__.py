@@ -7,14 +7,24 @@ from pathlib import Path
 
 from metamodal.data.dataset import Dataset
 from metamodal.data.load_errors import DataError
-from metamodal.data.loaders import generic, lattice_json, mmrec, movielens
+from metamodal.data.loaders import (
+    generic,
+    lattice_json,
+    mmrec,
+    movielens,
+    movielens_modern,
+    recbole,
+)
 
 # Detection order matters: a generic catalog may also hold .npy files, a MovieLens folder
 # may hold other files; the most specific signature goes first.
 LOADERS: dict[str, tuple[Callable[[Path], bool], Callable[[Path], Dataset]]] = {
     "generic": (generic.detect, generic.load),
     "movielens": (movielens.detect, movielens.load),
+    "movielens_latest": (movielens_modern.detect_latest, movielens_modern.load_latest),
+    "movielens_1m": (movielens_modern.detect_1m, movielens_modern.load_1m),
     "lattice": (lattice_json.detect, lattice_json.load),
+    "recbole": (recbole.detect, recbole.load),  # before mmrec: both read <name>.inter
     "mmrec": (mmrec.detect, mmrec.load),
 }
 FORMATS = tuple(LOADERS)
@@ -30,7 +40,9 @@ def detect_format(path: str | Path) -> str:
     raise DataError(
         p,
         "unrecognised dataset format; expected one of: generic (items.jsonl + interactions.csv), "
-        "movielens (u.data), lattice (5-core/train.json), mmrec (<name>.inter)",
+        "movielens (u.data), movielens_latest (movies.csv + ratings.csv: ml-latest, ml-25m, "
+        "ml-32m), movielens_1m (movies.dat + ratings.dat), lattice (5-core/train.json), recbole "
+        "(<name>.inter with name:type headers), mmrec (<name>.inter)",
     )
 
 
