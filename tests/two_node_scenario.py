@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -169,8 +170,6 @@ def main(report: Path) -> None:
     run_dir = work / "bpr"
     out["train"] = train_with_a_node_lost(cluster, shop, run_dir, t0)
     print(json.dumps(out["train"]), flush=True)
-    import shutil
-
     shutil.rmtree(run_dir)  # Serve finds the run in the bucket only
     out["serve"] = serve_with_a_replica_killed(run_dir, shop)
     out["total_s"] = time.perf_counter() - t0

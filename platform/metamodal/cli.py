@@ -21,6 +21,7 @@ from metamodal.data.missing import MissingSpec
 from metamodal.data.synth import SynthConfig
 from metamodal.extract.options import AlignConfig, ExtractOptions
 from metamodal.serving.config import ServeConfig
+from metamodal.storage import ENV_ENDPOINT, ENV_URI, Storage
 from metamodal.workflows.options import (
     FORMAT_HELP,
     AlignIO,
@@ -48,16 +49,12 @@ def _settings(
         help="an S3-compatible server's URL (default: $METAMODAL_STORAGE_ENDPOINT)")] = None,
 ) -> None:  # fmt: skip
     """Settings every command shares, passed on as the environment Ray's workers inherit."""
-    from metamodal.storage import ENV_ENDPOINT, ENV_URI
-
     for name, value in ((ENV_URI, storage), (ENV_ENDPOINT, storage_endpoint)):
         if value:
             os.environ[name] = value
 
 
-def _storage_or_exit():
-    from metamodal.storage import Storage
-
+def _storage_or_exit() -> Storage:
     storage = Storage.from_env()
     if storage is None:
         print("error: no storage set (--storage or METAMODAL_STORAGE)", file=sys.stderr)

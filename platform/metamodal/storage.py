@@ -22,6 +22,7 @@ longer has, and a pull verifies every file it downloads against it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -126,7 +127,7 @@ class Storage(BaseModel):
                 continue
             digest = file_sha256(f)
             if index.get(rel) != digest:
-                _upload(fs, f, f"{remote}/{rel}")
+                _put(fs, f"{remote}/{rel}", f.read_bytes())
                 index[rel] = digest
         if names is None:
             for rel in set(index) - {f.relative_to(local).as_posix() for f in files}:
@@ -165,10 +166,6 @@ class Storage(BaseModel):
         fs, path = self.filesystem()[0], f"{self.remote(local)}/{sub}"
         if fs.get_file_info(path).type == pafs.FileType.Directory:
             fs.delete_dir(path)
-
-    def holds(self, local: str | Path) -> bool:
-        """Whether storage holds a copy of the run directory ``local``."""
-        return bool(self._index(self.remote(local)))
 
     def _index(self, remote: str) -> dict[str, str]:
         import pyarrow.fs as pafs
@@ -226,11 +223,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _upload(fs: Any, src: Path, dest: str) -> None:
-    with open(src, "rb") as f:
-        _put(fs, dest, f.read())
-
-
 def _put(fs: Any, dest: str, data: bytes) -> None:
     """One object written whole: an S3 put is atomic; elsewhere (a shared mount) the bytes go
     to a temporary name first."""
@@ -259,7 +251,5 @@ def _get(fs: Any, path: str) -> bytes:
 
 
 def _delete(fs: Any, path: str) -> None:
-    import contextlib
-
-    with contextlib.suppress(FileNotFoundError, OSError):
+    with contextlib.suppress(OSError):  # already gone
         fs.delete_file(path)

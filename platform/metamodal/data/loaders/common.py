@@ -50,6 +50,15 @@ def integer_column(
     return arr
 
 
+def float_column(df: pd.DataFrame, path: Path, column: str) -> np.ndarray:
+    """The column as float64; the first value that is not a number is named by row."""
+    values = pd.to_numeric(df[column], errors="coerce")
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise DataError(path, f"not a number: {df[column].iloc[row]!r}", row=row + 1, field=column)
+    return values.to_numpy(np.float64)
+
+
 def load_feature_matrix(
     path: Path,
     n_items: int,

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from metamodal.data.dataset import Dataset, Interactions, drop_duplicates
 from metamodal.data.load_errors import DataError, LoadReport
 from metamodal.data.loaders.common import (
+    float_column,
     integer_column,
     load_feature_matrix,
     read_table,
@@ -211,19 +212,12 @@ def _interactions(inter_path: Path, items_path: Path, item_index: pd.Index, sche
     def opt(field: str | None) -> str | None:
         return field if field and field in inter.columns else None
 
-    rating = _ratings(inter, inter_path, f) if (f := opt(schema.rating_field)) else None
+    f = opt(schema.rating_field)
+    rating = float_column(inter, inter_path, f).astype(np.float32) if f else None
     ts = integer_column(inter, inter_path, f, min_value=None) if (f := opt(schema.timestamp_field)) else None
     label = _split_codes(inter, inter_path, f) if (f := opt(schema.split_field)) else None
     found = Interactions(uidx, iidx, rating, ts, label)
     return drop_duplicates(found, report, str(inter_path)), user_ids
-
-
-def _ratings(inter: pd.DataFrame, inter_path: Path, f: str) -> np.ndarray:
-    r = pd.to_numeric(inter[f], errors="coerce")
-    if r.isna().any():
-        row = _first_row(r.isna())
-        raise DataError(inter_path, f"not a number: {inter[f].iloc[row]!r}", row=row + 1, field=f)
-    return r.to_numpy(np.float32)
 
 
 def _split_codes(inter: pd.DataFrame, inter_path: Path, f: str) -> np.ndarray:

@@ -63,8 +63,8 @@ def load(path: Path) -> Dataset:
     modalities: dict[str, Modality] = {}
     if (items_csv := path / "items.csv").is_file():
         modalities["text"] = _overviews(items_csv, item_ids, report)
-    if (posters := path / "posters").is_dir():
-        modalities["image"] = ImageModality.from_paths([str(posters / f"{int(i)}.jpg") for i in item_ids])
+    if (images := poster_images(path, item_ids)) is not None:
+        modalities["image"] = images
     return Dataset(
         name=path.name,
         format="movielens",
@@ -76,6 +76,14 @@ def load(path: Path) -> Dataset:
         item_meta=meta,
         report=report,
     )
+
+
+def poster_images(path: Path, item_ids: np.ndarray) -> ImageModality | None:
+    """``posters/<movie id>.jpg`` per item (absent files count as missing), when the folder exists."""
+    posters = path / "posters"
+    if not posters.is_dir():
+        return None
+    return ImageModality.from_paths([str(posters / f"{int(i)}.jpg") for i in item_ids])
 
 
 def _items(uitem: Path, raw_item: np.ndarray, report: LoadReport) -> tuple[np.ndarray, pd.DataFrame]:

@@ -20,8 +20,9 @@ import pandas as pd
 
 from metamodal.data.dataset import Dataset, Interactions, drop_duplicates
 from metamodal.data.load_errors import DataError, LoadReport
-from metamodal.data.loaders.common import integer_column, read_table, require_columns
-from metamodal.data.modalities import ImageModality, Modality, TextModality
+from metamodal.data.loaders.common import float_column, integer_column, read_table, require_columns
+from metamodal.data.loaders.movielens import poster_images
+from metamodal.data.modalities import Modality, TextModality
 
 MAX_TAGS = 20  # per movie in its text: the most used ones
 NO_GENRES = "(no genres listed)"
@@ -90,10 +91,7 @@ def _build(path: Path, fmt: str, movies: tuple, ratings: tuple, tags: tuple | No
     users = integer_column(rt, ratings_f, "userId", min_value=0)
     items = integer_column(rt, ratings_f, "movieId", min_value=0)
     ts = integer_column(rt, ratings_f, "timestamp", min_value=0)
-    rating = pd.to_numeric(rt["rating"], errors="coerce").to_numpy(np.float32)
-    if np.isnan(rating).any():
-        row = int(np.flatnonzero(np.isnan(rating))[0])
-        raise DataError(ratings_f, f"not a number: {rt['rating'].iloc[row]!r}", row=row + 1, field="rating")
+    rating = float_column(rt, ratings_f, "rating").astype(np.float32)
     known = np.isin(items, item_ids)
     report.skip("rating of a movie not in " + movies_f.name,
                 f"{ratings_f} row {int(np.flatnonzero(~known)[0]) + 1}" if (~known).any() else "",
@@ -107,8 +105,8 @@ def _build(path: Path, fmt: str, movies: tuple, ratings: tuple, tags: tuple | No
         meta = meta.merge(links.rename(columns={"movieId": "movie_id"}).assign(
             movie_id=lambda d: pd.to_numeric(d["movie_id"], errors="coerce")), on="movie_id", how="left")  # fmt: skip
     modalities: dict[str, Modality] = {"text": _texts(meta, _tags_by_movie(tags, item_ids, report))}
-    if (posters := path / "posters").is_dir():
-        modalities["image"] = ImageModality.from_paths([str(posters / f"{int(i)}.jpg") for i in item_ids])
+    if (images := poster_images(path, item_ids)) is not None:
+        modalities["image"] = images
     return Dataset(name=path.name, format=fmt, path=str(path), user_ids=user_ids, item_ids=item_ids,
                    interactions=drop_duplicates(found, report, str(ratings_f)),
                    modalities=modalities, item_meta=meta, report=report)  # fmt: skip

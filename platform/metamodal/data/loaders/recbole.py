@@ -17,7 +17,7 @@ import pandas as pd
 
 from metamodal.data.dataset import Dataset, Interactions, drop_duplicates
 from metamodal.data.load_errors import DataError, LoadReport
-from metamodal.data.loaders.common import read_table
+from metamodal.data.loaders.common import float_column, read_table
 from metamodal.data.modalities import Modality, TextModality
 
 TYPES = ("token", "token_seq", "float", "float_seq")
@@ -69,14 +69,6 @@ def _field(types: dict[str, str], path: Path, names: tuple[str, ...]) -> str:
     raise DataError(path, f"missing field (have: {', '.join(types)})", field=names[0])
 
 
-def _floats(df: pd.DataFrame, path: Path, col: str) -> np.ndarray:
-    vals = pd.to_numeric(df[col], errors="coerce")
-    if vals.isna().any():
-        row = int(np.flatnonzero(vals.isna().to_numpy())[0])
-        raise DataError(path, f"not a number: {df[col].iloc[row]!r}", row=row + 2, field=col)
-    return vals.to_numpy(np.float64)
-
-
 def load(path: Path) -> Dataset:
     report = LoadReport()
     inter_f = _inter_file(path)
@@ -93,15 +85,15 @@ def load(path: Path) -> Dataset:
             raise DataError(item_f, "an item id is listed twice", field=id_col)
         known = df[icol].isin(set(item_ids)).to_numpy()
         report.skip(f"interaction with an item not in {item_f.name}",
-                    f"{inter_f} row {int(np.argmax(~known)) + 2}", int((~known).sum()))  # fmt: skip
+                    f"{inter_f} row {int(np.argmax(~known)) + 1}", int((~known).sum()))  # fmt: skip
         df = df[known].reset_index(drop=True)
     else:
         item_ids = np.array(sorted(df[icol].unique()), dtype=object)
     user_ids = np.array(sorted(df[ucol].unique()), dtype=object)
     upos = {u: n for n, u in enumerate(user_ids)}
     ipos = {i: n for n, i in enumerate(item_ids)}
-    rating = _floats(df, inter_f, "rating").astype(np.float32) if "rating" in types else None
-    ts = _floats(df, inter_f, "timestamp").astype(np.int64) if "timestamp" in types else None
+    rating = float_column(df, inter_f, "rating").astype(np.float32) if "rating" in types else None
+    ts = float_column(df, inter_f, "timestamp").astype(np.int64) if "timestamp" in types else None
     found = Interactions(df[ucol].map(upos).to_numpy(np.int64), df[icol].map(ipos).to_numpy(np.int64),
                         rating, ts)  # fmt: skip
     if inter_f.with_suffix(".user").is_file():
