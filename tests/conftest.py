@@ -30,8 +30,12 @@ def small_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ray_session():
     """One local Ray for the whole run (start + stop cost 3-5 s). Four logical CPUs on a
     2-core host so Ray Data's read tasks and actors never starve each other."""
+    import os
+
     import ray
 
+    # replicas report their metrics every 2 s (10 s by default): the Serve metrics test waits less
+    os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
     ray.init(
         num_cpus=4,
         include_dashboard=False,

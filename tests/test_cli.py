@@ -77,38 +77,38 @@ def test_bad_input_exits_2_with_location(tmp_path: Path) -> None:
     assert r.returncode != 0 and "MODALITY=RATE" in r.stderr
 
 
-def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "jobs" / "pipeline.py"),
-            "--out",
-            str(tmp_path / "demo"),
-            "--n-items",
-            "240",
-            "--n-users",
-            "150",
-            "--stop-after",
-            "6",  # the later steps (zoo, MMA, Serve) have their own tests
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def test_pipeline_on_a_movielens_latest_catalogue_then_kept_on_a_rerun(small_shop: Path, tmp_path: Path) -> None:
+    """Up to extraction (the zoo, Tune, MMA and Serve stages have their own tests); the console
+    stays free of Ray's chatter; a rerun keeps every finished stage."""
+    from metamodal.data import load_dataset
+    from metamodal.data.export import write_movielens_latest
+
+    catalog = write_movielens_latest(load_dataset(small_shop), tmp_path / "ml-latest")
+    out = tmp_path / "run"
+    args = ("pipeline", str(catalog), "--out", str(out), "--quick", "--until", "extract")
+    r = cli(*args)
     assert r.returncode == 0, r.stderr
-    assert "[6/11]" in r.stdout and "demo wall time" in r.stdout
-    align = json.loads((tmp_path / "demo" / "align" / "align_report.json").read_text())
-    assert align["pairs"]["pairs"] > 0 and (tmp_path / "demo" / "align" / "aligned.pt").is_file()
-    assert all(e["loss"] > 0 for e in align["epochs"])  # it trained: every epoch had batches
-    manifest = json.loads((tmp_path / "demo" / "embeddings" / "manifest.json").read_text())
-    assert set(manifest["modalities"]) == {"text_minilm", "image_clip"}
-    assert manifest["modalities"]["image_clip"]["random_init"] is False
-    res = json.loads((tmp_path / "demo" / "baselines" / "results.json").read_text())
-    assert (
-        res["missing"]["cold_users"] > 0
-        and res["missing"]["present"]["text"] < res["dataset"]["modalities"]["text"]
-    )
-    assert "cold_users" in res["models"]["popularity"]["slices"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["stages"].values()] == ["ran"] * 4
+    assert summary["stages"]["inspect"]["result"]["headline"].startswith("240 users, 300 items")
+    assert Path(summary["stages"]["align"]["outputs"]["checkpoint"]).is_file()
+    manifest = json.loads(Path(summary["stages"]["extract"]["outputs"]["manifest"]).read_text())
+    assert set(manifest["modalities"]) == {"text_minilm", "image_clip"}  # the aligned tower
+    assert any("random weights" in w for w in summary["warnings"])  # the tiny CLIP's start
+    assert any(w.startswith("extract: ") and "have no image_clip" in w for w in summary["warnings"])
+    res = json.loads((out / "baselines" / "results.json").read_text())
+    assert res["missing"]["cold_users"] > 0 and res["missing"]["present"]["text"] < res["dataset"]["modalities"]["text"]
+    chatter = ("logging_progress", "(TrainController", "Setting up process group", "Loading weights")
+    assert not [c for c in chatter if c in r.stdout + r.stderr]
+    assert "align epoch 6/6" in r.stdout and "Warnings" in r.stdout  # our lines stay
+    page = (out / "summary.html").read_text()  # the stages' plots inlined: nothing to fetch
+    assert "<table>" in page and 'src="data:image/png;base64,' in page and 'src="http' not in page
+
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    again = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in again["stages"].values()] == ["kept"] * 4
+    assert again["warnings"] == summary["warnings"]
 
 
 def test_mma_reevaluate_refuses_a_run_made_with_another_configuration(
@@ -176,8 +176,9 @@ def test_every_command_and_job_offers_every_field_of_its_options() -> None:
     from metamodal.workflows.options import (
         AlignIO,
         CatalogIO,
-        DemoOptions,
         MMARunOptions,
+        PipelineJob,
+        PipelineRun,
         TrainOptions,
         TuneOptions,
     )
@@ -185,14 +186,15 @@ def test_every_command_and_job_offers_every_field_of_its_options() -> None:
     group = typer.main.get_command(app)
     commands = {"extract": (CatalogIO, ExtractOptions), "align": (AlignIO, AlignConfig), "train": TrainOptions,
                 "tune": TuneOptions, "serve": ServeConfig, "data synth": SynthConfig,
-                "data split": MissingSpec, "eval baselines": MissingSpec, "mma run": MMARunOptions}  # fmt: skip
+                "data split": MissingSpec, "eval baselines": MissingSpec, "mma run": MMARunOptions,
+                "pipeline": PipelineRun}  # fmt: skip
     for name, model in commands.items():
         cmd = group
         for part in name.split():
             cmd = cmd.commands[part]
         assert set(_fields(model)) <= {p.name for p in cmd.params}, name
     jobs = {"train.py": TrainOptions, "tune_fusion.py": TuneOptions, "train_policy.py": MMARunOptions,
-            "pipeline.py": (DemoOptions, SynthConfig), "extract_embeddings.py": (CatalogIO, ExtractOptions),
+            "pipeline.py": (PipelineJob, SynthConfig), "extract_embeddings.py": (CatalogIO, ExtractOptions),
             "align_clip.py": (AlignIO, AlignConfig)}  # fmt: skip
     for job, model in jobs.items():
         r = subprocess.run([sys.executable, str(ROOT / "jobs" / job), "--help"], capture_output=True,

@@ -1,5 +1,5 @@
 """The package's imports run one way: config → storage → raylogs, rundir and runlog → harness
-and data → models (extract and retrieval beside them) → eval → train → agent (tuning beside it) → serving → workflows → cli.
+and data → models (extract and retrieval beside them) → eval → train → agent (tuning and monitor beside it) → serving → workflows → cli.
 Every import is walked, top-level and inside functions alike; an edge to a higher layer, or
 sideways between two packages of one layer, fails naming the file and the line."""
 
@@ -18,7 +18,7 @@ LAYERS = {
     "models": 4, "extract": 4, "retrieval": 4,
     "eval": 5,
     "train": 6,
-    "agent": 7, "tuning": 7,
+    "agent": 7, "tuning": 7, "monitor": 7,
     "serving": 8,
     "workflows": 9,
     "cli": 10,

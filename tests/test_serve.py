@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -323,3 +324,57 @@ def test_served_rulerouter_runs_only_its_routes_tools_and_ranks_as_measured(mma_
         (r,) = core.rerank([(got, None)])
         assert [got.pool_ids[i] for i in r.order[:10]] == w["items"], w["user"]
         assert r.tools == w["tools"] and sorted(called) == sorted(w["tools"])
+
+
+def test_a_pattern_the_run_never_trained_keeps_the_retrievers_order_and_says_so(server: str, trained: dict) -> None:
+    from metamodal.data import load_dataset
+
+    user = str(load_dataset(trained["shop"]).user_ids[0])
+    r = post(server + "/mma", {"user_id": user, "k": 5, "modalities": ["audio"]})  # no audio source here
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["fallback"] == "untrained_pattern" and body["used_modalities"] == [] and body["tools"] == []
+    assert [x["score"] for x in body["items"]] == [x["retrieval_score"] for x in body["items"]]
+
+
+def test_serve_metrics_reach_rays_prometheus_endpoint(server: str, trained: dict) -> None:
+    """A few requests of each kind, then Ray's metrics endpoint on 127.0.0.1 is scraped (as
+    Prometheus would) until the replicas' last report shows them."""
+    import ray
+
+    from metamodal.data import load_dataset
+
+    ds = load_dataset(trained["shop"])
+    assert post(server, {"user_id": str(ds.user_ids[1]), "k": 5}).status_code == 200
+    assert post(server, {"history": [str(ds.item_ids[0])], "k": 5, "modalities": ["text", "graph"]}).status_code == 200
+    assert post(server, {"user_id": "no-such-user"}).status_code == 404
+    assert post(server, {"user_id": "u1", "k": 0}).status_code == 422
+    assert post(server + "/mma", {"user_id": str(ds.user_ids[0]), "modalities": ["audio"]}).status_code == 200
+    port = ray._private.worker.global_worker.node.metrics_export_port
+    wanted = ['ray_metamodal_requests_total{', 'query="user_id"', 'modalities="graph+text"',
+              'ray_metamodal_retrieve_ms_bucket{', 'ray_metamodal_rerank_ms_bucket{', 'reranker="model:late_fusion"',
+              'ray_metamodal_rejected_requests_total{', 'reason="unknown_id"', 'reason="invalid_request"',
+              'ray_metamodal_cold_start_requests_total{', 'ray_metamodal_reranker_fallbacks_total{',
+              'reason="untrained_pattern"']  # fmt: skip
+    missing, end = wanted, time.monotonic() + 90
+    while missing and time.monotonic() < end:
+        body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        missing = [w for w in wanted if w not in body]
+        time.sleep(2)
+    assert not missing, missing
+
+
+def test_monitor_reads_a_real_extraction_and_a_zoo_runs_calibration(trained: dict, tmp_path: Path) -> None:
+    """The served shop's own extraction against itself (nothing may be flagged as drift), with
+    the late-fusion run's score calibration per modality pattern."""
+    from metamodal.monitor import DriftConfig, run_monitor
+
+    emb = trained["retriever"].parent.parent.parent / "emb"
+    res = run_monitor(emb, emb, tmp_path / "mon", zoo=trained["model"], drift_cfg=DriftConfig(permutations=50))
+    assert set(res["modalities"]) == {"text_minilm", "image_clip"}
+    assert not [f for f in res["flags"] if not f.startswith("calibration")]
+    cal = res["calibration"]
+    assert cal["model"] == "late_fusion" and 0 <= cal["overall"]["ece"] <= 1
+    assert {"cold", "text+image"} <= set(cal["patterns"])  # the run's cold items and full items
+    assert sum(p["pairs"] for p in cal["patterns"].values()) == cal["overall"]["pairs"]
+    assert (tmp_path / "mon" / "reliability.png").is_file()

@@ -27,6 +27,8 @@ from metamodal.workflows.options import (
     AlignIO,
     CatalogIO,
     MMARunOptions,
+    MonitorOptions,
+    PipelineRun,
     TrainOptions,
     TuneOptions,
 )
@@ -287,6 +289,37 @@ def mma_run(o: MMARunOptions) -> None:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
+
+
+@app.command()
+@with_model_options(PipelineRun, into="o")
+def pipeline(o: PipelineRun) -> None:
+    """Every stage on one catalogue: inspect, split + missingness, align, extract, zoo, a Tune
+    sweep, MMA, masked evaluation [, Serve]. Run again, finished stages with the same
+    configuration are kept; OUT/summary.json names every stage's outputs."""
+    from metamodal.workflows.stages import run_catalog
+
+    try:
+        summary = run_catalog(o, o.catalog)
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(f"wrote {summary['out']}/summary.json")
+
+
+@app.command()
+@with_model_options(MonitorOptions, into="o")
+def monitor(o: MonitorOptions) -> None:
+    """Coverage, embedding drift and neighbour stability per modality between two extraction
+    runs (or a run and a new catalogue), and a zoo run's calibration per modality pattern."""
+    from metamodal.monitor import DriftConfig, run_monitor
+
+    try:
+        res = run_monitor(o.reference, o.current, o.out, o.zoo, o.format, DriftConfig(max_rows=o.max_rows))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(f"wrote {o.out}/monitor.json ({len(res['flags'])} flag(s))")
 
 
 def main() -> None:

@@ -6,11 +6,26 @@ INFO line (logged through a logger named by its *file path*, which the ``ray.tra
 does not reach), and the detached placement-group cleaner, which warns every second that the
 state API did not answer while the cores are busy — harmless, since it only acts once the
 controller is gone. Both are raised to ERROR in every Ray worker process.
+
+Unless ``METAMODAL_VERBOSE`` is set (``--verbose``), the driver also filters what workers
+forward: their stdout (our progress lines) passes; their stderr (library logging, deprecation
+warnings, tqdm bars), Ray's notices and the chatter of Ray's own actors do not, except a kill
+for memory. A failing run still raises its worker's traceback in the driver. Ray Data's
+progress logs give way to the extraction's own per-modality line, Tune's status tables to the
+trials' epoch lines.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+from typing import Any
+
+VERBOSE_ENV = "METAMODAL_VERBOSE"
+CHATTER = ("_WandbLoggingActor", "MapWorker", "PreemptionWatcher", "ServeController", "ProxyActor",
+           "ServeReplica", "SERVE_")  # fmt: skip
+MEMORY_KILL = re.compile(r"out of memory|OutOfMemory|memory pressure|low on memory")
 
 NOISY = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
 
@@ -37,6 +52,55 @@ def start_ray() -> None:
         ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False,
                  runtime_env={"worker_process_setup_hook": "metamodal.raylogs.quiet_ray_train_logs",
                               "env_vars": env})  # fmt: skip
+        if not verbose():
+            quiet_driver()
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def keep_line(data: dict[str, Any], line: str) -> bool:
+    """Whether a line a Ray process forwarded reaches a quiet driver's console: our own
+    progress (a worker's stdout), and a memory kill; not library logging or Ray's notices (a
+    failing run raises its worker's traceback in the driver all the same)."""
+    if MEMORY_KILL.search(line):
+        return True
+    source = data.get("actor_name") or data.get("task_name") or ""
+    if data.get("pid") in ("raylet", "autoscaler") or data.get("is_err"):
+        return False
+    return not source.startswith(CHATTER)
+
+
+def quiet_driver() -> None:
+    """Filter forwarded worker output and Ray's error notices (``keep_line``) and quiet Ray
+    Data's progress logging. Ray's log printer is private API: if it moved, output stays as Ray
+    prints it."""
+    import functools
+
+    from ray._private import worker
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    DataContext.get_current().print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
+    dispatcher = getattr(worker, "global_worker_stdstream_dispatcher", None)
+    print_to = getattr(worker, "print_to_stdstream", None)
+    if dispatcher is None or print_to is None or getattr(print_to, "quiet", False):
+        return
+    filtered = functools.partial(_filtered, print_to)
+    filtered.quiet = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = filtered  # the raylet's error notices are printed through it
+    ignore_prefix = worker._should_ignore_worker_log_prefix(worker.global_worker)
+    dispatcher.remove_handler("ray_print_logs")
+    dispatcher.add_handler("ray_print_logs", functools.partial(filtered, ignore_prefix=ignore_prefix))
+
+
+def _filtered(print_to, data: dict[str, Any], ignore_prefix: bool) -> None:
+    lines = [x for x in data.get("lines", []) if keep_line(data, x)]
+    if lines:
+        print_to({**data, "lines": lines}, ignore_prefix=ignore_prefix)
 
 
 def storage_env() -> dict[str, str]:

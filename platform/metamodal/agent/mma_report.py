@@ -11,6 +11,7 @@ import numpy as np
 
 from metamodal.eval.tables import markdown_table
 from metamodal.rundir import write_json
+from metamodal.rundir.html import write_html
 
 AGENT_METHODS = ("mma_auto", "rulerouter_fuse", "learned_gate", "mma_interactive")
 # routers and ablations: reported, never a baseline
@@ -217,5 +218,6 @@ def write_report(out: Path, dataset: str, cfg, seeds: list[dict], timing: dict) 
     md = markdown(rep, f"MMA on {Path(str(dataset)).name} ({len(seeds)} seeds)")
     (out / "report.md").write_text(md)
     rep["plots"] = plots(rep, out)
+    write_html(out / "report.md", config=rep["config"], images=[Path(p) for p in rep["plots"]])
     print(md, flush=True)
     return rep

@@ -83,6 +83,13 @@ class RoutedReranker:
     def load(cls, seed_dir: Path, env: AgentEnv, kind: str) -> RoutedReranker:
         return cls(read_router(seed_dir), env, kind, seed_dir)
 
+    def has_menu(self, key: Bucket) -> bool:
+        try:
+            self.menu(key)
+        except KeyError:
+            return False
+        return True
+
     def menu(self, key: Bucket) -> Menu:
         """A bucket's menu. Runs train fixed pools with everything observed only: a served
         fixed pool under a partial pattern takes that pattern's (target-positive) menu."""

@@ -257,13 +257,16 @@ def routed_choices(routed: RoutedReranker, rows: Rows) -> dict:
     return {k: routed.choose(k, br.prompts) for k, br in rows.items()}
 
 
-def llm_ablations(mma: RoutedReranker, fit, sel_llm, test: Rows, menus, learned, cfg, seed, out,
-                  reuse) -> dict:  # fmt: skip
+def llm_ablations(mma: RoutedReranker, mma_test: dict, fit, sel_llm, test: Rows, menus, learned, cfg, seed,
+                  out, reuse) -> dict:  # fmt: skip
     """The LLM router's ablation rows on test: warm start only, shuffled statistics, and a
-    router trained on today's bucket-only prompt (its adapter chosen on select as MMA's is)."""
+    router trained on today's bucket-only prompt (its adapter chosen on select as MMA's is).
+    Where select chose the warm-start adapter, warm start only *is* MMA: its choices
+    (``mma_test``) are not read again."""
     res, summary = {}, mma.policy
     if "bc_only" in cfg.llm_ablations:
-        bc = llm_choices(summary, test, "stats", str(Path(summary["adapter"]).with_name("adapter_bc")))
+        bc = mma_test if summary.get("adapter_name") == "adapter_bc" else llm_choices(
+            summary, test, "stats", str(Path(summary["adapter"]).with_name("adapter_bc")))  # fmt: skip
         res["mma_bc_only"] = pick(test, bc)
     if "shuffled" in cfg.llm_ablations:  # the same prompts permuted: MMA's net has read them
         res["mma_shuffled_stats"] = pick(test, routed_choices(mma, shuffled_within(test, seed + 1)))
@@ -296,7 +299,8 @@ def method_rewards(store, scorers, fit, sel, test, menus, routed, learned, cfg, 
     info["gate"] = {"l2_scores": learned["l2_scores"], "l2": learned["gate"].l2,
                     "warm_start": {bucket_key(k): v for k, v in learned["source"].items()}}  # fmt: skip
     t0 = time.perf_counter()
-    res_t.update(llm_ablations(routed["mma"], fit, sel_llm, test, menus, learned, cfg, seed, out, reuse))
+    res_t.update(llm_ablations(routed["mma"], choices["mma"]["test"], fit, sel_llm, test, menus, learned, cfg,
+                               seed, out, reuse))  # fmt: skip
     info["ablation_seconds"] = time.perf_counter() - t0
     mma_s, mma_t = choices["mma"]["valid"], choices["mma"]["test"]
     w = max((0.5, 1.0, 2.0), key=lambda w: np.mean(np.concatenate(list(

@@ -250,7 +250,7 @@ def run_extraction(
     catalog: str | Path, out: str | Path, cfg: ExtractConfig | None = None, fmt: str | None = None
 ) -> ExtractManifest:
     """Extract every configured modality; write and return the manifest."""
-    import ray
+    from metamodal.raylogs import start_ray
 
     cfg = cfg or ExtractConfig()
     out = Path(out)
@@ -259,8 +259,7 @@ def run_extraction(
     run.start(bool(cfg.overwrite))
     sync_up(out, [run.header_file.name, run.manifest_file.name])  # the old manifest withdrawn
     ds = load_dataset(catalog, fmt)
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_ray()
     torch.set_num_threads(1)  # the driver only shuffles rows
     mods, random_flags = {}, {}
     for spec in cfg.encoders:

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from metamodal.serving.config import ServeConfig
 from metamodal.serving.encoders import BadQuery
+from metamodal.serving.metrics import answered, rejected
 from metamodal.serving.retriever import RetrieverCore
 from metamodal.serving.schemas import (
     MAX_BODY_BYTES,
@@ -49,12 +50,14 @@ api = FastAPI(title="MetaModal recommender", version="0.1", max_body_size=MAX_BO
 async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     """A 422 naming the field, never echoing the input (FastAPI's default handler does, and NaN,
     ∞ or a lone surrogate then made the response itself fail: a 500)."""
+    rejected(422)
     return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
 
 
 @api.exception_handler(StarletteHTTPException)  # FastAPI's and the body limit's 413
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail if exc.status_code != 413 else f"request body too large: over the {MAX_BODY_BYTES}-byte limit"
+    rejected(exc.status_code)
     return JSONResponse({"detail": safe_text(str(detail))}, status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))  # fmt: skip
 
@@ -188,10 +191,12 @@ class Ingress:
         got = self._retrieve(kind, value)
         t1 = time.perf_counter()
         timings["retrieve"] = 1e3 * (t1 - t0) - timings.get("encode", 0.0)
+        fallback = None
         if req.rerank and len(got.pool):
             rr = await deadline.run("rerank", self.reranker.rerank, (got, req.modalities))
             timings["rerank"] = 1e3 * (time.perf_counter() - t1)
             order, scores, name, used, tools = rr.order, rr.scores, self.name, rr.used, rr.tools
+            fallback = rr.fallback
         else:
             order, scores, name, used, tools = range(len(got.pool)), got.scores, "none", [], []
         items = [
@@ -200,7 +205,8 @@ class Ingress:
             for p in list(order)[: req.k]
         ]  # fmt: skip
         timings["total"] = 1e3 * (time.perf_counter() - t0)
-        return RecommendResponse(items=items, query=req.query_kind, reranker=name,
+        answered(req.query_kind, req.modalities, got.task, timings, name, fallback)
+        return RecommendResponse(items=items, query=req.query_kind, reranker=name, fallback=fallback,
                                  used_modalities=used, tools=tools, timings_ms=timings)  # fmt: skip
 
 

@@ -28,6 +28,7 @@ class Reranked:
     scores: np.ndarray  # the reranker's score per pool position
     used: list[str]  # evidence sources it was allowed to read
     tools: list[str]  # tools it called
+    fallback: str | None = None  # why the retriever's order was kept (a bucket the run never trained)
 
 
 class RerankerCore:
@@ -93,10 +94,17 @@ class RerankerCore:
                 s = self.scorer.scores(e)
                 out.append(Reranked(np.argsort(-s, kind="stable"), s, list(e.available), []))
             return out
-        ranked = self.routed.rank(eps)
-        return [Reranked(np.argsort(-x, kind="stable"), x, list(e.available),
-                         [t for t, _ in route.weights])
-                for (x, route), e in zip(ranked, eps, strict=True)]  # fmt: skip
+        known = [self.routed.has_menu((e.pool_kind, tuple(e.available))) for e in eps]
+        ranked = iter(self.routed.rank([e for e, k in zip(eps, known, strict=True) if k]))
+        out = []
+        for e, k in zip(eps, known, strict=True):
+            if not k:  # an observed pattern the run never trained: the retriever's order, said
+                out.append(Reranked(np.arange(len(e.pool)), e.first_stage, list(e.available), [],
+                                    "untrained_pattern"))  # fmt: skip
+                continue
+            x, route = next(ranked)
+            out.append(Reranked(np.argsort(-x, kind="stable"), x, list(e.available), [t for t, _ in route.weights]))
+        return out
 
 
 def load_routed(cfg: ServeConfig, run, store, kind: str):

@@ -92,6 +92,7 @@ class RecommendResponse(BaseModel):
     items: list[Recommendation]
     query: str  # user_id | history | text | image_b64
     reranker: str  # what ordered the list ("none" when rerank was off or impossible)
+    fallback: str | None = None  # why the reranker kept the retriever's order, when it did
     used_modalities: list[str]  # the evidence sources the reranker was allowed to read
     tools: list[str] = []  # tools the reranker called (MMA / RuleRouter-Fuse)
     timings_ms: dict[str, float] = {}

@@ -176,8 +176,11 @@ def _log(job: ZooJob, row: dict, w: Worker) -> None:
     w.log(row)
     metric = job.run.train.valid_metric
     valid = row.get(f"valid_{metric}")
+    epochs = job.run.train.epochs
+    left = (epochs - row["epoch"]) * (row["train_seconds"] + row.get("eval_seconds", 0.0))
     print(
-        f"{job.run.model} epoch {row['epoch']:>4}  loss {row['loss']:.4f}  "
-        f"{row['train_seconds']:.2f} s" + (f"  valid {metric} {valid:.4f}" if valid is not None else ""),
+        f"{job.run.model} epoch {row['epoch']:>4}/{epochs}  loss {row['loss']:.4f}  "
+        f"{row['train_seconds']:.2f} s" + (f"  valid {metric} {valid:.4f}" if valid is not None else "")
+        + (f"  (at most {left:.0f} s left)" if left >= 1 else ""),
         flush=True,
     )

@@ -107,6 +107,7 @@ def run_tune(
     from ray import tune
 
     from metamodal.harness import placement
+    from metamodal.raylogs import verbose
     from metamodal.tuning.placement import release_new, reserved_by_this_job, stop_orphan_cleaners
 
     spec = load_spec(space_file)
@@ -135,7 +136,7 @@ def run_tune(
             storage_filesystem=fs,
             callbacks=_callbacks(out, wandb),
             failure_config=tune.FailureConfig(max_failures=1),
-            verbose=1,
+            verbose=1 if verbose() else 0,  # its status tables: Ray's chatter
         ),  # fmt: skip
     )
     before = reserved_by_this_job()

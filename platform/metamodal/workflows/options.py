@@ -78,6 +78,43 @@ class MMARunOptions(Options):
         return [*self.set, *([f"split={split}"] if split else [])]
 
 
-class DemoOptions(Options):
-    out: Path = Field(Path("runs/demo"), description="demo directory")
-    stop_after: int = Field(11, ge=1, le=11, description="last step (6: end after extraction)")
+STAGES = ("inspect", "split", "align", "extract", "zoo", "tune", "mma", "evaluate", "serve")
+
+
+class PipelineOptions(Options):
+    """``metamodal pipeline``'s and ``jobs/pipeline.py``'s choices (the catalogue apart)."""
+
+    out: Path = Field(description="pipeline directory (summary.json, one folder per stage)")
+    format: str | None = Field(None, description=FORMAT_HELP)
+    quick: bool = Field(False, description="minutes, not hours: short zoo runs and sweep, MMA's quick preset, 1 seed")
+    serve: bool = Field(False, description="end by serving retriever + MMA over HTTP on 127.0.0.1 for a few requests")
+    verbose: bool = Field(False, description="show Ray's own worker, controller and Ray Data output")
+    until: Literal[STAGES] | None = Field(None, description="last stage to run (default: all)")  # type: ignore[valid-type]
+    seeds: int | None = Field(None, ge=1, description="MMA policy seeds (default 3; 1 with --quick)")
+    split: Literal["mmrec", "time"] | None = Field(None, description="MMA's split: mmrec (default) or time (per-user chronological)")  # fmt: skip
+    item_missing: float = Field(0.3, ge=0, lt=1, description="share of items whose text / image is dropped")
+    cold_users: float = Field(0.1, ge=0, lt=1, description="share of users whose history is withheld")
+    cold_items: float = Field(0.1, ge=0, lt=1, description="share of items never seen in training")
+
+
+class PipelineRun(PipelineOptions):
+    catalog: Path = Field(description="the catalogue (any format the data layer loads)",
+                          json_schema_extra={"positional": True})  # fmt: skip
+
+
+class PipelineJob(PipelineOptions):
+    """``jobs/pipeline.py``: without ``--catalog`` it generates the synthetic shop (``make demo``)."""
+
+    out: Path = Field(Path("runs/demo"), description="pipeline directory (summary.json, one folder per stage)")
+    catalog: Path | None = Field(None, description="the catalogue; default: generate the synthetic shop into OUT/catalog")  # fmt: skip
+
+
+class MonitorOptions(Options):
+    reference: Path = Field(description="the reference extraction run (a `metamodal extract` output)",
+                            json_schema_extra={"positional": True})  # fmt: skip
+    current: Path = Field(description="the current extraction run, or a catalogue (extracted with the reference's encoders)",
+                          json_schema_extra={"positional": True})  # fmt: skip
+    out: Path = Field(description="output directory (monitor.json, monitor.md, plots)")
+    zoo: Path | None = Field(None, description="a trained zoo run: its fused score's calibration per modality pattern")  # fmt: skip
+    format: str | None = Field(None, description=FORMAT_HELP)
+    max_rows: int = Field(1000, ge=20, description="present items per run the drift tests read at most")

@@ -23,6 +23,7 @@ from metamodal.eval.protocol import evaluate_split  # noqa: E402
 from metamodal.eval.tables import table  # noqa: E402
 from metamodal.models import REGISTRY  # noqa: E402
 from metamodal.rundir import write_json
+from metamodal.rundir.html import write_html
 
 COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20", "map@20", "hit@20")
 
@@ -69,6 +70,7 @@ def run_baselines(
     md = _markdown(ds.name, split, results)
     (out / "results.md").write_text("\n".join(md) + "\n")
     plot(results, out / "results.png")
+    write_html(out / "results.md", config={"missing": summary["missing"], "split": summary["split"]})
     return summary
 
 

@@ -20,6 +20,7 @@ from metamodal.data.missing import GRAPH
 from metamodal.eval.protocol import evaluate_split
 from metamodal.eval.tables import markdown_table
 from metamodal.rundir import write_json
+from metamodal.rundir.html import write_html
 from metamodal.train.artifacts import load_run
 
 METRICS = ("recall@20", "ndcg@20")
@@ -74,6 +75,7 @@ def evaluate_runs(run_dirs: list[str | Path], out: str | Path) -> dict:
     md = markdown(results)
     (out / "evaluation.md").write_text(md + "\n")
     plot(results, out / "evaluation.png")
+    write_html(out / "evaluation.md", config={"runs": [str(d) for d in run_dirs]})
     print(md, flush=True)
     return results
 
