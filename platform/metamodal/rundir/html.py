@@ -53,7 +53,8 @@ def write_html(md_file: Path, config: Any = None, images: list[Path] | None = No
     md_file = Path(md_file)
     out = md_file.with_name("report.html" if md_file.name == "report.md" else f"{md_file.stem}.html")
     pngs = sorted(md_file.parent.glob("*.png")) if images is None else [Path(p) for p in images]
-    command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else None
+    argv = [a for a in sys.argv if a]
+    command = " ".join(shlex.quote(a) for a in [Path(argv[0]).name, *argv[1:]]) if argv and argv[0] != "-c" else None
     page = render_html(md_file.read_text(), title or md_file.parent.name, [p for p in pngs if p.is_file()],
                        config, command)  # fmt: skip
     atomic_write(out, lambda tmp: tmp.write_text(page))
