@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import Enum
 from inspect import Parameter, signature
 from pathlib import Path
@@ -54,6 +55,17 @@ def _settings(
     for name, value in ((ENV_URI, storage), (ENV_ENDPOINT, storage_endpoint)):
         if value:
             os.environ[name] = value
+
+
+@contextlib.contextmanager
+def exit_2_on(*errors: type[BaseException]) -> Iterator[None]:
+    """A person's mistake (a bad flag value, input the data layer refuses, a configuration a run
+    directory refuses): one line naming it and exit status 2, no traceback."""
+    try:
+        yield
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
 
 
 def _storage_or_exit() -> Storage:
@@ -200,11 +212,8 @@ def extract(io: CatalogIO, options: ExtractOptions) -> None:
     from metamodal.extract.encoders import WeightsUnavailable
     from metamodal.extract.pipeline import build_config, run_extraction
 
-    try:
+    with exit_2_on(ValueError, WeightsUnavailable):
         run_extraction(io.catalog, io.out, build_config(options), io.format)
-    except (ValueError, WeightsUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
     print(f"wrote {io.out}/manifest.json")
 
 
@@ -237,11 +246,8 @@ def tune(o: TuneOptions) -> None:
     """Ray Tune + ASHA over a fusion model's hyperparameters, selected on valid Recall@20."""
     from metamodal.tuning import run_tune
 
-    try:
+    with exit_2_on(ValueError):
         run_tune(o.space, o.dataset, o.out, o.set, o.samples, o.max_epochs, o.concurrent, o.wandb)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -284,11 +290,8 @@ def mma_run(o: MMARunOptions) -> None:
     except (ValidationError, ConfigError) as e:
         print(f"error: mma configuration: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
-    try:
+    with exit_2_on(ConfigError):
         run_mma(str(o.dataset), o.out, cfg, reevaluate=o.reevaluate)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -299,11 +302,8 @@ def pipeline(o: PipelineRun) -> None:
     configuration are kept; OUT/summary.json names every stage's outputs."""
     from metamodal.workflows.stages import run_catalog
 
-    try:
+    with exit_2_on(ConfigError, ValueError):
         summary = run_catalog(o, o.catalog)
-    except (ConfigError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
     print(f"wrote {summary['out']}/summary.json")
 
 
@@ -314,11 +314,8 @@ def monitor(o: MonitorOptions) -> None:
     runs (or a run and a new catalogue), and a zoo run's calibration per modality pattern."""
     from metamodal.monitor import DriftConfig, run_monitor
 
-    try:
+    with exit_2_on(FileNotFoundError, ValueError):
         res = run_monitor(o.reference, o.current, o.out, o.zoo, o.format, DriftConfig(max_rows=o.max_rows))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
     print(f"wrote {o.out}/monitor.json ({len(res['flags'])} flag(s))")
 
 

@@ -85,6 +85,7 @@ def quiet_driver() -> None:
     DataContext.get_current().print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)  # "... may be a performance bottleneck"
     dispatcher = getattr(worker, "global_worker_stdstream_dispatcher", None)
     print_to = getattr(worker, "print_to_stdstream", None)
     if dispatcher is None or print_to is None or getattr(print_to, "quiet", False):

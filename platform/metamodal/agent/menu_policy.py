@@ -60,6 +60,23 @@ class MenuPolicyConfig(BaseModel):
     answer: str = ANSWER  # the cue the letter follows (``llm_rank`` uses its own)
 
 
+class Progress:
+    """A line every ``every`` seconds while a long pass runs (done, rate, time left); nothing
+    for a pass that ends sooner."""
+
+    def __init__(self, what: str, total: int, every: float = 30.0) -> None:
+        self.what, self.total, self.every = what, total, every
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if done and now - self.last >= self.every:
+            rate = done / (now - self.t0)
+            print(f"  {self.what}: {done:,}/{self.total:,} ({rate:.1f}/s, about "
+                  f"{(self.total - done) / rate:.0f} s left)", flush=True)  # fmt: skip
+            self.last = now
+
+
 def letter_ids(tok, n: int) -> list[int]:
     ids = [tok(" " + c, add_special_tokens=False).input_ids for c in LETTERS[:n]]
     if any(len(i) != 1 for i in ids):
@@ -142,7 +159,9 @@ class MenuNet:
         self.net.eval()
         keys = list(zip(prompts, sizes, strict=True))
         todo = list(dict.fromkeys(k for k in keys if k not in self._memo))
+        progress = Progress("the router reads prompts", len(todo))
         for s in range(0, len(todo), batch):
+            progress.update(s)
             chunk = todo[s : s + batch]
             st = self.encode([p for p, _ in chunk], batch)
             lg = self.logits(st, torch.tensor([n for _, n in chunk]))

@@ -85,7 +85,6 @@ class PipelineOptions(Options):
     """``metamodal pipeline``'s and ``jobs/pipeline.py``'s choices (the catalogue apart)."""
 
     out: Path = Field(description="pipeline directory (summary.json, one folder per stage)")
-    format: str | None = Field(None, description=FORMAT_HELP)
     quick: bool = Field(False, description="minutes, not hours: short zoo runs and sweep, MMA's quick preset, 1 seed")
     serve: bool = Field(False, description="end by serving retriever + MMA over HTTP on 127.0.0.1 for a few requests")
     verbose: bool = Field(False, description="show Ray's own worker, controller and Ray Data output")

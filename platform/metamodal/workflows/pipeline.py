@@ -40,11 +40,11 @@ class Context:
 
     @property
     def ds(self):
-        """The catalogue, loaded once (the data layer's autodetection unless ``--format``)."""
+        """The catalogue, loaded once. Its format is autodetected, as every stage's loader does."""
         if self._ds is None:
             from metamodal.data import load_dataset
 
-            self._ds = load_dataset(self.catalog, self.opts.format)
+            self._ds = load_dataset(self.catalog)
         return self._ds
 
     def output(self, stage: str, name: str) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 from metamodal.workflows.options import PipelineOptions
 from metamodal.workflows.pipeline import Context, Stage
 
-PASSES_WARNING = "{}: {} of {} items have no {} ({})"
+MISSING_WARNING = "{}: {} of {} items have no {} ({})"
 
 
 def _content(ctx: Context, kind: str) -> list[str]:
@@ -76,7 +76,7 @@ def _align_skip(ctx: Context) -> str | None:
 def _align(ctx: Context) -> dict:
     from metamodal.extract.align import run_align
 
-    rep = run_align(ctx.catalog, ctx.out / "align", _align_config(ctx), ctx.opts.format,
+    rep = run_align(ctx.catalog, ctx.out / "align", _align_config(ctx),
                     split=ctx.output("split", "split"))  # fmt: skip
     warnings = [f"align: image-text pairs skipped {rep.pairs['skipped']}"] if rep.pairs.get("skipped") else []
     if rep.random_init:
@@ -106,11 +106,11 @@ def _extract(ctx: Context) -> dict:
     from metamodal.extract.pipeline import build_config, run_extraction
 
     out = ctx.out / "embeddings"
-    manifest = run_extraction(ctx.catalog, out, build_config(_extract_options(ctx)), ctx.opts.format)
+    manifest = run_extraction(ctx.catalog, out, build_config(_extract_options(ctx)))
     warnings = []
     for name, m in manifest.modalities.items():
         if m.missing:
-            warnings.append(PASSES_WARNING.format("extract", f"{m.missing:,}", f"{manifest.items:,}", name,
+            warnings.append(MISSING_WARNING.format("extract", f"{m.missing:,}", f"{manifest.items:,}", name,
                                                   ", ".join(f"{k} {v}" for k, v in m.reasons.items())))  # fmt: skip
         if m.random_init:
             warnings.append(f"extract: {name} comes from RANDOM weights")
@@ -127,7 +127,7 @@ def mma_config(ctx: Context):
 
     features = [f"zoo_overrides=[data.features={ctx.output('extract', 'features')}]"]
     split = f"split={ {'time': 'user_time'}.get(ctx.opts.split, ctx.opts.split)}" if ctx.opts.split else None
-    overrides = [*features, *([split] if split else [])]
+    overrides = [*features, f"cold_item_frac={ctx.opts.cold_items}", *([split] if split else [])]
     if ctx.opts.quick:
         return load_mma_config([*overrides, "policy.bc_epochs=3"], True, ctx.opts.seeds or 1)
     return load_mma_config(overrides, False, ctx.opts.seeds)
@@ -222,7 +222,7 @@ def _no_config(ctx: Context) -> dict:
 def stages(serve: bool) -> list[Stage]:
     """Every stage in order; Serve only when asked for (it answers a few requests and stops)."""
     listed = [
-        Stage("inspect", "load and describe the catalogue", lambda ctx: {"format": ctx.opts.format}, _inspect),
+        Stage("inspect", "load and describe the catalogue", lambda ctx: {"format": ctx.ds.format}, _inspect),
         Stage("split", "MMRec 8:1:1 split with the configured missingness; reference baselines",
               lambda ctx: missing_spec(ctx).model_dump(), _split),
         Stage("align", "align a small CLIP on the image-text pairs (Ray Train)",
