@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 
 
 def shop10k(work: Path) -> Path:
@@ -33,16 +32,16 @@ def shop10k(work: Path) -> Path:
     return target
 
 
-def command(case: str, work: Path) -> list[str]:
+def command(case: str, work: Path, data: Path) -> list[str]:
     out = str(work / f"run_{case}")
     if case == "demo":
         return [sys.executable, str(ROOT / "jobs" / "pipeline.py"), "--out", out, "--quick", "--serve"]
-    catalog = {"shop10k": lambda: shop10k(work), "ml100k": lambda: SHARED / "ml100k-mm"}[case]()
+    catalog = {"shop10k": lambda: shop10k(work), "ml100k": lambda: data / "ml100k-mm"}[case]()
     return [sys.executable, "-m", "metamodal.cli", "pipeline", str(catalog), "--out", out, "--quick"]
 
 
-def run_case(case: str, work: Path) -> dict:
-    cmd = command(case, work)
+def run_case(case: str, work: Path, data: Path) -> dict:
+    cmd = command(case, work, data)
     print(f"== {case}: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     with open(work / f"{case}.log", "w") as log:
@@ -69,9 +68,12 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=["demo", "shop10k", "ml100k"], choices=["demo", "shop10k", "ml100k"])
     ap.add_argument("--work", type=Path, default=Path("/tmp/pipeline_wall"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline_wall")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the real datasets")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    rows = [run_case(c, a.work) for c in a.cases]
+    new = {c: run_case(c, a.work, a.data) for c in a.cases}
+    old = json.loads(a.out.with_suffix(".json").read_text())["cases"] if a.out.with_suffix(".json").is_file() else []
+    rows = [new.pop(r["case"], r) for r in old] + list(new.values())  # cases not rerun are kept
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps({"machine": "2 cores", "cases": rows}, indent=2))
     a.out.with_suffix(".md").write_text(markdown(rows))
