@@ -111,7 +111,7 @@ def main() -> None:
     from metamodal.serving.config import ServeConfig
     from metamodal.serving.deployments import build_app
     from metamodal.serving.fuzz import fuzz_cases, run_fuzz
-    from serve_load import free_port  # this directory's sibling script
+    from metamodal.workflows.serve_check import free_port
 
     start_ray()
     cfg = ServeConfig(mma_dir=str(a.mma_dir), reranker=a.reranker).resolved()

@@ -23,7 +23,6 @@ import base64
 import json
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -49,12 +48,6 @@ end
 """
 
 QUIET = {"enable_access_log": False, "log_level": "WARNING"}  # no per-request log lines
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wrk(url: str, path: str, bodies: list[str], clients: int, seconds: float) -> dict:
@@ -273,6 +266,7 @@ def main() -> None:
 
     from metamodal.raylogs import start_ray
     from metamodal.serving.config import ServeConfig
+    from metamodal.workflows.serve_check import free_port
 
     start_ray()
     cfg = ServeConfig(mma_dir=str(a.mma_dir)).resolved()

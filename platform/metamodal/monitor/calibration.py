@@ -44,8 +44,8 @@ def _pairs(run, part: str, cfg: CalibrationConfig) -> tuple[np.ndarray, np.ndarr
     """(users, items, label) for ``part``: its positives and one never-touched item each."""
     rng = np.random.default_rng(cfg.seed + (part == "test"))
     ds, sp = run.ds, run.split
-    pos = ds.matrix(sp.valid if part == "valid" else sp.test).tocsr()
-    touched = ds.matrix().tocsr()
+    pos = ds.matrix(sp.valid if part == "valid" else sp.test)
+    touched = ds.matrix()
     users = np.flatnonzero(np.diff(pos.indptr))
     users = users if len(users) <= cfg.users else np.sort(rng.choice(users, cfg.users, replace=False))
     u_out, i_out, y_out = [], [], []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metamodal.data.loaders.embeddings import read_modality
+from metamodal.data.loaders.embeddings import embedding_matrix, read_modality
 from metamodal.rundir import ExtractRun
 
 
@@ -45,7 +45,7 @@ def read_run(path: str | Path) -> dict[str, Extracted]:
         if not entry.complete:
             continue
         t = read_modality(run.path, name, run.verified_shards(name, entry))
-        emb = np.asarray(t.column("embedding").combine_chunks().flatten(), np.float32).reshape(t.num_rows, -1)
+        emb = embedding_matrix(t).astype(np.float32, copy=False)
         out[name] = Extracted(np.array([str(i) for i in t.column("item_id").to_pylist()]), emb,
                               np.asarray(t.column("present").to_pylist(), bool))  # fmt: skip
     return out
@@ -92,14 +92,12 @@ def drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftConfig) -> dict:
 def domain_auc(x: np.ndarray, y: np.ndarray, seed: int) -> float:
     """Held-out ROC AUC of a logistic regression telling current rows from reference rows."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import cross_val_predict
 
-    data = np.vstack([x, y])
     label = np.r_[np.zeros(len(x)), np.ones(len(y))]
-    clf = LogisticRegression(max_iter=500, C=1.0)
-    p = cross_val_predict(clf, data, label, cv=5, method="predict_proba")[:, 1]
-    from sklearn.metrics import roc_auc_score
-
+    p = cross_val_predict(LogisticRegression(max_iter=500), np.vstack([x, y]), label, cv=5,
+                          method="predict_proba")[:, 1]  # fmt: skip
     return float(roc_auc_score(label, p))
 
 

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -22,7 +22,7 @@ def serve_and_ask(mma_dir: Path, ds) -> list[dict]:
     from metamodal.serving.config import ServeConfig
     from metamodal.serving.deployments import build_app
 
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(ServeConfig(mma_dir=str(mma_dir))), name="pipeline", route_prefix="/")
     text = next((t for m in ds.modalities.values() for t in getattr(m, "texts", None) or [] if t), "something new")

@@ -197,8 +197,7 @@ def _evaluate(ctx: Context) -> dict:
     from metamodal.workflows.runs import evaluate_runs
 
     out = ctx.out / "evaluation"
-    runs = [v for v in ctx.done["zoo"]["outputs"].values()]
-    evaluate_runs(runs, out)
+    evaluate_runs(list(ctx.done["zoo"]["outputs"].values()), out)
     return {"outputs": {"evaluation": out / "evaluation.md", "plot": out / "evaluation.png"}}
 
 

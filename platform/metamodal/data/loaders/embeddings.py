@@ -32,6 +32,11 @@ def read_modality(out: str | Path, modality: str, shards: Iterable[Path | bytes]
     return pa.concat_tables(tables, promote_options="default")
 
 
+def embedding_matrix(t: pa.Table) -> np.ndarray:
+    """The table's ``embedding`` column as an [n, dim] array."""
+    return np.asarray(t.column("embedding").combine_chunks().flatten()).reshape(t.num_rows, -1)
+
+
 def load_embeddings(out: str | Path, ds: Dataset) -> dict[str, FeatureModality | TextModality]:
     """Every extracted modality aligned to ``ds`` by item id; an image classifier's labels
     become a text modality of the image's kind (``<name>_labels``: visual keywords, observed
@@ -53,7 +58,7 @@ def _modality(out: Path, name: str, kind: str, ds: Dataset, shards: Iterable[byt
     if len(set(ids)) != len(ids) or len(ids) != ds.n_items:
         raise ValueError(f"{out}/{name}: {len(ids)} rows for {len(set(ids))} distinct items, the "
                          f"catalogue has {ds.n_items}: extracted from another catalogue; re-run it")  # fmt: skip
-    emb = np.asarray(t.column("embedding").combine_chunks().flatten()).reshape(t.num_rows, -1)
+    emb = embedding_matrix(t)
     if not np.isfinite(emb).all():
         bad = ids[int(np.flatnonzero(~np.isfinite(emb).all(1))[0])]
         raise ValueError(f"{out}/{name}: non-finite embedding for item {bad!r}; re-run the extraction")
