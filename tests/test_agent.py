@@ -48,11 +48,42 @@ def test_a_pool_too_few_cold_negatives_can_fill_is_left_out_and_counted(world) -
                           b.cfg.model_copy(update={"pool_size": int(miss.cold_items.sum()) + 10}),
                           content_scores=store.catalogue_scores)  # fmt: skip
     assert wide.target_positive_part("test", "cold_item", FULL, limit=10, seed=0) == []
+    # every eligible interaction was tried before giving up, and each counted once
     assert wide.short_pools[("test", "cold_item")] == len(
-        b.target_positive_part("test", "cold_item", FULL, limit=10, seed=0))
+        b.target_positive_part("test", "cold_item", FULL, limit=None, seed=0))
     warm = wide.target_positive_part("test", "warm_user", FULL, limit=10, seed=0)
     assert warm and all(len(e.pool) == wide.cfg.pool_size for e in warm)
     assert wide.short_pools[("test", "warm_user")] == 0
+
+
+def test_top_ranked_is_the_head_of_the_full_stable_sort() -> None:
+    """The partial ranking the hard negatives come from agrees with sorting the whole catalogue,
+    ties and unscorable (−inf) items included."""
+    from metamodal.agent.episodes import top_ranked
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        s = rng.integers(0, 6, 40).astype(np.float64)  # many ties
+        s[rng.random(40) < 0.3] = -np.inf
+        m = int(rng.integers(0, 45))
+        head, full = top_ranked(s, m), np.argsort(-s, kind="stable").tolist()
+        assert head == full[: len(head)] and len(head) >= min(m + 1, 40), trial
+
+
+def test_episodes_are_drawn_before_they_are_built_and_do_not_depend_on_the_limit(world) -> None:
+    """A larger draw keeps the smaller one's episodes (the same pools and histories), and a user
+    filter keeps only those users."""
+    _, _, _, b, _ = world
+    few = b.target_positive_part("valid", "cold_user", FULL, limit=5, seed=3)
+    more = b.target_positive_part("valid", "cold_user", FULL, limit=15, seed=3)
+    by_key = {e.key: e for e in more}
+    assert len(few) == 5 and len(more) == 15 and {e.key for e in few} <= set(by_key)
+    for e in few:
+        np.testing.assert_array_equal(e.pool, by_key[e.key].pool)
+        np.testing.assert_array_equal(e.history, by_key[e.key].history)
+    users = {e.user for e in more[:3]}
+    mine = b.target_positive_part("valid", "warm_user", FULL, limit=50, seed=3, users=users)
+    assert mine and {e.user for e in mine} <= users
 
 
 def test_hard_negatives_come_from_the_surviving_evidence(world) -> None:

@@ -222,3 +222,13 @@ def test_menu_router_reads_letters_and_trains_on_ray_train(world, tiny_llm, ray_
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
     assert (p[np.arange(6)[None] >= sizes[:, None]] < 1e-6).all()
     np.testing.assert_allclose(mn.probs(prompts[:3], sizes[:3].tolist()), p[:3], atol=1e-5)
+    # two adapters of one base share the frozen trunk's states: the second runs only its top
+    from metamodal.agent.menu_policy import SHARED_TRUNK
+
+    before = len(SHARED_TRUNK._states)
+    for name in ("adapter_bc", "adapter"):
+        shared = load_menu_policy(summary, tmp_path / name, share_trunk=True)
+        np.testing.assert_allclose(shared.probs(prompts, sizes.tolist()),
+                                   load_menu_policy(summary, tmp_path / name).probs(prompts, sizes.tolist()),
+                                   atol=1e-5)  # fmt: skip
+        assert len(SHARED_TRUNK._states) == before + len(set(prompts))

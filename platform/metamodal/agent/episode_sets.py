@@ -20,14 +20,7 @@ def split_users(users: np.ndarray, seed: int) -> tuple[set[int], set[int]]:
 
 
 def base_episodes(b: EpisodeBuilder, part: str, users, per_task: int, full, seed) -> list[Episode]:
-    out = []
-    for task in TASKS:
-        eps = b.target_positive_part(part, task, full, limit=None, seed=seed)
-        if users is not None:
-            eps = [e for e in eps if e.user in users]
-        keep = np.random.default_rng([seed, TASKS.index(task), 7]).permutation(len(eps))[:per_task]
-        out += [eps[i] for i in sorted(keep)]
-    return out
+    return [e for task in TASKS for e in b.target_positive_part(part, task, full, per_task, seed, users)]
 
 
 def fixed_episodes(b: EpisodeBuilder, part: str, users, n: int, full, seed) -> list[Episode]:

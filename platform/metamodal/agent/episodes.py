@@ -153,12 +153,13 @@ class EpisodeBuilder:
         c, n_neg = self.cfg, self.cfg.pool_size - 1
         banned = banned | (~self.cold_items if task == "cold_item" else self.cold_items)
         ranked = []
-        for src in available:
+        n_hard = round(c.hard_share * n_neg)
+        for src in available if n_hard else ():
             s = self._hard(src, user, task, hist)
             if s is not None:
-                ranked.append(np.argsort(-np.where(banned, -np.inf, s), kind="stable").tolist())
+                ranked.append(top_ranked(np.where(banned, -np.inf, s), 2 * n_hard))
+        n_hard = n_hard if ranked else 0
         picks: list[int] = []
-        n_hard = round(c.hard_share * n_neg) if ranked else 0
         pos = [0] * len(ranked)
         while len(picks) < n_hard and any(p < len(r) for p, r in zip(pos, ranked, strict=True)):
             for j, r in enumerate(ranked):
@@ -180,10 +181,12 @@ class EpisodeBuilder:
         return picks
 
     def target_positive(
-        self, user: int, target: int, task: str, available: tuple[str, ...], rng, key: int = 0
+        self, user: int, target: int, task: str, available: tuple[str, ...], key: int = 0
     ) -> Episode:
-        """``rng`` draws the cold user's history; the pool's draw is seeded by ``key`` and the
-        pattern, so ``under`` rebuilds the same pool for the same pattern."""
+        """The cold user's history and the pool are drawn from ``key`` (and the pool from the
+        pattern too), so an episode does not depend on which others were built, and ``under``
+        rebuilds the same pool for the same pattern."""
+        rng = np.random.default_rng([self.seed, key, 1 << 16, TASKS.index(task)])
         hist = self._history(user, task, rng)
         return self._build(user, target, task, hist, tuple(available), key)
 
@@ -230,28 +233,43 @@ class EpisodeBuilder:
         )  # fmt: skip
 
     def target_positive_part(
-        self, part: str, task: str, available: tuple[str, ...], limit: int | None, seed: int
-    ) -> list[Episode]:
-        """One episode per held-out interaction of ``part`` that fits the task (cold-item
-        episodes need a cold target; the others a warm one), at most ``limit``, seeded. A pool
-        that too few eligible negatives leave short of ``pool_size`` (a small catalogue's cold
-        items) would be an easier task: it is left out and counted in ``short_pools``."""
-        rng = np.random.default_rng([self.seed, seed, TASKS.index(task)])
+        self, part: str, task: str, available: tuple[str, ...], limit: int | None, seed: int,
+        users: set[int] | None = None,
+    ) -> list[Episode]:  # fmt: skip
+        """Up to ``limit`` episodes, one per held-out interaction of ``part`` (of ``users``, when
+        given) that fits the task — cold-item episodes need a cold target, the others a warm one
+        — drawn in a seeded order, so only the episodes kept are built. A pool that too few
+        eligible negatives leave short of ``pool_size`` (a small catalogue's cold items) would be
+        an easier task: it is left out, counted in ``short_pools``, and the next draw replaces it."""
         inter, idx = self.ds.interactions, getattr(self.split, part)
         cold_t = self.cold_items[inter.item[idx]]
         idx = idx[cold_t] if task == "cold_item" else idx[~cold_t]
         idx = idx[np.isin(inter.user[idx], list(self.train_items))]  # someone to query with
-        if limit is not None and len(idx) > limit:
-            idx = np.sort(rng.choice(idx, limit, replace=False))
-        eps = [
-            self.target_positive(
-                int(inter.user[i]), int(inter.item[i]), task, available, rng, key=int(i)
-            )
-            for i in idx
-        ]
-        full = [e for e in eps if len(e.pool) == self.cfg.pool_size]
-        self.short_pools[(part, task)] += len(eps) - len(full)
-        return full
+        if users is not None:
+            idx = idx[np.isin(inter.user[idx], list(users))]
+        order = np.random.default_rng([self.seed, seed, TASKS.index(task)]).permutation(idx)
+        want = len(order) if limit is None else limit
+        kept: list[Episode] = []
+        for i in order:
+            if len(kept) == want:
+                break
+            ep = self.target_positive(int(inter.user[i]), int(inter.item[i]), task, available, int(i))
+            if len(ep.pool) == self.cfg.pool_size:
+                kept.append(ep)
+            else:
+                self.short_pools[(part, task)] += 1
+        return sorted(kept, key=lambda e: e.key)
+
+
+def top_ranked(scores: np.ndarray, m: int) -> list[int]:
+    """The item indices of ``np.argsort(-scores, kind="stable")`` up to the ``m``-th, and every
+    item tied with it — what a round-robin over neighbour lists can reach, without sorting the
+    whole catalogue. Items scored −inf (banned, or not scorable) rank last, as in the full sort."""
+    if m >= len(scores):
+        return np.argsort(-scores, kind="stable").tolist()
+    kth = np.partition(-scores, m)[m]
+    head = np.flatnonzero(-scores <= kth)
+    return head[np.argsort(-scores[head], kind="stable")].tolist()
 
 
 def pool_ndcg(scores: np.ndarray, ep: Episode, k: int = 10) -> float:

@@ -37,6 +37,33 @@ from metamodal.runlog import read_metrics
 LETTERS = "ABCDEFGHIJKLMNOPQRST"  # a route menu, or a listwise window of candidates
 ANSWER = "\nroute:"
 MEMO_ROWS = 50_000  # remembered read-outs (oldest dropped first): bounded memory in Serve
+STATE_BYTES = 2 << 30  # the frozen trunk's outputs shared between an MMA run's adapters
+
+
+class TrunkStates:
+    """The frozen layers' outputs per (base model, cut, prompt), shared by every adapter loaded
+    in this process: two adapters of one base model (the warm start and the RL stage, MMA and
+    its ablations) differ only above the cut, so a prompt's trunk runs once. Bounded in bytes,
+    oldest dropped first."""
+
+    def __init__(self, max_bytes: int = STATE_BYTES) -> None:
+        self.max_bytes, self.bytes = max_bytes, 0
+        self._states: dict[tuple, torch.Tensor] = {}
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        return self._states.get(key)
+
+    def put(self, key: tuple, state: torch.Tensor) -> None:
+        if key in self._states:
+            return
+        self._states[key] = state
+        self.bytes += state.numel() * state.element_size()
+        while self.bytes > self.max_bytes and self._states:
+            old = self._states.pop(next(iter(self._states)))
+            self.bytes -= old.numel() * old.element_size()
+
+
+SHARED_TRUNK = TrunkStates()
 
 
 class MenuPolicyConfig(BaseModel):
@@ -115,14 +142,29 @@ class MenuNet:
     layers above, and the letters' rows of the LM head as the verbalizer."""
 
     def __init__(self, net, tok, train_layers: int, n_letters: int = len(LETTERS),
-                 answer: str = ANSWER) -> None:  # fmt: skip
+                 answer: str = ANSWER, trunk: tuple[TrunkStates, str] | None = None) -> None:  # fmt: skip
+        """``trunk``: a shared store of frozen-trunk states and the base model it is keyed by
+        (inference only: training's trunk is frozen too, but its states live in the worker)."""
         self.net, self.tok, self.answer = net, tok, answer
         self._memo: dict[tuple[str, int], np.ndarray] = {}
         self.cut = max(0, len(_parts(net)[1]) - train_layers)
         self.letters = letter_ids(tok, n_letters)
+        self.trunk = trunk if train_layers > 0 else None  # 0: LoRA in every layer, no frozen trunk
 
     @torch.no_grad()
     def encode(self, prompts: list[str], batch: int = 32) -> list[torch.Tensor]:
+        if self.trunk is None:
+            return self._encode(prompts, batch)
+        store, base = self.trunk
+        keys = {p: (base, self.cut, self.answer, p) for p in prompts}
+        found = {p: st for p, k in keys.items() if (st := store.get(k)) is not None}
+        todo = [p for p in keys if p not in found]
+        for p, st in zip(todo, self._encode(todo, batch), strict=True):
+            found[p] = st
+            store.put(keys[p], st)
+        return [found[p] for p in prompts]
+
+    def _encode(self, prompts: list[str], batch: int) -> list[torch.Tensor]:
         embed, layers, _, _, _ = _parts(self.net)
         dev = embed.weight.device
         out: list[torch.Tensor] = []
@@ -134,7 +176,7 @@ class MenuNet:
             for r, i in enumerate(ids):
                 x[r, : len(i)] = torch.tensor(i)
             h = _run(self.net, embed(x.to(dev)), lengths, layers[: self.cut])
-            out += [h[r, : lengths[r]].cpu() for r in range(len(ids))]
+            out += [h[r, : lengths[r]].to("cpu", copy=True) for r in range(len(ids))]  # not views of the batch
         return out
 
     def logits(self, states: list[torch.Tensor], sizes: torch.Tensor) -> torch.Tensor:
@@ -286,7 +328,10 @@ def train_menu_policy(
     return summary
 
 
-def load_menu_policy(summary: dict, adapter: str | Path | None = None) -> MenuNet:
+def load_menu_policy(summary: dict, adapter: str | Path | None = None, share_trunk: bool = False) -> MenuNet:
+    """``share_trunk``: keep the frozen trunk's states in this process's shared store, for a
+    run that reads the same prompts through several adapters (not Serve: its prompts rarely
+    repeat, and its memory stays bounded per request)."""
     from peft import PeftModel
 
     from metamodal.agent.policy import load_model, load_tokenizer
@@ -297,4 +342,5 @@ def load_menu_policy(summary: dict, adapter: str | Path | None = None) -> MenuNe
     )
     net.eval()
     return MenuNet(net, tok, summary["train_layers"], summary["letters"],
-                   summary.get("answer", ANSWER))  # fmt: skip
+                   summary.get("answer", ANSWER),
+                   (SHARED_TRUNK, str(summary["base_model"])) if share_trunk else None)  # fmt: skip

@@ -58,7 +58,7 @@ class RoutedReranker:
     """``kind``: ``mma`` (the LLM router's argmax over the bucket's menu) or ``rulerouter``
     (RuleRouter-Fuse's route of the bucket). ``env`` must hold the tools named in the state."""
 
-    def __init__(self, state: dict, env: AgentEnv, kind: str, seed_dir: Path) -> None:
+    def __init__(self, state: dict, env: AgentEnv, kind: str, seed_dir: Path, share_trunk: bool = False) -> None:
         if kind not in KINDS:
             raise ValueError(f"reranker kind {kind!r}: expected one of {KINDS}")
         missing = [t for t in state["tools"] if t not in env.tools]
@@ -77,11 +77,12 @@ class RoutedReranker:
             from metamodal.agent.menu_policy import load_menu_policy
 
             adapter = seed_dir / "router_stats" / state["policy"].get("adapter_name", "adapter")
-            self.net = load_menu_policy(state["policy"], adapter if adapter.is_dir() else None)
+            self.net = load_menu_policy(state["policy"], adapter if adapter.is_dir() else None, share_trunk)
 
     @classmethod
-    def load(cls, seed_dir: Path, env: AgentEnv, kind: str) -> RoutedReranker:
-        return cls(read_router(seed_dir), env, kind, seed_dir)
+    def load(cls, seed_dir: Path, env: AgentEnv, kind: str, share_trunk: bool = False) -> RoutedReranker:
+        """``share_trunk``: see ``load_menu_policy`` (an MMA run's evaluation, not Serve)."""
+        return cls(read_router(seed_dir), env, kind, seed_dir, share_trunk)
 
     def has_menu(self, key: Bucket) -> bool:
         try:

@@ -208,7 +208,8 @@ def choose_adapter(summary: dict, sel_llm: Rows, prompt_kind: str) -> tuple[dict
 def llm_choices(summary: dict, rows: Rows, prompt_kind: str, adapter: str | None = None) -> dict:
     from metamodal.agent.menu_policy import load_menu_policy
 
-    mn = load_menu_policy(summary, adapter or str(Path(summary["adapter"]).with_name(summary.get("adapter_name", "adapter"))))
+    name = summary.get("adapter_name", "adapter")
+    mn = load_menu_policy(summary, adapter or str(Path(summary["adapter"]).with_name(name)), share_trunk=True)
     out = {}
     for k, br in rows.items():
         prompts = br.prompts if prompt_kind != "bucket" else br.bucket_prompts
@@ -355,7 +356,7 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     t0 = time.perf_counter()
     learned, summary = train_router(fit, sel, menus, cfg, seed, seed_dir, reuse_policy)
     save_router(seed_dir / "router.json", tools, models, codec, menus, summary, ranker)
-    routed = {kind: RoutedReranker.load(seed_dir, env, kind) for kind in KINDS}
+    routed = {kind: RoutedReranker.load(seed_dir, env, kind, share_trunk=True) for kind in KINDS}
     policy_s = time.perf_counter() - t0
     res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, routed, learned, cfg,
                                         seed, seed_dir, reuse_policy)  # fmt: skip
