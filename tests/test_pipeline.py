@@ -87,6 +87,18 @@ def test_the_quiet_console_keeps_our_lines_and_errors_and_drops_rays_chatter() -
     # a worker's traceback reaches the driver as the run's exception, not as forwarded lines
     assert not keep_line({**worker, "is_err": True}, "ValueError: modality 'text' has no rows")
     assert keep_line({"pid": "raylet"}, "Task was killed due to the node running low on memory (out of memory)")
+    assert not keep_line(worker, "DeepSpeed deepspeed.ops.comm.deepspeed_shm_comm_op built successfully")
+
+
+def test_the_quiet_driver_drops_deepspeeds_cpu_notice_and_keeps_its_other_warnings() -> None:
+    import logging
+
+    from metamodal.raylogs import _DropCpuAcceleratorNotice
+
+    f = _DropCpuAcceleratorNotice()
+    rec = lambda msg: logging.LogRecord("DeepSpeed", logging.WARNING, __file__, 1, msg, None, None)  # noqa: E731
+    assert not f.filter(rec("Setting accelerator to CPU. If you have GPU or other accelerator, ..."))
+    assert f.filter(rec("gradient overflow, skipping step"))
 
 
 def test_a_catalogue_exported_to_movielens_latest_loads_back_the_same(small_shop: Path, tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ VERBOSE_ENV = "METAMODAL_VERBOSE"
 CHATTER = ("_WandbLoggingActor", "MapWorker", "PreemptionWatcher", "ServeController", "ProxyActor",
            "ServeReplica", "SERVE_")  # fmt: skip
 MEMORY_KILL = re.compile(r"out of memory|OutOfMemory|memory pressure|low on memory")
+# what libraries print to stdout (where our progress goes) that says nothing to a person
+LIBRARY_STDOUT = re.compile(r"^DeepSpeed \S+ built successfully")
 
 NOISY = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
 
@@ -69,7 +71,14 @@ def keep_line(data: dict[str, Any], line: str) -> bool:
     source = data.get("actor_name") or data.get("task_name") or ""
     if data.get("pid") in ("raylet", "autoscaler") or data.get("is_err"):
         return False
-    return not source.startswith(CHATTER)
+    return not source.startswith(CHATTER) and not LIBRARY_STDOUT.search(line)
+
+
+class _DropCpuAcceleratorNotice(logging.Filter):
+    """DeepSpeed's notice that it fell back to the CPU accelerator: on a CPU run, expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Setting accelerator to CPU" not in record.getMessage()
 
 
 def quiet_driver() -> None:
@@ -86,6 +95,7 @@ def quiet_driver() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # "... may be a performance bottleneck"
+    logging.getLogger("DeepSpeed").addFilter(_DropCpuAcceleratorNotice())  # survives its import
     dispatcher = getattr(worker, "global_worker_stdstream_dispatcher", None)
     print_to = getattr(worker, "print_to_stdstream", None)
     if dispatcher is None or print_to is None or getattr(print_to, "quiet", False):

@@ -8,7 +8,9 @@ any other model by hub name or local path. LoRA adapters through peft.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import shutil
 from pathlib import Path
@@ -78,7 +80,9 @@ def materialise(model: str = DEFAULT_MODEL, cache: str | Path | None = None) -> 
     d = root / DEFAULT_MODEL
     if (d / "model.safetensors").is_file() and (d / "tokenizer.json").is_file():
         return str(d)
-    net, tok = load_model(model), load_tokenizer(model)
+    print(f"dequantising the packaged {model} once into {d} ...", flush=True)
+    with contextlib.redirect_stderr(io.StringIO()):  # transformers' own per-tensor bar
+        net, tok = load_model(model), load_tokenizer(model)
     if hasattr(net.config, "quantization_config"):
         del net.config.quantization_config  # the weights are plain float32 now
     net.hf_quantizer, net.is_quantized = None, False

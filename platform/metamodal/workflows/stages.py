@@ -64,7 +64,7 @@ def _split(ctx: Context) -> dict:
 def _align_config(ctx: Context):
     from metamodal.extract.options import AlignConfig
 
-    return AlignConfig(co_weight=0.5, epochs=6 if ctx.opts.quick else 12)
+    return AlignConfig(co_weight=0.5, epochs=4 if ctx.opts.quick else 12)
 
 
 def _align_skip(ctx: Context) -> str | None:
