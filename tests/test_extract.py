@@ -58,11 +58,17 @@ def cfg(**kw):
 def test_bad_inputs_counted_once_per_item_and_aligned(
     ray_session, catalog: Path, tmp_path: Path
 ) -> None:
+    import torch
+
     from metamodal.data import load_dataset
     from metamodal.data.loaders.embeddings import load_embeddings, read_modality
     from metamodal.extract.pipeline import run_extraction
 
+    threads = torch.get_num_threads()
     m = run_extraction(catalog, tmp_path, cfg(encoders=[TEXT, IMAGE]))
+    # the driver idles on one thread while actors encode, then gives the cores back (a
+    # pipeline's MMA stage once ran its LLM single-threaded after extraction)
+    assert torch.get_num_threads() == threads
     img, txt = m.modalities["image_clip"], m.modalities["text_minilm"]
     assert m.items == 40 and img.rows == txt.rows == 40
     assert img.reasons == {

@@ -260,7 +260,22 @@ def run_extraction(
     sync_up(out, [run.header_file.name, run.manifest_file.name])  # the old manifest withdrawn
     ds = load_dataset(catalog, fmt)
     start_ray()
-    torch.set_num_threads(1)  # the driver only shuffles rows
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the driver only shuffles rows ...
+    try:
+        mods, random_flags = _extract_modalities(ds, cfg, out)
+    finally:  # ... and whatever runs in this process next (a pipeline's later stages) gets its cores back
+        torch.set_num_threads(threads)
+    manifest = ExtractManifest(items=ds.n_items, catalog=str(catalog), config=cfg.to_dict(),
+                               modalities=mods, random_init=random_flags)  # fmt: skip
+    run.write_manifest(manifest)
+    sync_up(out)
+    return manifest
+
+
+def _extract_modalities(ds, cfg: ExtractConfig, out: Path) -> tuple[dict, dict]:
+    """Each configured encoder's pass (resumable per shard) and its summary line: (per-modality
+    manifest entries, which came from random weights)."""
     mods, random_flags = {}, {}
     for spec in cfg.encoders:
         stats = extract_modality(ds, spec, out, cfg)
@@ -293,11 +308,7 @@ def run_extraction(
             f"{summ['missing']:>6,}  {dict(summ['reasons'])}{warn}",
             flush=True,
         )
-    manifest = ExtractManifest(items=ds.n_items, catalog=str(catalog), config=cfg.to_dict(),
-                               modalities=mods, random_init=random_flags)  # fmt: skip
-    run.write_manifest(manifest)
-    sync_up(out)
-    return manifest
+    return mods, random_flags
 
 
 def build_config(o: ExtractOptions) -> ExtractConfig:
