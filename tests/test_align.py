@@ -35,6 +35,25 @@ def test_co_partners_rank_by_co_consumption_and_skip_held_out() -> None:
     assert only_u2[0].tolist() == [3, -1, -1]  # restricted to the given interactions
 
 
+def test_a_pair_cap_draws_a_seeded_subset_and_counts_the_rest(small_shop: Path, tmp_path: Path) -> None:
+    """``max_pairs`` (the quick pipeline's bounded budget): that many pairs, a subset of the
+    uncapped ones in item order, the same for the same seed; nothing silently dropped."""
+    from metamodal.data import load_dataset
+    from metamodal.extract.align_data import build_pairs
+
+    ds = load_dataset(small_shop)
+    tok = lambda texts: torch.zeros(len(texts), 4, dtype=torch.long)  # noqa: E731
+    whole = build_pairs(ds, tmp_path / "all.npz", 16, tok)
+    capped = build_pairs(ds, tmp_path / "cap.npz", 16, tok, max_pairs=50)
+    build_pairs(ds, tmp_path / "again.npz", 16, tok, max_pairs=50)
+    items = {n: np.load(tmp_path / f"{n}.npz")["items"] for n in ("all", "cap", "again")}
+    assert capped.pairs == 50 and whole.pairs > 50
+    assert set(items["cap"]) < set(items["all"]) and (np.diff(items["cap"]) > 0).all()
+    np.testing.assert_array_equal(items["cap"], items["again"])
+    assert capped.pairs + sum(capped.skipped.values()) == whole.pairs + sum(whole.skipped.values())
+    assert capped.skipped["beyond_max_pairs"] > 0 and "beyond_max_pairs" not in whole.skipped
+
+
 def test_align_then_extract_with_the_aligned_checkpoint(
     ray_session, small_shop: Path, tmp_path: Path
 ) -> None:

@@ -172,10 +172,17 @@ class EvidenceStore:
             per.append(s)
         if not per:
             return None
-        with np.errstate(all="ignore"):
-            s = np.nanmean(np.stack(per), 0) if len(per) > 1 else per[0]
+        s = mean_present(per)
         return np.where(np.isnan(s), -np.inf, s)
 
+
+
+def mean_present(rows: list[np.ndarray]) -> np.ndarray:
+    """Per candidate, the mean of the rows that score it (NaN: cannot), NaN where none does —
+    ``np.nanmean`` without its warning for a candidate no row scores, which is expected here."""
+    x = np.stack(rows)
+    n = (~np.isnan(x)).sum(0)
+    return np.where(n > 0, np.nansum(x, 0) / np.maximum(n, 1), np.nan)
 
 class Evidence:
     def __init__(self, store: EvidenceStore, ep: Episode) -> None:

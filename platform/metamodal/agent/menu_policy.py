@@ -200,7 +200,8 @@ class MenuNet:
         bucket-only prompt, the shuffled-statistics ablation, a client's retries — cost nothing."""
         self.net.eval()
         keys = list(zip(prompts, sizes, strict=True))
-        todo = list(dict.fromkeys(k for k in keys if k not in self._memo))
+        # similar lengths batched together: less padding to run through the layers
+        todo = sorted(dict.fromkeys(k for k in keys if k not in self._memo), key=lambda k: len(k[0]))
         progress = Progress("the router reads prompts", len(todo))
         for s in range(0, len(todo), batch):
             progress.update(s)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metamodal.agent.evidence import Evidence, EvidenceStore, MaskedModality
+from metamodal.agent.evidence import Evidence, EvidenceStore, MaskedModality, mean_present
 from metamodal.data.missing import GRAPH
 
 
@@ -88,9 +88,7 @@ def similarity_tool(group: str) -> Tool:
         per = [s for s in per if s is not None]
         if not per:
             return result_of(name, None, " (no history item has it)")
-        with np.errstate(all="ignore"):
-            s = np.nanmean(np.stack(per), 0) if len(per) > 1 else per[0]
-        return result_of(name, s)
+        return result_of(name, mean_present(per))
 
     return run
 
@@ -152,8 +150,7 @@ def cross_modal_tool(ev: Evidence) -> ToolResult:
             parts.append(s)
     if not parts:
         return result_of("cross_modal", None)
-    with np.errstate(all="ignore"):
-        return result_of("cross_modal", np.nanmean(np.stack(parts), 0))
+    return result_of("cross_modal", mean_present(parts))
 
 
 def clarify_tool(store: EvidenceStore) -> Tool:
@@ -171,9 +168,7 @@ def clarify_tool(store: EvidenceStore) -> Tool:
         used = [a for a in answers if a.usable]
         if not used:
             return result_of("clarify", None)
-        with np.errstate(all="ignore"):
-            s = np.nanmean(np.stack([a.scores for a in used]), 0)
-        return result_of("clarify", s, f" (user answered about {', '.join(held)})")
+        return result_of("clarify", mean_present([a.scores for a in used]), f" (user answered about {', '.join(held)})")
 
     return run
 

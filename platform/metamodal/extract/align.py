@@ -292,7 +292,7 @@ def _prepare_pairs(ds, cfg: AlignConfig, out: Path, interactions_idx):
     size = image_size(EncoderSpec("open_clip_image", "x", arch=cfg.arch))
     data_path = out / "pairs.npz"
     stats = build_pairs(ds, data_path, size, open_clip.get_tokenizer(cfg.arch), cfg.valid_frac,
-                        cfg.test_frac, cfg.neighbours, cfg.seed, interactions_idx)  # fmt: skip
+                        cfg.test_frac, cfg.neighbours, cfg.seed, interactions_idx, cfg.max_pairs)  # fmt: skip
     print(f"align: {stats.pairs} image-text pairs (train {stats.train}, valid {stats.valid}, "
           f"test {stats.test}); skipped {stats.skipped}", flush=True)  # fmt: skip
     return data_path, stats

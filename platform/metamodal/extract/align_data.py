@@ -47,6 +47,26 @@ def co_partners(
     return out
 
 
+def _decode_pairs(images: ImageModality, both: list[int], size: int, max_pairs: int | None, seed: int,
+                  skipped: dict[str, int]) -> tuple[list[int], list[np.ndarray]]:  # fmt: skip
+    """Decode the items that have both, in a seeded order when ``max_pairs`` caps them, until
+    that many decoded; the candidates never reached are counted as ``beyond_max_pairs``."""
+    order = both if max_pairs is None else np.random.default_rng([seed, 5]).permutation(both).tolist()
+    keep, pixels = [], []
+    for n, i in enumerate(order):
+        if max_pairs is not None and len(keep) == max_pairs:
+            skipped["beyond_max_pairs"] = len(order) - n
+            break
+        px, why = load_image(images.paths[i], size)
+        if px is None:
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        keep.append(i)
+        pixels.append(px)
+    at = np.argsort(keep, kind="stable")  # item order, as without a cap
+    return [keep[j] for j in at], [pixels[j] for j in at]
+
+
 def build_pairs(
     ds: Dataset,
     path: Path,
@@ -57,27 +77,22 @@ def build_pairs(
     neighbours: int = 10,
     seed: int = 0,
     interactions_idx: np.ndarray | None = None,
+    max_pairs: int | None = None,
 ) -> PairStats:
     texts = ds.modalities.get("text")
     images = ds.modalities.get("image")
     if not isinstance(texts, TextModality) or not isinstance(images, ImageModality):
         raise ValueError(f"{ds.path}: alignment needs raw text and images in the catalog")
     skipped: dict[str, int] = {}
-    keep, pixels = [], []
+    both = []
     for i in range(ds.n_items):
-        t, p = texts.texts[i], images.paths[i]
-        if not has_text(t):
+        if not has_text(texts.texts[i]):
             skipped["no_text"] = skipped.get("no_text", 0) + 1
-            continue
-        if p is None:
+        elif images.paths[i] is None:
             skipped["no_image"] = skipped.get("no_image", 0) + 1
-            continue
-        px, why = load_image(p, image_size)
-        if px is None:
-            skipped[why] = skipped.get(why, 0) + 1
-            continue
-        keep.append(i)
-        pixels.append(px)
+        else:
+            both.append(i)
+    keep, pixels = _decode_pairs(images, both, image_size, max_pairs, seed, skipped)
     if len(keep) < 20:
         raise ValueError(f"{ds.path}: only {len(keep)} items have both a readable image and text")
     items = np.array(keep, dtype=np.int64)

@@ -38,6 +38,8 @@ class AlignConfig(BaseModel):
     weight_decay: float = Field(0.1, ge=0)
     co_weight: float = Field(0.0, ge=0, description="weight of the co-interaction (weak label) loss; 0 = off")
     neighbours: int = Field(10, ge=1, description="co-interacted partners kept per item")
+    max_pairs: int | None = Field(None, ge=20, description="at most this many pairs, drawn with the seed "
+                                  "(a bounded budget on a large catalogue); default: every item with both")
     valid_frac: float = Field(0.1, gt=0, lt=1)
     test_frac: float = Field(0.1, gt=0, lt=1)
     workers: int = Field(2, ge=1, description="Ray Train workers (DDP)")

@@ -64,7 +64,9 @@ def _split(ctx: Context) -> dict:
 def _align_config(ctx: Context):
     from metamodal.extract.options import AlignConfig
 
-    return AlignConfig(co_weight=0.5, epochs=4 if ctx.opts.quick else 12)
+    if ctx.opts.quick:  # a bounded budget: a large catalogue aligns on a sample of its pairs
+        return AlignConfig(co_weight=0.5, epochs=4, max_pairs=5000)
+    return AlignConfig(co_weight=0.5, epochs=12)
 
 
 def _align_skip(ctx: Context) -> str | None:
