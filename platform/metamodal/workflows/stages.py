@@ -155,7 +155,7 @@ def _zoo(ctx: Context) -> dict:
 
 
 def _tune_space(ctx: Context) -> str:
-    samples, epochs = (4, 4) if ctx.opts.quick else (12, 30)
+    samples, epochs = (3, 4) if ctx.opts.quick else (12, 30)
     return (f"model: late_fusion\nnum_samples: {samples}\nmax_epochs: {epochs}\ngrace_period: 1\n"
             "reduction_factor: 2\nspace:\n  train.lr: {loguniform: [0.0005, 0.01]}\n"
             "  params.n_layers: {choice: [1, 2]}\n")  # fmt: skip
