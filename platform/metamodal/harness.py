@@ -56,6 +56,20 @@ def placement(workers: int, use_gpu: bool | None, cpus: float | None = None,
     return Placement(use_gpu, scaling, share)
 
 
+def side_by_side_share(concurrent: int) -> tuple[int, float]:
+    """(runs at once, each one's CPUs) for trainings placed side by side on the cluster's CPUs:
+    half a CPU stays free for Ray's own actors (runs that claim every CPU can wait forever for
+    a worker group) and 0.05 for a Tune trial's own actor. Small models scale poorly past one
+    thread, so one-thread runs side by side finish sooner than the same runs one after another
+    on every core, and one run's start-up overlaps another's training."""
+    import ray
+
+    placement(1, None)  # starts Ray the way training does
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    concurrent = max(1, min(concurrent, int(cpus)))
+    return concurrent, max(0.25, round((cpus - 0.5) / concurrent - 0.05, 2))
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Where and how a training runs: ``out`` is its run directory (``ray_results/`` and the

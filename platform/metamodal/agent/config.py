@@ -29,6 +29,8 @@ class MMAConfig(BaseModel):
     baselines: list[str] = list(BASELINES)
     zoo_overrides: list[str] = []  # passed to every zoo run, e.g. "train.epochs=50"
     cold_item_frac: float = 0.1  # items whose training interactions the zoo never sees
+    # zoo runs trained at once, each on its share of the CPUs (None: as many as there are CPUs)
+    zoo_concurrency: int | None = Field(None, ge=1)
     pool: PoolConfig = PoolConfig()
     fit_episodes: int = 1000  # per task, fit validation users (each crossed with all patterns)
     fit_fixed_users: int = 600

@@ -229,7 +229,9 @@ def _epochs(mn, cfg, rows, states, stage: str, epochs: int, lr: float, w: Worker
     (expected reward over the menu + β·KL to the warm start)."""
     from metamodal.agent.menus import expected_reward_loss
 
+    t0 = time.perf_counter()
     engine, opt = zero_optimiser(mn.net, lr, w, cfg.zero_stage, cfg.batch)
+    w.log({"stage": f"{stage}_init", "seconds": time.perf_counter() - t0})
     rng = np.random.default_rng([cfg.seed, w.rank, len(stage)])
     sizes, q, r, ref = (torch.tensor(rows[k]) for k in ("sizes", "q", "rewards", "ref"))
     r = r * rows["reward_scale"]
@@ -246,7 +248,8 @@ def _epochs(mn, cfg, rows, states, stage: str, epochs: int, lr: float, w: Worker
                 loss = expected_reward_loss(lg, r[b], ref[b], cfg.beta)
             optimiser_step(engine, opt, loss)
             step += 1
-            w.log({"stage": stage, "epoch": epoch, "step": step, "loss": float(loss.detach())})
+            w.log({"stage": stage, "epoch": epoch, "step": step, "loss": float(loss.detach()),
+                   "seconds": time.perf_counter() - t0})
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from metamodal.train.artifacts import TrainedRun, load_run
 def train_zoo(dataset: str, out: Path, cfg: MMAConfig) -> dict[str, TrainedRun]:
     """The retriever and the baselines, trained with the same cold items; a finished run with
     the same configuration is reused."""
-    from metamodal.train.runner import run_training
+    from metamodal.train.runner import run_side_by_side
 
-    runs = {}
     overrides = [f"missing.cold_item_frac={cfg.cold_item_frac}", f"split.method={cfg.split}",
                  *cfg.zoo_overrides]  # fmt: skip
+    paths, todo = {}, {}
     for name in dict.fromkeys([cfg.retriever, *cfg.baselines]):
         zoo = MMARun(out).zoo(name)
         sync_down(zoo.path)
@@ -37,13 +37,13 @@ def train_zoo(dataset: str, out: Path, cfg: MMAConfig) -> dict[str, TrainedRun]:
             done = zoo.finished()
         except LayoutError:  # an older layout: retrained in place, as a changed config would be
             done = False
-        if done:
-            log(f"zoo {name}: reusing {zoo.path}")
-        else:
-            log(f"zoo {name}: training")
-            run_training(name, dataset, zoo.path, overrides, overwrite=True)
-        runs[name] = load_run(zoo.path)
-    return runs
+        log(f"zoo {name}: reusing {zoo.path}" if done else f"zoo {name}: training")
+        paths[name] = zoo.path
+        if not done:
+            todo[name] = zoo.path
+    if todo:
+        run_side_by_side(todo, dataset, overrides, cfg.zoo_concurrency)
+    return {name: load_run(p) for name, p in paths.items()}
 
 
 class FirstStageScores:

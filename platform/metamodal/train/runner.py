@@ -109,6 +109,31 @@ def run_training(
     return res
 
 
+def run_side_by_side(runs: dict[str, Path], dataset: str | Path, overrides: list[str],
+                     concurrent: int | None = None) -> dict[str, ZooResults]:  # fmt: skip
+    """Train each ``model -> out`` in ``runs`` (as ``run_training(..., overwrite=True)``), as
+    many at once as the cluster's CPUs allow (``concurrent``: at most that many); one on a
+    GPU cluster, where each run takes the device. A run that fails does not stop the others;
+    the first failure is raised, naming its model, once they have ended."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ray
+
+    from metamodal.harness import side_by_side_share
+
+    n, share = side_by_side_share(concurrent or len(runs))
+    if n == 1 or ray.cluster_resources().get("GPU", 0) > 0:
+        return {m: run_training(m, dataset, out, overrides, overwrite=True) for m, out in runs.items()}
+    with ThreadPoolExecutor(n, thread_name_prefix="zoo") as pool:
+        futures = {m: pool.submit(run_training, m, dataset, out, overrides, overwrite=True,
+                                  cpus_per_worker=share) for m, out in runs.items()}  # fmt: skip
+    failed = {m: f.exception() for m, f in futures.items() if f.exception() is not None}
+    if failed:
+        m, err = next(iter(failed.items()))
+        raise RuntimeError(f"zoo {m} failed ({len(failed)} of {len(runs)} runs did): {err}") from err
+    return {m: f.result() for m, f in futures.items()}
+
+
 def resolve_config(model, dataset: Path, overrides, override_file, out: Path, overwrite: bool):
     """The validated config, claimed for ``out``: the same one again resumes from Ray Train's
     checkpoint; another one refuses unless ``overwrite`` (then the old run's state goes, in

@@ -103,10 +103,9 @@ def run_tune(
     concurrent: int | None = None,
     wandb: bool = True,
 ) -> dict:
-    import ray
     from ray import tune
 
-    from metamodal.harness import placement
+    from metamodal.harness import side_by_side_share
     from metamodal.raylogs import verbose
     from metamodal.tuning.placement import release_new, reserved_by_this_job, stop_orphan_cleaners
 
@@ -118,12 +117,7 @@ def run_tune(
     storage = Storage.from_env()
     where, fs = (storage.train_storage(out) if storage
                  else (str(out / "ray_results"), None))  # fmt: skip
-    placement(1, None)  # starts Ray the way training does
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    concurrent = concurrent or max(1, int(cpus))
-    # the trial's own actor takes 0.05; half a CPU stays free for Ray's own actors (a sweep
-    # whose trials claim every CPU can wait forever for its first worker group)
-    per_trial = max(0.25, round((cpus - 0.5) / concurrent - 0.05, 2))
+    concurrent, per_trial = side_by_side_share(concurrent or spec.num_samples)
     trainable = tune.with_parameters(_trial, model=spec.model, dataset=str(Path(dataset).resolve()),
                                      overrides=_trial_overrides(overrides, spec), cpus=per_trial)  # fmt: skip
     tuner = tune.Tuner(
