@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ def command(case: str, work: Path, data: Path) -> list[str]:
 
 def run_case(case: str, work: Path, data: Path) -> dict:
     cmd = command(case, work, data)
+    shutil.rmtree(work / f"run_{case}", ignore_errors=True)  # else the pipeline reuses its stages
     print(f"== {case}: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     with open(work / f"{case}.log", "w") as log:
