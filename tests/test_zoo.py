@@ -337,3 +337,54 @@ def test_minibatch_propagation_equals_full_and_samples_within_the_fanout() -> No
     orig = dict(zip(a.indices[lo:hi], a.data[lo:hi], strict=True))
     for c, v in zip(s.indices[slo:shi], s.data[slo:shi], strict=True):
         assert v == pytest.approx(orig[c] * deg[r] / 2)
+
+
+def test_dragon_user_graph_is_a_softmax_over_co_occurrence_counts() -> None:
+    from metamodal.models.graphs import cooccurrence_topk
+
+    # user 0 shares two items with user 1 and one with user 2; user 3 shares nothing
+    r = sp.csr_matrix(np.array([[1, 1, 1, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32))
+    g = cooccurrence_topk(r, k=2).toarray()
+    assert np.allclose(np.diag(g), 0) and np.allclose(g[3], 0)
+    e = np.exp(1.0)
+    assert np.allclose(g[0, [1, 2]], [e / (e + 1), 1 / (e + 1)]) and np.allclose(g.sum(1)[:3], 1)
+    assert np.allclose(cooccurrence_topk(r, k=1).toarray()[0], [0, 1, 0, 0])
+
+
+@pytest.mark.parametrize("name", ["dragon", "lgmrec"])
+def test_graph_models_never_read_an_absent_modality_row(name: str) -> None:
+    """What an item lacks (its row of a modality marked absent) changes neither DRAGON's kNN
+    neighbours nor LGMRec's hyperedges nor any vector."""
+    data = tiny()
+    x, present = data.features["text"]
+    absent = np.flatnonzero(~present)
+    noisy = x.copy()
+    noisy[absent] = np.random.default_rng(5).normal(size=(len(absent), x.shape[1])) * 100
+    vecs = []
+    for feats in (x, noisy):
+        torch.manual_seed(0)
+        m = ZOO[name](ModelData(data.n_users, data.n_items, data.train, {"text": (feats, present)}), ZOO[name].Params())
+        if name == "dragon":
+            ig = m.item_graph.a.to_dense()
+            assert ig[absent].abs().sum() == 0 and ig[:, absent].abs().sum() == 0
+        m.eval()
+        vecs.append([v.detach() for v in m.vectors()])
+    assert all(torch.equal(a, b) for a, b in zip(*vecs, strict=True))
+
+
+def test_lgmrec_contrasts_two_modalities_global_embeddings() -> None:
+    """With two modalities the InfoNCE term is there (a positive addition) and trains both
+    modalities' hyperedges."""
+    data = tiny()
+    rng = np.random.default_rng(2)
+    data.features["image"] = (rng.normal(size=(40, 6)).astype(np.float32), rng.random(40) > 0.2)
+    batch = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5]), torch.tensor([6, 7, 8])
+    losses = {}
+    for w in (0.0, 1.0):
+        torch.manual_seed(0)
+        m = ZOO["lgmrec"](data, ZOO["lgmrec"].Params(cl_weight=w))
+        torch.manual_seed(1)  # the same Gumbel noise and dropout
+        losses[w] = m(*batch)
+    assert losses[1.0] > losses[0.0]
+    losses[1.0].backward()
+    assert all(h.weight.grad is not None and h.weight.grad.abs().sum() > 0 for h in m.hyper)

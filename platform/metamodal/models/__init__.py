@@ -3,10 +3,12 @@
 
 from metamodal.models.base import Recommender
 from metamodal.models.bpr import BPR
+from metamodal.models.dragon import DRAGON
 from metamodal.models.early_fusion import EarlyFusion, ImputeMean, ImputeZero
 from metamodal.models.freedom import FREEDOM
 from metamodal.models.imputation import FeaturePropagation, GenerativeReconstruction
 from metamodal.models.late_fusion import LateFusion
+from metamodal.models.lgmrec import LGMRec
 from metamodal.models.lightgcn import LightGCN
 from metamodal.models.magnet import MAGNET
 from metamodal.models.margo import MARGO
@@ -23,6 +25,8 @@ ZOO: dict[str, type[ZooModel]] = {
         LightGCN,
         VBPR,
         FREEDOM,
+        DRAGON,
+        LGMRec,
         EarlyFusion,
         LateFusion,
         MARGO,
@@ -35,6 +39,7 @@ ZOO: dict[str, type[ZooModel]] = {
 }
 
 __all__ = [
+    "DRAGON",
     "EarlyFusion",
     "FREEDOM",
     "FeaturePropagation",
@@ -42,6 +47,7 @@ __all__ = [
     "MAGNET",
     "ImputeMean",
     "ImputeZero",
+    "LGMRec",
     "LateFusion",
     "MARGO",
     "VBPR",

@@ -104,6 +104,35 @@ class SymmetricPropagate(torch.autograd.Function):
         return None, ctx.adj @ grad
 
 
+class Spmm(torch.autograd.Function):
+    """y = A x for a sparse A whose transpose is kept beside it: the gradient is Aᵀ g, with no
+    CSR transpose (slow) in every backward pass."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.a_t = a_t
+        return a @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, None, ctx.a_t @ grad
+
+
+class SparseOp:
+    """A fixed sparse matrix (scipy) as torch CSR with its transpose, applied by ``Spmm``."""
+
+    def __init__(self, a: sp.spmatrix) -> None:
+        self.a, self.a_t = to_torch_csr(a), to_torch_csr(a.T)
+
+    def to(self, device: torch.device) -> SparseOp:
+        if self.a.device != device:
+            self.a, self.a_t = self.a.to(device), self.a_t.to(device)
+        return self
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        return Spmm.apply(self.to(x.device).a, self.a_t, x)
+
+
 def propagate(adj: torch.Tensor, x: torch.Tensor, layers: int) -> torch.Tensor:
     """LightGCN's layer mean: (x + Âx + ... + Âᴸx) / (L + 1)."""
     total = x
@@ -111,3 +140,32 @@ def propagate(adj: torch.Tensor, x: torch.Tensor, layers: int) -> torch.Tensor:
         x = SymmetricPropagate.apply(adj, x)
         total = total + x
     return total / (layers + 1)
+
+
+def cooccurrence_topk(train: sp.csr_matrix, k: int, chunk: int = 2048) -> sp.csr_matrix:
+    """DRAGON's user–user graph: each user's ``k`` users with the most items in common (no
+    self-loops), weighted by a softmax over those counts, so a row sums to 1 (0 for a user who
+    shares nothing). Row chunks of RRᵀ keep memory to ``chunk`` rows at a time."""
+    r = (train > 0).astype(np.float32).tocsr()
+    n = r.shape[0]
+    rows, cols, vals = [], [], []
+    for s in range(0, n, chunk):
+        c = (r[s : s + chunk] @ r.T).toarray()
+        c[np.arange(c.shape[0]), np.arange(s, s + c.shape[0])] = 0
+        kk = min(k, n - 1)
+        if kk <= 0:
+            break
+        top = np.argpartition(-c, kk - 1, axis=1)[:, :kk]
+        cnt = np.take_along_axis(c, top, 1)
+        w = np.exp(cnt - cnt.max(1, keepdims=True)) * (cnt > 0)
+        w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
+        keep = w > 0
+        rows.append(np.repeat(np.arange(s, s + c.shape[0]), kk)[keep.ravel()])
+        cols.append(top.ravel()[keep.ravel()])
+        vals.append(w.ravel()[keep.ravel()])
+    if not rows:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    return sp.csr_matrix(
+        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n, n),
+    )
