@@ -35,15 +35,14 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def trained(small_shop: Path, ray_session, tmp_path_factory) -> dict:
     from metamodal.extract.pipeline import ExtractConfig, run_extraction
-    from metamodal.train.runner import run_training
+    from metamodal.train.runner import run_side_by_side
 
     d = tmp_path_factory.mktemp("serve")
     run_extraction(small_shop, d / "emb", ExtractConfig(encoders=[TEXT, IMAGE], actors=1))
     # trained where `mma run` keeps its zoo, with its overrides, so the MMA run reuses them
     zoo = ["train.epochs=4", f"data.features={d / 'emb'}"]
     common = ["missing.cold_item_frac=0.1", "split.method=mmrec", *zoo]
-    for model in ("lightgcn", "late_fusion"):
-        run_training(model, small_shop, d / "mma" / "zoo" / model, common, overwrite=True)
+    run_side_by_side({m: d / "mma" / "zoo" / m for m in ("lightgcn", "late_fusion")}, small_shop, common)
     zoo_dir = d / "mma" / "zoo"
     return {"retriever": zoo_dir / "lightgcn", "model": zoo_dir / "late_fusion",
             "shop": small_shop, "mma": d / "mma", "zoo_overrides": zoo}  # fmt: skip

@@ -97,10 +97,10 @@ def test_zoo_runs_train_side_by_side_and_a_failure_is_named_after_the_others_end
 
     runs = {"bpr": tmp_path / "bpr", "no_such_model": tmp_path / "bad", "lightgcn": tmp_path / "lightgcn"}
     with pytest.raises(RuntimeError, match=r"zoo no_such_model failed \(1 of 3 runs did\).*no_such_model"):
-        run_side_by_side(runs, small_shop, ["train.epochs=3", "train.batch_size=512",
+        run_side_by_side(runs, small_shop, ["train.epochs=1", "train.batch_size=1024",
                                             "train.retrieval_check=false"], concurrent=2)  # fmt: skip
     for m in ("bpr", "lightgcn"):
-        assert json.loads((tmp_path / m / "results.json").read_text())["epochs"] == 3
+        assert json.loads((tmp_path / m / "results.json").read_text())["epochs"] == 1
     # side by side: the second run was claimed before the first one ended
     assert (tmp_path / "lightgcn" / "config.json").stat().st_mtime < (tmp_path / "bpr" / "results.json").stat().st_mtime
 
