@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from metamodal.models.content import ContentFeatures, require_content
 from metamodal.models.graphs import SparseOp, SymmetricPropagate, normalised_adjacency, propagate
@@ -35,7 +36,7 @@ class LGMRecParams(Params):
     embedding_dim: int = 64
     n_ui_layers: int = 2
     n_mm_layers: int = 2
-    n_hyper_layer: int = 1
+    n_hyper_layer: int = Field(1, ge=1)  # the global embeddings need at least one pass
     hyper_num: int = 4
     keep_rate: float = 0.5  # of hyperedge memberships kept in training
     alpha: float = 0.3  # weight of the global embeddings
@@ -92,7 +93,7 @@ class LGMRec(ZooModel):
             logits = self.hyper[k](x) * present[:, None]
             ih = self._membership(logits, present)
             uh = self._membership(self.r @ logits, None)
-            lat, i_ret = None, cge[self.n_users :]
+            i_ret = cge[self.n_users :]
             for _ in range(self.p.n_hyper_layer):
                 lat = ih.T @ i_ret
                 i_ret = ih @ lat

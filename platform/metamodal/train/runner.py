@@ -127,7 +127,7 @@ def run_side_by_side(runs: dict[str, Path], dataset: str | Path, overrides: list
     with ThreadPoolExecutor(n, thread_name_prefix="zoo") as pool:
         futures = {m: pool.submit(run_training, m, dataset, out, overrides, overwrite=True,
                                   cpus_per_worker=share) for m, out in runs.items()}  # fmt: skip
-    failed = {m: f.exception() for m, f in futures.items() if f.exception() is not None}
+    failed = {m: err for m, f in futures.items() if (err := f.exception()) is not None}
     if failed:
         m, err = next(iter(failed.items()))
         raise RuntimeError(f"zoo {m} failed ({len(failed)} of {len(runs)} runs did): {err}") from err
