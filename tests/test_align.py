@@ -54,28 +54,37 @@ def test_a_pair_cap_draws_a_seeded_subset_and_counts_the_rest(small_shop: Path, 
     assert capped.skipped["beyond_max_pairs"] > 0 and "beyond_max_pairs" not in whole.skipped
 
 
-def test_align_then_extract_with_the_aligned_checkpoint(
-    ray_session, small_shop: Path, tmp_path: Path
-) -> None:
+ALIGN = dict(epochs=2, batch_size=32, co_weight=0.5, seed=1, fail_at_epoch=1)
+
+
+@pytest.fixture(scope="module")
+def aligned(ray_session, small_shop: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One short alignment whose worker dies once, at epoch 1 (the runs are what costs)."""
+    from metamodal.extract.align import AlignConfig, run_align
+
+    out = tmp_path_factory.mktemp("align") / "a"
+    return run_align(small_shop, out, AlignConfig(**ALIGN)), out
+
+
+def test_align_then_extract_with_the_aligned_checkpoint(aligned, small_shop: Path, tmp_path: Path) -> None:
     from metamodal.data import load_dataset
     from metamodal.data.loaders.embeddings import load_embeddings
-    from metamodal.extract.align import AlignConfig, build_clip, run_align
+    from metamodal.extract.align import build_clip
     from metamodal.extract.encoders import Encoder, EncoderSpec
     from metamodal.extract.pipeline import ExtractOptions, build_config, run_extraction
 
-    cfg = AlignConfig(epochs=2, batch_size=32, co_weight=0.5, seed=1)
-    rep = run_align(small_shop, tmp_path / "align", cfg)
+    rep, align_dir = aligned
     assert rep.pairs["pairs"] == rep.pairs["train"] + rep.pairs["valid"] + rep.pairs["test"]
     assert sum(rep.pairs["skipped"].values()) > 0  # the shop has missing and corrupt inputs
     assert len(rep.epochs) == 2 and rep.random_init is True
     assert all(np.isfinite(e["loss"]) for e in rep.epochs)  # every epoch had full batches
     for part in (rep.test_before, rep.test_after):
         assert 0.0 <= part["i2t_recall@10"] <= 1.0
-    ckpt = tmp_path / "align" / "aligned.pt"
-    assert json.loads((tmp_path / "align" / "aligned.json").read_text())["arch"] == "mm-tiny-clip"
+    ckpt = align_dir / "aligned.pt"
+    assert json.loads((align_dir / "aligned.json").read_text())["arch"] == "mm-tiny-clip"
     init, trained = build_clip("mm-tiny-clip", None, 1), torch.load(ckpt, weights_only=True)
     assert any(not torch.equal(v, trained[k]) for k, v in init.state_dict().items())  # it trained
-    heads = torch.load(tmp_path / "align" / "aligned_heads.pt", weights_only=True)
+    heads = torch.load(align_dir / "aligned_heads.pt", weights_only=True)
     assert {"head_image.weight", "head_text.weight"} <= set(heads)
 
     ext = build_config(ExtractOptions(text=False, image_weights=str(ckpt), shard_size=64, actors=1))
@@ -95,21 +104,18 @@ def test_align_then_extract_with_the_aligned_checkpoint(
         Encoder(EncoderSpec("open_clip_image", "x", arch="ViT-S-32", pretrained=str(ckpt)))
 
 
-def test_alignment_resumes_after_a_worker_dies_and_the_same_command_resumes(
-    ray_session, small_shop: Path, tmp_path: Path
-) -> None:
+def test_alignment_resumes_after_a_worker_dies_and_the_same_command_keeps_it(aligned, small_shop: Path) -> None:
     from metamodal.config import ConfigError
     from metamodal.extract.align import AlignConfig, run_align
 
-    cfg = AlignConfig(epochs=3, batch_size=32, seed=1, fail_at_epoch=1)
-    rep = run_align(small_shop, tmp_path / "a", cfg)
-    assert (tmp_path / "a" / ".failed_once").exists()  # a worker really died at epoch 1
-    assert [r["epoch"] for r in rep.epochs] == [1, 2, 3]  # one row per epoch after the resume
-    first = torch.load(tmp_path / "a" / "aligned.pt", weights_only=True)
-    again = run_align(small_shop, tmp_path / "a", cfg)  # resumes at its last checkpoint: done
+    rep, out = aligned
+    assert (out / ".failed_once").exists()  # a worker really died at epoch 1
+    assert [r["epoch"] for r in rep.epochs] == [1, 2]  # one row per epoch after the resume
+    first = torch.load(out / "aligned.pt", weights_only=True)
+    again = run_align(small_shop, out, AlignConfig(**ALIGN))  # finished: kept, not trained again
     assert again.epochs == rep.epochs  # the same rows, timings included: nothing retrained
     assert again.best_epoch == rep.best_epoch and again.test_after == rep.test_after
-    second = torch.load(tmp_path / "a" / "aligned.pt", weights_only=True)
+    second = torch.load(out / "aligned.pt", weights_only=True)
     assert all(torch.equal(v, second[k]) for k, v in first.items())
     with pytest.raises(ConfigError, match="another configuration"):
-        run_align(small_shop, tmp_path / "a", AlignConfig(epochs=4, batch_size=32, seed=1))
+        run_align(small_shop, out, AlignConfig(**{**ALIGN, "epochs": 3}))

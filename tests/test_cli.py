@@ -196,13 +196,15 @@ def test_every_command_and_job_offers_every_field_of_its_options() -> None:
     jobs = {"train.py": TrainOptions, "tune_fusion.py": TuneOptions, "train_policy.py": MMARunOptions,
             "pipeline.py": (PipelineJob, SynthConfig), "extract_embeddings.py": (CatalogIO, ExtractOptions),
             "align_clip.py": (AlignIO, AlignConfig)}  # fmt: skip
+    helps = {job: subprocess.Popen([sys.executable, str(ROOT / "jobs" / job), "--help"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for job in jobs}  # fmt: skip
     for job, model in jobs.items():
-        r = subprocess.run([sys.executable, str(ROOT / "jobs" / job), "--help"], capture_output=True,
-                           text=True, timeout=120)  # fmt: skip
-        assert r.returncode == 0, r.stderr
+        stdout, stderr = helps[job].communicate(timeout=120)
+        assert helps[job].returncode == 0, stderr
         for field in _fields(model):
             shown = field if field == "catalog" else "--" + field.replace("_", "-")
-            assert shown in r.stdout, (job, field)
+            assert shown in stdout, (job, field)
 
 
 def _fields(models) -> list[str]:

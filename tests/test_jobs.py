@@ -4,6 +4,7 @@ terminating that process stops exactly that node, never the test's Ray)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -51,10 +52,25 @@ def head_node(tmp_path: Path):
         wait_for(f"http://127.0.0.1:{dash}/api/version", 120)
         yield f"http://127.0.0.1:{dash}", env
     finally:
-        head.terminate()
-        head.wait(60)
+        head.terminate()  # a graceful stop waits ~30 s on Serve's replicas: give it 5, then kill
+        try:
+            head.wait(5)
+        except subprocess.TimeoutExpired:
+            kill_processes_naming(temp)
+            head.wait(30)
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def kill_processes_naming(temp: str) -> None:
+    """Every process of the head started in ``temp`` (its raylet, GCS, workers and replicas
+    name their session directory in their command line): nothing of another Ray."""
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
+        if any(temp in a for a in p.info["cmdline"] or ()):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
 
 
 def test_job_submit_then_serve_deploy_on_a_started_head(

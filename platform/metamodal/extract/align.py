@@ -246,6 +246,9 @@ def run_align(
     claimed = run.claim({**cfg.model_dump(), "catalog": str(Path(catalog).resolve()), "interactions": pairs_from},
                         overwrite)  # fmt: skip
     out = run.path
+    if claimed == "same" and (out / "aligned.json").is_file():  # written last
+        print(f"align: kept (this configuration finished in {out})", flush=True)
+        return run.report()  # its Ray Train run would only restore its last checkpoint
     t0 = time.perf_counter()
     data_path, stats = _prepare_pairs(ds, cfg, out, interactions_idx)
     data = np.load(data_path)
