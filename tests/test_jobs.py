@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.test_serve import free_port
@@ -52,25 +53,18 @@ def head_node(tmp_path: Path):
         wait_for(f"http://127.0.0.1:{dash}/api/version", 120)
         yield f"http://127.0.0.1:{dash}", env
     finally:
+        tree = psutil.Process(head.pid).children(recursive=True)  # before any is orphaned
         head.terminate()  # a graceful stop waits ~30 s on Serve's replicas: give it 5, then kill
         try:
             head.wait(5)
         except subprocess.TimeoutExpired:
-            kill_processes_naming(temp)
-            head.wait(30)
-        log.close()
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def kill_processes_naming(temp: str) -> None:
-    """Every process of the head started in ``temp`` (its raylet, GCS, workers and replicas
-    name their session directory in their command line): nothing of another Ray."""
-    import psutil
-
-    for p in psutil.process_iter(["cmdline"]):
-        if any(temp in a for a in p.info["cmdline"] or ()):
+            head.kill()
+        for p in tree:  # raylet, GCS, agents, replicas (renamed `ray::...`): nothing of another Ray
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
+        head.wait(30)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_job_submit_then_serve_deploy_on_a_started_head(
