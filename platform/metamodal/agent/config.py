@@ -86,7 +86,7 @@ def quick(cfg: MMAConfig) -> MMAConfig:
             "fit_fixed_users": 100,
             "select_episodes": 80,
             "select_fixed_users": 100,
-            "select_llm_rows": 50,  # the LLM reads these twice (both adapters): most of its time
+            "select_llm_rows": 30,  # the LLM reads these twice (both adapters): most of its time
             "test_episodes": 40,
             "fixed_users": 100,
             "llm_rows": 40,

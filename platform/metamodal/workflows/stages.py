@@ -124,14 +124,14 @@ def _extract(ctx: Context) -> dict:
 # -- the zoo, Tune, MMA ----------------------------------------------------------------------
 def mma_config(ctx: Context):
     """MMA's configuration; its zoo section also decides the zoo stage. ``--quick``: the
-    quick preset with one seed and a shorter warm start (the demo's budget)."""
+    quick preset with one seed, a shorter warm start and one RL epoch (the demo's budget)."""
     from metamodal.agent.config import load_mma_config
 
     features = [f"zoo_overrides=[data.features={ctx.output('extract', 'features')}]"]
     split = f"split={ {'time': 'user_time'}.get(ctx.opts.split, ctx.opts.split)}" if ctx.opts.split else None
     overrides = [*features, f"cold_item_frac={ctx.opts.cold_items}", *([split] if split else [])]
     if ctx.opts.quick:
-        return load_mma_config([*overrides, "policy.bc_epochs=3"], True, ctx.opts.seeds or 1)
+        return load_mma_config([*overrides, "policy.bc_epochs=3", "policy.rl_epochs=1"], True, ctx.opts.seeds or 1)
     return load_mma_config(overrides, False, ctx.opts.seeds)
 
 
