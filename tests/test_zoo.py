@@ -351,10 +351,11 @@ def test_dragon_user_graph_is_a_softmax_over_co_occurrence_counts() -> None:
     assert np.allclose(cooccurrence_topk(r, k=1).toarray()[0], [0, 1, 0, 0])
 
 
-@pytest.mark.parametrize("name", ["dragon", "lgmrec"])
+@pytest.mark.parametrize("name", ["dragon", "lgmrec", "dgmrec"])
 def test_graph_models_never_read_an_absent_modality_row(name: str) -> None:
     """What an item lacks (its row of a modality marked absent) changes neither DRAGON's kNN
-    neighbours nor LGMRec's hyperedges nor any vector."""
+    neighbours nor LGMRec's hyperedges nor DGMRec's generated rows and refreshed graph, nor any
+    vector."""
     data = tiny()
     x, present = data.features["text"]
     absent = np.flatnonzero(~present)
@@ -367,6 +368,8 @@ def test_graph_models_never_read_an_absent_modality_row(name: str) -> None:
         if name == "dragon":
             ig = m.item_graph.a.to_dense()
             assert ig[absent].abs().sum() == 0 and ig[:, absent].abs().sum() == 0
+        if name == "dgmrec":
+            m.set_epoch(m.p.refresh_from)  # absent rows' graph edges from generated features
         m.eval()
         vecs.append([v.detach() for v in m.vectors()])
     assert all(torch.equal(a, b) for a, b in zip(*vecs, strict=True))
@@ -388,3 +391,31 @@ def test_lgmrec_contrasts_two_modalities_global_embeddings() -> None:
     assert losses[1.0] > losses[0.0]
     losses[1.0].backward()
     assert all(h.weight.grad is not None and h.weight.grad.abs().sum() > 0 for h in m.hyper)
+
+
+def test_dgmrec_generates_an_absent_modality_from_the_items_other_one() -> None:
+    """An item without text gets a decoded text row that follows its image (and only then its
+    own row is ignored); a present row is the item's own; from ``refresh_from`` on an absent
+    item's graph row leaves the bare self-loop for its generated neighbours."""
+    data = tiny()
+    rng = np.random.default_rng(3)
+    img_present = np.ones(40, bool)
+    data.features["image"] = (rng.normal(size=(40, 6)).astype(np.float32), img_present)
+    x, present = data.features["text"]
+    j = int(np.flatnonzero(~present)[0])
+    torch.manual_seed(0)
+    m = ZOO["dgmrec"](data, ZOO["dgmrec"].Params())
+    filled = m._filled()[0]
+    assert torch.equal(filled[present], torch.from_numpy(x[present]))
+    assert filled[j].abs().sum() > 0  # decoded, not the zero row it came with
+    other = ModelData(data.n_users, data.n_items, data.train, {
+        "text": data.features["text"], "image": (data.features["image"][0] * np.where(np.arange(40) == j, -3, 1)[:, None], img_present)})  # fmt: skip
+    m2 = ZOO["dgmrec"](other, ZOO["dgmrec"].Params())
+    m2.load_state_dict(m.state_dict())
+    assert not torch.allclose(m2._filled()[0][j], filled[j])  # it reads the item's image
+    row = lambda g: g.a.to_dense()[j]  # noqa: E731
+    assert row(m.graphs[0])[j] == 1 and row(m.graphs[0]).abs().sum() == 1
+    m.set_epoch(m.p.refresh_from)
+    r = row(m.graphs[0])
+    assert r[j] == pytest.approx(1 - m.p.refresh_blend) and (r > 0).sum() == 1 + m.p.knn_k
+    assert r.sum() == pytest.approx(1.0)

@@ -3,6 +3,7 @@
 
 from metamodal.models.base import Recommender
 from metamodal.models.bpr import BPR
+from metamodal.models.dgmrec import DGMRec
 from metamodal.models.dragon import DRAGON
 from metamodal.models.early_fusion import EarlyFusion, ImputeMean, ImputeZero
 from metamodal.models.freedom import FREEDOM
@@ -27,6 +28,7 @@ ZOO: dict[str, type[ZooModel]] = {
         FREEDOM,
         DRAGON,
         LGMRec,
+        DGMRec,
         EarlyFusion,
         LateFusion,
         MARGO,
@@ -39,6 +41,7 @@ ZOO: dict[str, type[ZooModel]] = {
 }
 
 __all__ = [
+    "DGMRec",
     "DRAGON",
     "EarlyFusion",
     "FREEDOM",
