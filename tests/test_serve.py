@@ -40,7 +40,7 @@ def trained(small_shop: Path, ray_session, tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("serve")
     run_extraction(small_shop, d / "emb", ExtractConfig(encoders=[TEXT, IMAGE], actors=1))
     # trained where `mma run` keeps its zoo, with its overrides, so the MMA run reuses them
-    zoo = ["train.epochs=4", f"data.features={d / 'emb'}"]
+    zoo = ["train.epochs=2", f"data.features={d / 'emb'}"]
     common = ["missing.cold_item_frac=0.1", "split.method=mmrec", *zoo]
     run_side_by_side({m: d / "mma" / "zoo" / m for m in ("lightgcn", "late_fusion")}, small_shop, common)
     zoo_dir = d / "mma" / "zoo"

@@ -20,9 +20,9 @@ def test_two_nodes_lose_a_training_node_and_a_serve_replica(tmp_path: Path) -> N
     print(json.dumps(got, indent=2))  # the timeline, for the log
     train, serve = got["train"], got["serve"]
     assert train["nodes_at_start"] == 2
-    assert train["epochs_logged"] == list(range(1, 9))  # one row per epoch across the loss
+    assert train["epochs_logged"] == list(range(1, 7))  # one row per epoch across the loss
     assert train["resumed_from"] and train["resumed_from"][0] >= 1  # from a bucket checkpoint
-    assert train["removed_after_epoch"] < 8  # the node went mid-run, not after it
+    assert train["removed_after_epoch"] < 6  # the node went mid-run, not after it
     assert serve["run_pulled_from_bucket"]
     assert serve["ingress_nodes"] == 2 and serve["answers_before"] == [200] * 5
     assert serve["first_answer_after_kill_s"] is not None and serve["first_answer_after_kill_s"] < 10

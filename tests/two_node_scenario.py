@@ -55,7 +55,7 @@ def train_with_a_node_lost(cluster, shop: Path, out: Path, t0: float) -> dict:
 
     from metamodal.train.runner import run_training
 
-    args = ["train.epochs=8", "train.workers=2", "train.placement_strategy=STRICT_SPREAD",
+    args = ["train.epochs=6", "train.workers=2", "train.placement_strategy=STRICT_SPREAD",
             "train.batch_size=64", "train.max_failures=3", "train.retrieval_check=false"]  # fmt: skip
     box: dict = {}
 
