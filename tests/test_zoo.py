@@ -394,9 +394,10 @@ def test_lgmrec_contrasts_two_modalities_global_embeddings() -> None:
 
 
 def test_dgmrec_generates_an_absent_modality_from_the_items_other_one() -> None:
-    """An item without text gets a decoded text row that follows its image (and only then its
-    own row is ignored); a present row is the item's own; from ``refresh_from`` on an absent
-    item's graph row leaves the bare self-loop for its generated neighbours."""
+    """An item without text gets a decoded text row that follows its image (its own row is
+    never read); a present row is the item's own; from ``refresh_from`` on an absent item's
+    graph row leaves the bare self-loop for its generated neighbours, and a model loaded from
+    the weights scores exactly as the one that trained."""
     data = tiny()
     rng = np.random.default_rng(3)
     img_present = np.ones(40, bool)
@@ -416,6 +417,10 @@ def test_dgmrec_generates_an_absent_modality_from_the_items_other_one() -> None:
     row = lambda g: g.a.to_dense()[j]  # noqa: E731
     assert row(m.graphs[0])[j] == 1 and row(m.graphs[0]).abs().sum() == 1
     m.set_epoch(m.p.refresh_from)
+    m.vectors()  # the epoch's first pass generates and refreshes
     r = row(m.graphs[0])
+    loaded = ZOO["dgmrec"](data, ZOO["dgmrec"].Params())
+    loaded.load_state_dict(m.state_dict())  # as the Serve and MMA scorers build a run's model
+    assert all(torch.equal(a, b) for a, b in zip(loaded.vectors(), m.vectors(), strict=True))
     assert r[j] == pytest.approx(1 - m.p.refresh_blend) and (r > 0).sum() == 1 + m.p.knn_k
     assert r.sum() == pytest.approx(1.0)

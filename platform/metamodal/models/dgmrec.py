@@ -167,6 +167,8 @@ class DGMRec(ZooModel):
         self.adj = normalised_adjacency(data.train)
         self.base_graphs = [self._base_graph(x, present) for x, present in data.features.values()]
         self.graphs = [SparseOp(g) for g in self.base_graphs]
+        self.register_buffer("refresh_on", torch.zeros((), dtype=torch.bool))
+        self._generated_now: list[torch.Tensor] | None = None
         for k, (x, present) in enumerate(data.features.values()):
             mean = x[present].mean(0) if present.any() else np.zeros(x.shape[1], np.float32)
             self.register_buffer(
@@ -180,15 +182,33 @@ class DGMRec(ZooModel):
         return (g + sp.diags((~present).astype(np.float32))).tocsr()
 
     def set_epoch(self, epoch: int) -> None:
+        """Generation and the graph refresh follow the weights once per epoch (the authors'
+        schedule); whether the refresh is on is saved with the weights, so a model loaded from
+        a checkpoint regenerates exactly as ``set_epoch`` at the kept epoch would."""
         super().set_epoch(epoch)
-        if epoch >= self.p.refresh_from and self.p.refresh_blend > 0:
-            self._refresh_graphs()
+        self.refresh_on.fill_(epoch >= self.p.refresh_from and self.p.refresh_blend > 0)
+        self._generated_now = None
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        out = super().load_state_dict(state, strict=strict, assign=assign)
+        self._generated_now = None  # what the loaded weights generate, on first use
+        return out
+
+    def _filled(self) -> list[torch.Tensor]:
+        """The features this epoch's weights fill in (and the graphs they refresh)."""
+        now = self._generated_now
+        if now is None or now[0].device != self.item.weight.device:
+            self.graphs = [SparseOp(g) for g in self.base_graphs]
+            now = self._generate()
+            if bool(self.refresh_on):
+                self._refresh_graphs(now)
+            self._generated_now = now
+        return now
 
     @torch.no_grad()
-    def _refresh_graphs(self) -> None:
+    def _refresh_graphs(self, filled: list[torch.Tensor]) -> None:
         """Absent items' rows: ``refresh_blend`` over their k nearest items by the features
         generated now (present items by their own), the rest on the self-loop."""
-        filled = self._filled()
         for k in range(len(self.content)):
             absent = np.flatnonzero(~self.content.present(k).cpu().numpy())
             if len(absent) == 0:
@@ -244,7 +264,7 @@ class DGMRec(ZooModel):
         return g_hat, s_hat
 
     @torch.no_grad()
-    def _filled(self) -> list[torch.Tensor]:
+    def _generate(self) -> list[torch.Tensor]:
         """Each modality's features, absent rows decoded from what the item has (the mean row
         first, so the other parts can be computed at all)."""
         self._graphs_to(self.item.weight.device)
