@@ -9,7 +9,7 @@ item's absent modality generated from what it has.
 - Generation: an absent row of modality m is decoded from a generated general part (from the
   mean of the item's other modalities' general parts) and a generated specific part (from its
   preference filter). Absent rows start as the modality's mean; they are generated from the
-  current weights on every pass, never from the row itself, so a masked modality cannot leak.
+  current weights, never from the row itself, so a masked modality cannot leak.
 - Disentangling: InfoNCE between consecutive modalities' general parts (items that have both;
   users) and a CLUB upper bound on the mutual information of each modality's general and
   specific parts.
@@ -22,9 +22,11 @@ What differs from the authors' code, and why: any number of modalities (the cros
 generator reads the mean of the item's other present modalities, not the one other); the CLUB
 estimators learn inside the training loss (their fit term sees detached inputs, the bound
 their detached weights) instead of with a second optimiser between epochs, so a checkpoint
-holds all of the state and a resumed run equals an uninterrupted one; absent rows are
-generated on each pass rather than written into trainable feature tables (the raw features stay
-frozen); absent items' kNN rows are recomputed from the generated features at each epoch from
+holds all of the state and a resumed run equals an uninterrupted one (the logged loss includes
+their fit term, a log-likelihood that goes below zero); absent rows are generated from each
+epoch's weights but never written into trainable feature tables (the raw features stay frozen,
+so a model rebuilt with a modality masked generates that modality instead of remembering it);
+absent items' kNN rows are recomputed from the generated features each epoch from
 ``refresh_from`` on (blended with the self-loop they start with), rather than every fifth epoch
 cumulatively. Defaults follow the authors' ``DGMRec.yaml``.
 """
@@ -56,6 +58,7 @@ class DGMRecParams(Params):
     inter_temp: float = 0.4
     mi_weight: float = 0.001  # CLUB bound on MI(general, specific)
     club_hidden: int = 64
+    club_fit_weight: float = 0.01  # the estimators' own fit term (Adam: its scale only keeps the logged loss readable)
     intra_weight: float = 0.01  # user–item InfoNCE per view
     intra_temp: float = 0.1
     align_weight: float = 0.01  # behaviour (ID) ↔ modality InfoNCE
@@ -366,7 +369,7 @@ class DGMRec(ZooModel):
             loss = (
                 loss
                 + p.mi_weight * self.club[k].bound(s_k, g_k, perm)
-                + self.club[k].fit_loss(s_k, g_k)
+                + p.club_fit_weight * self.club[k].fit_loss(s_k, g_k)
             )
         return loss
 
