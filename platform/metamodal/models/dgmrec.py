@@ -44,6 +44,7 @@ from metamodal.models.graphs import (
     knn_graph,
     normalised_adjacency,
     propagate,
+    row_mean,
     sym_normalise,
 )
 from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss
@@ -79,13 +80,6 @@ def _linear(d_in: int, d_out: int, bias: bool = True) -> torch.nn.Linear:
 
 def _generator(d: int) -> torch.nn.Module:
     return torch.nn.Sequential(_linear(d, d), torch.nn.Tanh(), _linear(d, d))
-
-
-def _row_mean(r: sp.csr_matrix) -> sp.csr_matrix:
-    counts = np.asarray(r.sum(1)).ravel()
-    return (
-        sp.diags(np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0).astype(np.float32)) @ r
-    ).tocsr()
 
 
 def _nearest(x: torch.Tensor, rows: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
@@ -166,7 +160,7 @@ class DGMRec(ZooModel):
         self.gen_s = torch.nn.ModuleList(_generator(d) for _ in dims)
         self.club = torch.nn.ModuleList(CLUB(d, params.club_hidden) for _ in dims)
         r = (data.train > 0).astype(np.float32).tocsr()
-        self.user_mean, self.item_mean = SparseOp(_row_mean(r)), SparseOp(_row_mean(r.T.tocsr()))
+        self.user_mean, self.item_mean = SparseOp(row_mean(r)), SparseOp(row_mean(r.T.tocsr()))
         self.adj = normalised_adjacency(data.train)
         self.base_graphs = [self._base_graph(x, present) for x, present in data.features.values()]
         self.graphs = [SparseOp(g) for g in self.base_graphs]

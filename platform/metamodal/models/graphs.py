@@ -34,6 +34,13 @@ def sym_normalise(a: sp.spmatrix) -> sp.csr_matrix:
     return (sp.diags(inv) @ a @ sp.diags(inv)).tocsr()
 
 
+def row_mean(a: sp.spmatrix) -> sp.csr_matrix:
+    """Each row divided by its sum: a user's mean over their items (rows with none stay zero)."""
+    counts = np.asarray(a.sum(1)).ravel()
+    inv = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0).astype(np.float32)
+    return (sp.diags(inv) @ a).tocsr()
+
+
 def bipartite(train: sp.csr_matrix, item_item: sp.spmatrix | None = None) -> sp.csr_matrix:
     """[[0, R], [Rᵀ, S]] (S: optional item–item block), unnormalised."""
     r = (train > 0).astype(np.float32)

@@ -22,13 +22,18 @@ Defaults are the authors' Baby settings (MMRec's ``LGMRec.yaml``).
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
 from metamodal.models.content import ContentFeatures, require_content
-from metamodal.models.graphs import SparseOp, SymmetricPropagate, normalised_adjacency, propagate
+from metamodal.models.graphs import (
+    SparseOp,
+    SymmetricPropagate,
+    normalised_adjacency,
+    propagate,
+    row_mean,
+)
 from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss
 
 
@@ -60,10 +65,8 @@ class LGMRec(ZooModel):
             torch.nn.Linear(dm, params.hyper_num, bias=False) for dm in self.content.dims()
         )
         r = (data.train > 0).astype(np.float32).tocsr()
-        counts = np.asarray(r.sum(1)).ravel()
-        inv = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0).astype(np.float32)
         self.r = SparseOp(r)  # users' item sums (hyperedge membership)
-        self.r_mean = SparseOp(sp.diags(inv) @ r)  # users' item means (modality features)
+        self.r_mean = SparseOp(row_mean(r))  # users' item means (modality features)
         self.adj = normalised_adjacency(data.train)
 
     def _graphs_to(self, device: torch.device) -> None:
