@@ -120,21 +120,21 @@ class CLUB(torch.nn.Module):
             torch.nn.Linear(d, h), torch.nn.ReLU(), torch.nn.Linear(h, d), torch.nn.Tanh()
         )
 
-    def _moments(self, x: torch.Tensor, frozen: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        if not frozen:
-            return self.mu(x), self.logvar(x)
-        weights = {n: p.detach() for n, p in self.named_parameters()}
-        return (torch.func.functional_call(self.mu, {k[3:]: v for k, v in weights.items() if k.startswith("mu.")}, (x,)),
-                torch.func.functional_call(self.logvar, {k[7:]: v for k, v in weights.items() if k.startswith("logvar.")}, (x,)))  # fmt: skip
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mu(x), self.logvar(x)
+
+    def _frozen(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The moments through detached weights: gradients reach ``x`` only."""
+        return torch.func.functional_call(self, {n: p.detach() for n, p in self.named_parameters()}, (x,))
 
     def fit_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """−log q(y | x): trains the estimator only (the parts are detached)."""
-        mu, logvar = self._moments(x.detach(), frozen=False)
+        mu, logvar = self(x.detach())
         return ((mu - y.detach()) ** 2 / logvar.exp() + logvar).sum(1).mean()
 
     def bound(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
         """The MI upper bound: trains the encoders only (the estimator's weights are detached)."""
-        mu, logvar = self._moments(x, frozen=True)
+        mu, logvar = self._frozen(x)
         pos = -((mu - y) ** 2) / logvar.exp()
         neg = -((mu - y[perm]) ** 2) / logvar.exp()
         return (pos.sum(1) - neg.sum(1)).mean() / 2
@@ -206,25 +206,17 @@ class DGMRec(ZooModel):
     def _refresh_graphs(self, filled: list[torch.Tensor]) -> None:
         """Absent items' rows: ``refresh_blend`` over their k nearest items by the features
         generated now (present items by their own), the rest on the self-loop."""
+        kk, blend = min(self.p.knn_k, self.n_items - 1), self.p.refresh_blend
         for k in range(len(self.content)):
-            absent = np.flatnonzero(~self.content.present(k).cpu().numpy())
-            if len(absent) == 0:
-                continue
-            kk = min(self.p.knn_k, self.n_items - 1)
-            if kk <= 0:
+            off = ~self.content.present(k).cpu().numpy()
+            absent = np.flatnonzero(off)
+            if len(absent) == 0 or kk <= 0:
                 continue
             nb = _nearest(F.normalize(filled[k].float(), dim=1), absent, kk)
-            w = self.p.refresh_blend / kk
-            rows = sp.csr_matrix((np.full(nb.size, w, np.float32), (np.repeat(absent, kk), nb.ravel())),
+            rows = sp.csr_matrix((np.full(nb.size, blend / kk, np.float32), (np.repeat(absent, kk), nb.ravel())),
                                  shape=self.base_graphs[k].shape)  # fmt: skip
-            keep = sp.diags(
-                np.isin(np.arange(self.n_items), absent, invert=True).astype(np.float32)
-            )
-            loops = sp.diags(
-                np.isin(np.arange(self.n_items), absent).astype(np.float32)
-                * (1 - self.p.refresh_blend)
-            )
-            self.graphs[k] = SparseOp((keep @ self.base_graphs[k] + loops + rows).tocsr())
+            present_rows = sp.diags((~off).astype(np.float32)) @ self.base_graphs[k]
+            self.graphs[k] = SparseOp((present_rows + sp.diags(off * (1 - blend)) + rows).tocsr())
 
     def _perturb(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p.noise == 0:
