@@ -203,7 +203,7 @@ def test_deadline_answers_504_naming_the_stage(server: str, trained: dict) -> No
 
     ds = load_dataset(trained["shop"])
     body = {"user_id": str(ds.user_ids[0]), "k": 5}
-    r = post(server, body, headers={"x-timeout-ms": "1"})
+    r = post(server + "/mma", body, headers={"x-timeout-ms": "1"})  # its reranker is a hop away
     assert r.status_code == 504 and "'rerank'" in r.text, r.text
     text = {"text": "a lamp", "k": 5}
     r = post(server, text, headers={"x-timeout-ms": "1"})
@@ -255,6 +255,16 @@ def test_fuzz_subset_gives_no_5xx_and_healthz_stays_up(server: str, trained: dic
     assert res["healthz"]["ok"] == res["healthz"]["probes"] > 5
     assert {"malformed_json", "numbers", "unicode", "bodies", "images", "headers"} <= set(res["by_group"])
     assert res["by_group"]["burst"] == {"200": 50}
+
+
+def test_only_an_llm_reranker_gets_its_own_deployment(server: str) -> None:
+    """A fusion model reranks inside the ingress (a hop costs more than its millisecond);
+    MMA's LLM router is its own batched deployment."""
+    from ray import serve
+
+    apps = serve.status().applications
+    assert set(apps["rec"].deployments) == {"Ingress", "QueryEncoder"}
+    assert set(apps["mma"].deployments) == {"Ingress", "QueryEncoder", "Reranker"}
 
 
 def test_unknown_item_is_404(server: str) -> None:

@@ -1,8 +1,9 @@
 """The Ray Serve application. A handle hop costs about as much as a whole retrieval, so hops are
 paid only where work is heavy: the FastAPI ingress retrieves in-process (faiss, ids, history
 means), the query encoders (MiniLM / image tower) are their own deployment reached only by
-content queries, and the reranker is a batched (GPU-able) deployment. Every replica loads and
-warms its models in its constructor, so no request meets a cold model.
+content queries, and an LLM reranker (MMA) is a batched (GPU-able) deployment; a light reranker
+(RuleRouter-Fuse, a fusion model: about a millisecond) runs inside the ingress. Every replica
+loads and warms its models in its constructor, so no request meets a cold model.
 
 Each request has a deadline (the config's, or shorter by ``X-Timeout-Ms``); a stage that runs
 out answers 504 naming it. Every deployment has a bounded queue: when it is full the request is
@@ -103,15 +104,20 @@ class Deadline:
     def __init__(self, ms: float) -> None:
         self.ms, self.end = ms, time.monotonic() + ms / 1e3
 
+    def left(self, stage: str) -> float:
+        """Seconds left before ``stage`` starts; a 504 naming it when none are."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise HTTPException(504, f"the request's {self.ms:.0f} ms deadline ran out before stage '{stage}'")
+        return left
+
     async def run(self, stage: str, method, *args):
         """``method.remote(*args)`` within what is left of the deadline; one retry when the
         replica serving it dies mid-request (calls are reads: safe to repeat)."""
         from ray.exceptions import RayActorError
 
         for attempt in (0, 1):
-            left = self.end - time.monotonic()
-            if left <= 0:
-                raise HTTPException(504, f"the request's {self.ms:.0f} ms deadline ran out before stage '{stage}'")
+            left = self.left(stage)
             try:
                 return await asyncio.wait_for(method.remote(*args), left)
             except TimeoutError:
@@ -148,13 +154,18 @@ def _fail(res) -> None:
                   max_queued_requests=200, backpressure_config=SHED)  # fmt: skip
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, encoder: DeploymentHandle, reranker: DeploymentHandle, cfg: dict) -> None:
-        from metamodal.serving.reranker import reranker_name
+    def __init__(self, encoder: DeploymentHandle, reranker: DeploymentHandle | None, cfg: dict) -> None:
+        """``reranker``: the LLM reranker's deployment, or None to rerank in this replica."""
+        from metamodal.serving.reranker import RerankerCore, reranker_name
 
         c = ServeConfig(**cfg)
         self.encoder, self.reranker, self.cfg = encoder, reranker, c
         self.core = RetrieverCore(c)
         self.core.warm()
+        self.local = None
+        if reranker is None:
+            self.local = RerankerCore(c)
+            self.local.warm()
         self.name = reranker_name(c)
 
     @api.get("/healthz")
@@ -193,7 +204,11 @@ class Ingress:
         timings["retrieve"] = 1e3 * (t1 - t0) - timings.get("encode", 0.0)
         fallback = None
         if req.rerank and len(got.pool):
-            rr = await deadline.run("rerank", self.reranker.rerank, (got, req.modalities))
+            if self.local is not None:  # about a millisecond: cheaper inline than a thread hop
+                deadline.left("rerank")
+                rr = self.local.rerank([(got, req.modalities)])[0]
+            else:
+                rr = await deadline.run("rerank", self.reranker.rerank, (got, req.modalities))
             timings["rerank"] = 1e3 * (time.perf_counter() - t1)
             order, scores, name, used, tools = rr.order, rr.scores, self.name, rr.used, rr.tools
             fallback = rr.fallback
@@ -227,6 +242,8 @@ def build_app(cfg: ServeConfig, replicas: int = 1, max_replicas_per_node: int | 
             o["ray_actor_options"] = {**d.ray_actor_options, "runtime_env": {"env_vars": env}}
         return o
 
+    from metamodal.serving.reranker import runs_apart
+
     encoder = QueryEncoder.options(**opts(QueryEncoder)).bind(c)
-    reranker = Reranker.options(**opts(Reranker)).bind(c)
+    reranker = Reranker.options(**opts(Reranker)).bind(c) if runs_apart(cfg) else None
     return Ingress.options(**opts(Ingress)).bind(encoder, reranker, c)

@@ -130,6 +130,22 @@ def load_routed(cfg: ServeConfig, run, store, kind: str):
     return RoutedReranker.load(seed_dir, AgentEnv(store, tools_for(store, extra=extra)), kind)
 
 
+def runs_apart(cfg: ServeConfig) -> bool:
+    """Whether the reranker gets its own deployment: only when it runs an LLM (MMA's router, or
+    a router that routes to the listwise ``llm_rank`` tool). RuleRouter-Fuse, a fusion model and
+    ``none`` cost about a millisecond in process, less than the handle hop that would carry
+    them, so they run inside the ingress."""
+    if cfg.reranker == "mma":
+        return True
+    if cfg.reranker != "rulerouter":
+        return False
+    from metamodal.agent.routed import read_router
+
+    mma = MMARun(cfg.mma_dir)
+    sync_down(mma.path)
+    return bool(read_router(mma.seed_dir(cfg.mma_seed)).get("llm_rank"))
+
+
 def reranker_name(cfg: ServeConfig) -> str:
     """What orders the list, as responses name it (read from disk: cheap, no model loaded)."""
     if cfg.reranker != "model":
