@@ -171,7 +171,7 @@ def test_every_command_and_job_offers_every_field_of_its_options() -> None:
     from metamodal.cli import app
     from metamodal.data.missing import MissingSpec
     from metamodal.data.synth import SynthConfig
-    from metamodal.extract.options import AlignConfig, ExtractOptions
+    from metamodal.extract.options import AlignConfig, ExtractOptions, KeywordOptions
     from metamodal.serving.config import ServeConfig
     from metamodal.workflows.options import (
         AlignIO,
@@ -179,6 +179,7 @@ def test_every_command_and_job_offers_every_field_of_its_options() -> None:
         MMARunOptions,
         PipelineJob,
         PipelineRun,
+        SeqRunOptions,
         TrainOptions,
         TuneOptions,
     )
@@ -187,7 +188,8 @@ def test_every_command_and_job_offers_every_field_of_its_options() -> None:
     commands = {"extract": (CatalogIO, ExtractOptions), "align": (AlignIO, AlignConfig), "train": TrainOptions,
                 "tune": TuneOptions, "serve": ServeConfig, "data synth": SynthConfig,
                 "data split": MissingSpec, "eval baselines": MissingSpec, "mma run": MMARunOptions,
-                "pipeline": PipelineRun}  # fmt: skip
+                "pipeline": PipelineRun, "seq run": SeqRunOptions,
+                "keywords": (CatalogIO, KeywordOptions)}  # fmt: skip
     for name, model in commands.items():
         cmd = group
         for part in name.split():
@@ -195,7 +197,8 @@ def test_every_command_and_job_offers_every_field_of_its_options() -> None:
         assert set(_fields(model)) <= {p.name for p in cmd.params}, name
     jobs = {"train.py": TrainOptions, "tune_fusion.py": TuneOptions, "train_policy.py": MMARunOptions,
             "pipeline.py": (PipelineJob, SynthConfig), "extract_embeddings.py": (CatalogIO, ExtractOptions),
-            "align_clip.py": (AlignIO, AlignConfig)}  # fmt: skip
+            "align_clip.py": (AlignIO, AlignConfig), "seq_run.py": SeqRunOptions,
+            "keywords.py": (CatalogIO, KeywordOptions)}  # fmt: skip
     helps = {job: subprocess.Popen([sys.executable, str(ROOT / "jobs" / job), "--help"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for job in jobs}  # fmt: skip

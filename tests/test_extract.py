@@ -229,3 +229,32 @@ def test_weights_never_downloaded() -> None:
         Encoder(EncoderSpec("open_clip_image", "x", arch="ViT-B-32", pretrained="openai"))
     with pytest.raises(WeightsUnavailable, match="neither a file nor a known"):
         Encoder(EncoderSpec("open_clip_image", "x", pretrained="no-such-tag"))
+
+
+def test_keywords_resume_identically_and_textless_items_get_none(
+    ray_session, catalog: Path, tmp_path: Path, tiny_llm: Path
+) -> None:
+    """The keyword job (random-init tiny LLM: the machinery, not the words) is an extraction:
+    an interrupted run resumes to the same keywords as an uninterrupted one, and an item
+    without text gets no keywords, counted with its reason."""
+    from metamodal.data.loaders.embeddings import read_modality
+    from metamodal.extract.keywords import keyword_counts, parse_keywords
+    from metamodal.extract.pipeline import run_extraction
+
+    kw = EncoderSpec("llm_keywords", "text_keywords", arch=str(tiny_llm))
+    part = run_extraction(catalog, tmp_path / "a", cfg(encoders=[kw], max_new_shards=1))
+    assert part.modalities["text_keywords"].complete is False
+    done = run_extraction(catalog, tmp_path / "a", cfg(encoders=[kw]))
+    assert done.modalities["text_keywords"].encoded_now <= 40 - 16
+    run_extraction(catalog, tmp_path / "b", cfg(encoders=[kw], actors=1))
+    a, b = read_modality(tmp_path / "a", "text_keywords"), read_modality(tmp_path / "b", "text_keywords")
+    la = dict(zip(a.column("item_id").to_pylist(), a.column("labels").to_pylist(), strict=True))
+    lb = dict(zip(b.column("item_id").to_pylist(), b.column("labels").to_pylist(), strict=True))
+    assert la == lb and len(la) == 40
+    reasons = dict(zip(a.column("item_id").to_pylist(), a.column("reason").to_pylist(), strict=True))
+    assert la["it04"] == la["it05"] == "" and reasons["it04"] == reasons["it05"] == "text_absent"
+    counts = keyword_counts(tmp_path / "a")
+    assert counts["items"] == 40 and counts["text_keywords"] == sum(bool(v) for v in la.values()) <= 38
+    assert counts["neither"] == 40 - counts["text_keywords"]  # no image encoder in this run
+    assert parse_keywords("Keywords: 1. Space Horror\n- alien creature, alien creature; a b c d e", 5) == [
+        "space horror", "alien creature", "a b c"]  # fmt: skip

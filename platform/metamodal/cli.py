@@ -20,7 +20,7 @@ from metamodal.config import ConfigError, Flag, flags_to_model, model_flags
 from metamodal.data import DataError, load_dataset
 from metamodal.data.missing import MissingSpec
 from metamodal.data.synth import SynthConfig
-from metamodal.extract.options import AlignConfig, ExtractOptions
+from metamodal.extract.options import AlignConfig, ExtractOptions, KeywordOptions
 from metamodal.serving.config import ServeConfig
 from metamodal.storage import ENV_ENDPOINT, ENV_URI, Storage
 from metamodal.workflows.options import (
@@ -30,6 +30,7 @@ from metamodal.workflows.options import (
     MMARunOptions,
     MonitorOptions,
     PipelineRun,
+    SeqRunOptions,
     TrainOptions,
     TuneOptions,
 )
@@ -217,6 +218,28 @@ def extract(io: CatalogIO, options: ExtractOptions) -> None:
     print(f"wrote {io.out}/manifest.json")
 
 
+@app.command("keywords")
+@with_model_options(CatalogIO, into="io")
+@with_model_options(KeywordOptions, into="options")
+def keywords(io: CatalogIO, options: KeywordOptions) -> None:
+    """Keyword summaries per item through Ray Data: an LLM's keywords of the text, the image
+    classifier's top classes as visual keywords; sharded and resumable like extraction."""
+    from metamodal.extract.encoders import WeightsUnavailable
+    from metamodal.extract.keyword_reward import keyword_quality
+    from metamodal.extract.keywords import keyword_config, keyword_counts
+    from metamodal.extract.pipeline import run_extraction
+    from metamodal.rundir import write_json
+
+    with exit_2_on(ValueError, WeightsUnavailable, FileNotFoundError):
+        run_extraction(io.catalog, io.out, keyword_config(options), io.format)
+    counts = keyword_counts(io.out)
+    print(", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items()))
+    q = keyword_quality(io.out, io.catalog, io.format)
+    write_json(io.out / "keyword_quality.json", {**counts, "quality": q}, indent=1)
+    print("summariser reward terms: " + ", ".join(f"{k} {v:.3f}" for k, v in q.items() if k != "items"))
+    print(f"wrote {io.out}/manifest.json, keyword_quality.json")
+
+
 @app.command()
 @with_model_options(AlignIO, into="io")
 @with_model_options(AlignConfig, into="cfg")
@@ -292,6 +315,31 @@ def mma_run(o: MMARunOptions) -> None:
         raise typer.Exit(2) from None
     with exit_2_on(ConfigError):
         run_mma(str(o.dataset), o.out, cfg, reevaluate=o.reevaluate)
+
+
+seq_app = typer.Typer(no_args_is_help=True, help="Sequential (next-item) recommendation.")
+app.add_typer(seq_app, name="seq")
+
+
+@seq_app.command("run")
+@with_model_options(SeqRunOptions, into="o")
+def seq_run(o: SeqRunOptions) -> None:
+    """SASRec, multimodal SASRec and popularity on a leave-last-out split by time, both
+    protocols (sampled and full ranking), with text or image missing. Run again with the same
+    configuration, finished seeds are kept."""
+    from pydantic import ValidationError
+
+    from metamodal.seq.config import load_seq_config
+    from metamodal.seq.run import run_seq
+
+    try:
+        cfg = load_seq_config(o.overrides(), o.quick, o.seeds)
+    except (ValidationError, ConfigError) as e:
+        print(f"error: seq configuration: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    with exit_2_on(ConfigError, ValueError):
+        run_seq(str(o.dataset), o.out, cfg)
+    print(f"wrote {o.out}/report.md")
 
 
 @app.command()

@@ -90,8 +90,11 @@ def quiet_driver() -> None:
     from ray._private import worker
     from ray.data import DataContext
 
-    DataContext.get_current().enable_progress_bars = False
-    DataContext.get_current().print_on_execution_start = False
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    if hasattr(ctx, "issue_detectors_config"):  # "hanging task" warnings fire on every slow (LLM) batch
+        ctx.issue_detectors_config.detectors = []
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # "... may be a performance bottleneck"

@@ -32,7 +32,7 @@ NAME = "llm_rank"
 ANSWER = "\nbest:"
 PROFILE_WORDS = 12  # the history's most frequent keywords
 ITEM_WORDS = 4  # keywords shown per candidate
-WINDOW = len(LETTERS)
+WINDOW = 20  # candidates per forward pass
 
 
 def profile_of(history_kw: list[list[str]]) -> list[str]:

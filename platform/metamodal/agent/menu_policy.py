@@ -32,9 +32,9 @@ from metamodal.harness import (
     zero_optimiser,
 )
 from metamodal.rundir import write_json
-from metamodal.runlog import read_metrics
+from metamodal.runlog import Progress, read_metrics
 
-LETTERS = "ABCDEFGHIJKLMNOPQRST"  # a route menu, or a listwise window of candidates
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # a route menu, or a listwise window of candidates
 ANSWER = "\nroute:"
 MEMO_ROWS = 50_000  # remembered read-outs (oldest dropped first): bounded memory in Serve
 STATE_BYTES = 2 << 30  # the frozen trunk's outputs shared between an MMA run's adapters
@@ -85,23 +85,6 @@ class MenuPolicyConfig(BaseModel):
     zero_stage: int = 2
     seed: int = 0
     answer: str = ANSWER  # the cue the letter follows (``llm_rank`` uses its own)
-
-
-class Progress:
-    """A line every ``every`` seconds while a long pass runs (done, rate, time left); nothing
-    for a pass that ends sooner."""
-
-    def __init__(self, what: str, total: int, every: float = 30.0) -> None:
-        self.what, self.total, self.every = what, total, every
-        self.t0 = self.last = time.perf_counter()
-
-    def update(self, done: int) -> None:
-        now = time.perf_counter()
-        if done and now - self.last >= self.every:
-            rate = done / (now - self.t0)
-            print(f"  {self.what}: {done:,}/{self.total:,} ({rate:.1f}/s, about "
-                  f"{(self.total - done) / rate:.0f} s left)", flush=True)  # fmt: skip
-            self.last = now
 
 
 def letter_ids(tok, n: int) -> list[int]:

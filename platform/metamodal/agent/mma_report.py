@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metamodal.eval.paired import paired_wilcoxon
 from metamodal.eval.tables import markdown_table
 from metamodal.rundir import write_json
 from metamodal.rundir.html import write_html
@@ -25,19 +26,6 @@ def _ooma_episode_means(seed: dict, method: str) -> np.ndarray:
     """Per test episode, NDCG@10 averaged over the single-observed-modality conditions."""
     conds = [c for c in seed["per_episode"] if c.startswith("ooma:")]
     return np.mean([seed["per_episode"][c][method] for c in conds], axis=0)
-
-
-def _paired(a: np.ndarray, b: np.ndarray) -> dict:
-    from scipy.stats import wilcoxon
-
-    d = a - b
-    if not np.any(d):
-        return {"n": len(d), "mean_diff": 0.0, "wilcoxon_p": 1.0}
-    return {
-        "n": len(d),
-        "mean_diff": float(d.mean()),
-        "wilcoxon_p": float(wilcoxon(a, b, zero_method="wilcox").pvalue),
-    }
 
 
 def _validation(seeds: list[dict], check: str, method: str) -> float:
@@ -71,7 +59,7 @@ def summarise(seeds: list[dict]) -> dict:
         ref = table[base]["ndcg@10"]
         gains[check] = {m: 100.0 * (table[m]["ndcg@10"] - ref) / ref if ref > 0 else None
                         for m in AGENT_METHODS if m in table}  # fmt: skip
-        tests[check] = {f"{m}_vs_{base}": _paired(_pooled(seeds, m, check), _pooled(seeds, base, check))
+        tests[check] = {f"{m}_vs_{base}": paired_wilcoxon(_pooled(seeds, m, check), _pooled(seeds, base, check))
                         for m in AGENT_METHODS}  # fmt: skip
     tests["router_control"] = _router_tests(seeds, methods)
     return {
@@ -122,7 +110,7 @@ def _router_tests(seeds: list[dict], methods: list[str]) -> dict:
                   "mma_bucket_prompt", "mma_bc_only"):  # fmt: skip
         if other in methods:
             out[f"mma_auto_vs_{other}"] = {
-                c: _paired(_pooled(seeds, "mma_auto", c), _pooled(seeds, other, c))
+                c: paired_wilcoxon(_pooled(seeds, "mma_auto", c), _pooled(seeds, other, c))
                 for c in ("ooma", "fixed_pool")
             }
     return out

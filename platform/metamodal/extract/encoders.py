@@ -21,7 +21,8 @@ import torch
 
 from metamodal.extract.decode import CLIP_MEAN, CLIP_STD
 
-ENCODER_TYPES = ("efficientnet_image", "open_clip_image", "open_clip_text", "minilm")
+ENCODER_TYPES = ("efficientnet_image", "open_clip_image", "open_clip_text", "minilm", "llm_keywords")
+KEYWORDS_PER_ITEM = 5
 IMAGE_TYPES = ("efficientnet_image", "open_clip_image")
 
 
@@ -202,6 +203,13 @@ class Encoder:
                 else self.model.get_sentence_embedding_dimension()
             )
             return
+        if spec.type == "llm_keywords":  # arch: the LLM; the embedding: MiniLM of the keywords
+            from metamodal.extract.keywords import KeywordWriter
+
+            self.writer = KeywordWriter(spec.arch, device, KEYWORDS_PER_ITEM)
+            self.minilm = Encoder(EncoderSpec("minilm", spec.modality), device)
+            self.dim = self.minilm.dim
+            return
         if spec.type == "efficientnet_image":
             from metamodal.extract.efficientnet import PIXEL_STATS, build_efficientnet
 
@@ -249,6 +257,21 @@ class Encoder:
 
             return penultimate(self.model, x)
         return self.model.encode_image(x)
+
+    @property
+    def labels_texts(self) -> bool:
+        """Whether this encoder writes keywords of the text (the LLM summariser)."""
+        return self.spec.type == "llm_keywords"
+
+    def encode_texts_labelled(self, texts: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Each text's keywords joined by ", " and the MiniLM embedding of that line; an item
+        whose answer held no keyword gets "" (and is counted absent by the stage)."""
+        words = [", ".join(w) for w in self.writer.summarise(texts)]
+        emb = np.zeros((len(words), self.dim), np.float32)
+        said = [i for i, w in enumerate(words) if w]
+        if said:
+            emb[said] = self.minilm.encode_texts([words[i] for i in said])
+        return emb, words
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:

@@ -47,3 +47,17 @@ class AlignConfig(BaseModel):
     seed: int = 0
     max_failures: int = Field(2, ge=0, description="worker failures resumed from the last checkpoint")
     fail_at_epoch: int | None = Field(None, description="fault injection: kill a worker once there (resume tests)")
+
+
+class KeywordOptions(BaseModel):
+    """``metamodal keywords``: LLM keyword summaries of item text and visual keywords (the
+    pretrained image classifier's top ImageNet classes) of item images."""
+
+    model_config = ConfigDict(extra="forbid")
+    llm: str = Field("smollm2-135m-instruct", description="the summariser: the packaged SmolLM2-135M-Instruct, or a Hugging Face causal LM name/path")  # fmt: skip
+    image: bool = Field(True, description="visual keywords from the images (EfficientNet-Lite0's top ImageNet classes)")  # fmt: skip
+    batch_size: int | None = Field(None, description="items per LLM batch (default: 64 on CPU, 512 on GPU)")
+    actors: int | None = Field(None, description="encoder actors (default: one per GPU, else 2)")
+    shard_size: int | None = Field(None, description="items per output shard (default 512)")
+    device: Literal["auto", "cpu", "cuda"] | None = Field(None, description="where the models run (default: auto)")
+    overwrite: bool = Field(False, description="replace keywords made with another config")

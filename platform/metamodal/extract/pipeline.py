@@ -33,6 +33,7 @@ from metamodal.extract.encoders import EncoderSpec, checkpoint_arch, image_size
 from metamodal.extract.options import ExtractOptions
 from metamodal.extract.stages import Encode
 from metamodal.rundir import ExtractManifest, ExtractRun
+from metamodal.runlog import Progress
 from metamodal.storage import sync_down, sync_up
 
 
@@ -154,7 +155,10 @@ def extract_modality(ds: Dataset, spec: EncoderSpec, out: Path, cfg: ExtractConf
     if records:
         pipe = _encode_pipeline(records, spec, cfg, batch_size, (device, n_actors, res, threads),
                                 str(Path(ds.path).resolve()))  # fmt: skip
+        progress, done = Progress(f"{spec.modality}: items encoded", len(records)), 0
         for batch in pipe.iter_batches(batch_size=None, batch_format="numpy"):
+            done += len(batch["idx"])
+            progress.update(done)
             if first_out is None:
                 first_out, first_n = time.perf_counter(), len(batch["idx"])
             dim = batch["embedding"].shape[1]

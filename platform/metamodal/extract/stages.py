@@ -2,8 +2,8 @@
 
 Rows arrive with ``idx``, ``payload`` (text, or the image path), ``ok`` and ``reason`` (and
 ``pixels`` for images, from ``decode.decode_batch``) and leave with ``embedding`` (zeros where
-absent), ``present`` and ``reason`` — and ``labels`` (top ImageNet classes, "" where absent)
-when the encoder is a pretrained classifier.
+absent), ``present`` and ``reason`` — and ``labels`` (top ImageNet classes, or the LLM's text
+keywords; "" where absent) when the encoder names what it reads.
 """
 
 from __future__ import annotations
@@ -30,6 +30,14 @@ class Encode:
             labels = np.full(len(ok), "", dtype=object)
             if ok.any():
                 emb[ok], labels[ok] = self.encoder.encode_images_labelled(batch["pixels"][ok])
+            out["labels"] = labels
+        elif "pixels" not in batch and self.encoder.labels_texts:
+            labels = np.full(len(ok), "", dtype=object)
+            if ok.any():
+                emb[ok], labels[ok] = self.encoder.encode_texts_labelled([str(t) for t in batch["payload"][ok]])
+                empty = ok & (labels == "")
+                out["present"] = ok & ~empty
+                out["reason"] = np.where(empty, "no_keywords", batch["reason"])
             out["labels"] = labels
         elif ok.any() and "pixels" in batch:
             emb[ok] = self.encoder.encode_images(batch["pixels"][ok])

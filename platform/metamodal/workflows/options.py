@@ -78,6 +78,18 @@ class MMARunOptions(Options):
         return [*self.set, *([f"split={split}"] if split else [])]
 
 
+class SeqRunOptions(Options):
+    dataset: DatasetDir
+    out: Path = Field(description="run directory (report.json, report.md, report.png)")
+    features: Path | None = Field(None, description="an extraction run (metamodal extract --out DIR): mm_sasrec's content")  # fmt: skip
+    quick: bool = Field(False, description="the demo's budget: a small encoder, few epochs, 1 seed")
+    seeds: int | None = Field(None, ge=1, description="seeds (default 3)")
+    set: Overrides = []  # e.g. train.epochs=30, sasrec.dim=128
+
+    def overrides(self) -> list[str]:
+        return [*self.set, *([f"features={self.features}"] if self.features else [])]
+
+
 STAGES = ("inspect", "split", "align", "extract", "zoo", "tune", "mma", "evaluate", "serve")
 
 

@@ -1,0 +1,159 @@
+"""``keyword_llm``: the keyword-RAG LLM sequential recommender (MMSRARec). The prompt holds the
+user's recent items as keyword lines, keywords that the user's nearest neighbours' recent items
+share (the collaborative part, retrieved with faiss over the ID-only SASRec's user states), and
+the candidates as lettered keyword lines; the LM scores them from its next-token logits over the
+letters in one forward pass (LlamaRec's verbalizer: no free-form generation at evaluation).
+
+Keywords come from ``metamodal keywords``: the LLM's keywords of an item's text and the image
+classifier's classes as visual keywords. A condition that hides a modality hides its keywords
+everywhere in the prompt — items, history and neighbours alike — so nothing masked reaches it.
+
+Training reuses the menu trainer (``agent.menu_policy``: LoRA on the top layers over a cached
+frozen trunk, Ray Train + DeepSpeed ZeRO-2): SFT on the target's letter, then the exact
+expected-reward stage with a KL to it, on prompts built from the users' training sequences
+(the last training item is the target) with modalities hidden at random, as in training the
+multimodal SASRec. On full ranking it reranks SASRec's top candidates.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metamodal.agent.menu_policy import LETTERS
+from metamodal.seq.sequences import Sequences
+
+ANSWER = "\nnext:"
+RECENT = 5  # history items shown
+ITEM_WORDS = 4  # keywords per item line
+COLLAB_WORDS = 8
+NEIGHBOURS = 10
+
+
+@dataclass
+class ItemKeywords:
+    """Per item: its text keywords and its visual keywords (empty lists where none)."""
+
+    text: list[list[str]]
+    image: list[list[str]]
+
+    @classmethod
+    def load(cls, keywords_dir: str | Path, ds) -> ItemKeywords:
+        from metamodal.data.loaders.embeddings import load_embeddings
+
+        mods = load_embeddings(keywords_dir, ds)
+
+        def words(kind: str) -> list[list[str]]:
+            m = next((m for n, m in mods.items() if n.endswith("_labels") and m.kind == kind), None)
+            if m is None:
+                return [[] for _ in range(ds.n_items)]
+            return [[w.strip() for w in t.split(",") if w.strip()] if t else [] for t in m.texts]
+
+        return cls(words("text"), words("image"))
+
+    def of(self, i: int, hidden: frozenset[str]) -> list[str]:
+        out = [] if "text" in hidden else list(self.text[i])
+        out += [] if "image" in hidden else [w for w in self.image[i] if w not in out]
+        return out
+
+    def line(self, i: int, hidden: frozenset[str]) -> str:
+        return " ".join(self.of(i, hidden)[:ITEM_WORDS]) or "-"
+
+
+class Neighbours:
+    """Each user's nearest users by the cosine of their vectors (faiss, inner product)."""
+
+    def __init__(self, user_vectors: np.ndarray, k: int = NEIGHBOURS) -> None:
+        import faiss
+
+        x = np.ascontiguousarray(user_vectors, dtype=np.float32)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        index = faiss.IndexFlatIP(x.shape[1])
+        index.add(x)
+        _, nn = index.search(x, k + 1)
+        self.of = [row[(row != u) & (row >= 0)][:k] for u, row in enumerate(nn)]
+
+
+def collab_words(seqs: Sequences, kw: ItemKeywords, nb: Neighbours, u: int, own: list[str],
+                 hidden: frozenset[str]) -> list[str]:  # fmt: skip
+    """Keywords the neighbours' recent training items share, the user's own left out."""
+    c = Counter(w for v in nb.of[u] for i in seqs.train[int(v)][-RECENT:] for w in set(kw.of(int(i), hidden)))
+    mine = set(own)
+    return [w for w, _ in c.most_common(COLLAB_WORDS + len(mine)) if w not in mine][:COLLAB_WORDS]
+
+
+def prompt(history: np.ndarray, collab: list[str], candidates: np.ndarray, kw: ItemKeywords,
+           hidden: frozenset[str]) -> str:  # fmt: skip
+    recent = [kw.line(int(i), hidden) for i in history[-RECENT:]]
+    lines = ["recent: " + "; ".join(recent), "similar users: " + (" ".join(collab) or "-")]
+    lines += [f"{c}: {kw.line(int(i), hidden)}" for c, i in zip(LETTERS, candidates, strict=False)]
+    return "\n".join(lines)
+
+
+@dataclass
+class PromptMaker:
+    seqs: Sequences
+    kw: ItemKeywords
+    nb: Neighbours
+
+    def __call__(self, u: int, history: np.ndarray, candidates: np.ndarray, hidden: frozenset[str]) -> str:
+        own = [w for i in history[-RECENT:] for w in self.kw.of(int(i), hidden)]
+        return prompt(history, collab_words(self.seqs, self.kw, self.nb, u, own, hidden), candidates, self.kw, hidden)
+
+
+def training_rows(make: PromptMaker, n_rows: int, n_candidates: int, hide_p: float, seed: int):
+    """(prompts, one-hot rewards [n, letters], sizes): the last training item of a user as the
+    target after the items before it, among random unseen items, candidates shuffled."""
+    seqs = make.seqs
+    rng = np.random.default_rng([seed, 18])
+    users = [u for u in range(len(seqs.train)) if len(seqs.train[u]) >= 2]
+    if not users:
+        raise ValueError("keyword_llm: no user has two training items")
+    prompts, targets = [], []
+    for u in rng.choice(users, size=min(n_rows, len(users)), replace=False):
+        seq = seqs.train[int(u)]
+        seen = set(seqs.seen[int(u)].tolist())
+        neg = [int(i) for i in rng.permutation(seqs.n_items) if int(i) not in seen][: n_candidates - 1]
+        cands = rng.permutation(np.array([int(seq[-1]), *neg]))
+        hidden = frozenset(k for k in ("text", "image") if rng.random() < hide_p)
+        prompts.append(make(int(u), seq[:-1], cands, hidden))
+        targets.append(int(np.flatnonzero(cands == seq[-1])[0]))
+    r = np.zeros((len(prompts), n_candidates), np.float32)
+    r[np.arange(len(prompts)), targets] = 1.0
+    return prompts, r, np.full(len(prompts), n_candidates)
+
+
+def hidden_kinds(condition: str) -> frozenset[str]:
+    """``no_text`` → {text}; ``full`` → {}."""
+    return frozenset([condition[3:]]) if condition.startswith("no_") else frozenset()
+
+
+def _log_probs(net, prompts: list[str], n: int) -> np.ndarray:
+    return np.log(net.probs(prompts, [n] * len(prompts))[:, :n] + 1e-12)
+
+
+def evaluate_llm(net, make: PromptMaker, users: np.ndarray, negatives: np.ndarray, condition: str,
+                 first_stage: np.ndarray, seed: int) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
+    """Per-user metrics of the LLM on both protocols: on ``sampled`` it reads the target and
+    the user's negatives in a shuffled order; on ``full`` it reorders the first stage's top
+    ``1 + negatives`` (``first_stage``: [users, n_items] scores, history already -inf)."""
+    from metamodal.eval.sequential import full_metrics, sampled_metrics
+
+    seqs, hidden, n = make.seqs, hidden_kinds(condition), 1 + negatives.shape[1]
+    rng = np.random.default_rng([seed, 11])
+    hist = [seqs.history("test", int(u)) for u in users]
+    target = seqs.target["test"][users]
+    perm = [rng.permutation(n) for _ in users]
+    cands = [np.array([t, *neg])[p] for t, neg, p in zip(target, negatives, perm, strict=True)]
+    lp = _log_probs(net, [make(int(u), h, c, hidden) for u, h, c in zip(users, hist, cands, strict=True)], n)
+    at = np.array([int(np.flatnonzero(p == 0)[0]) for p in perm])  # where the target went
+    pos = lp[np.arange(len(users)), at]
+    neg = np.stack([np.delete(row, a) for row, a in zip(lp, at, strict=True)])
+    top = np.argsort(-first_stage, axis=1, kind="stable")[:, :n]
+    lt = _log_probs(net, [make(int(u), h, c, hidden) for u, h, c in zip(users, hist, top, strict=True)], n)
+    full = np.array(first_stage, dtype=np.float64, copy=True)
+    np.put_along_axis(full, top, 1e6 + lt, axis=1)  # the reordered head stays above the rest
+    return {"sampled": sampled_metrics(pos, neg), "full": full_metrics(full, target, hist)}
