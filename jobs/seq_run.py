@@ -1,7 +1,9 @@
-"""Sequential recommendation (SASRec, multimodal SASRec, popularity) on a leave-last-out split
-by time, both protocols, with text or image missing — the same path as ``metamodal seq run``.
+"""Sequential recommendation (popularity, SASRec, multimodal SASRec, the keyword-RAG LLM) on a
+leave-last-out split by time, both protocols, with text or image missing — the same path as
+``metamodal seq run``.
 
 python jobs/seq_run.py --dataset ../shared/data/ml100k-mm --features runs/ml100k/embeddings \
+    --keywords runs/ml100k/keywords \
     --out runs/seq/ml100k [--quick] [--set train.workers=2 --set train.use_gpu=true]
 ray job submit --working-dir . -- python jobs/seq_run.py --dataset DATA --out OUT
 """

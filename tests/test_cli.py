@@ -171,7 +171,12 @@ def test_every_command_and_job_offers_every_field_of_its_options() -> None:
     from metamodal.cli import app
     from metamodal.data.missing import MissingSpec
     from metamodal.data.synth import SynthConfig
-    from metamodal.extract.options import AlignConfig, ExtractOptions, KeywordOptions
+    from metamodal.extract.options import (
+        AlignConfig,
+        ExtractOptions,
+        KeywordOptions,
+        SummariserConfig,
+    )
     from metamodal.serving.config import ServeConfig
     from metamodal.workflows.options import (
         AlignIO,
@@ -189,7 +194,7 @@ def test_every_command_and_job_offers_every_field_of_its_options() -> None:
                 "tune": TuneOptions, "serve": ServeConfig, "data synth": SynthConfig,
                 "data split": MissingSpec, "eval baselines": MissingSpec, "mma run": MMARunOptions,
                 "pipeline": PipelineRun, "seq run": SeqRunOptions,
-                "keywords": (CatalogIO, KeywordOptions)}  # fmt: skip
+                "keywords": (CatalogIO, KeywordOptions), "tune-summariser": (CatalogIO, SummariserConfig)}  # fmt: skip
     for name, model in commands.items():
         cmd = group
         for part in name.split():

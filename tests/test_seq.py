@@ -132,10 +132,10 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
     cat = write_cycle_catalog(tmp_path / "cycle")
     kw = EncoderSpec("llm_keywords", "text_keywords", arch=str(tiny_llm))
     run_extraction(cat, tmp_path / "kw", ExtractConfig(encoders=[kw], actors=1, batch_size=32))
-    cfg = load_seq_config(["train.epochs=8", "train.eval_every=4", "sasrec.dim=32", "sasrec.layers=1",
+    cfg = load_seq_config(["train.epochs=4", "train.eval_every=4", "train.lr=5e-3", "sasrec.dim=32", "sasrec.layers=1",
                            "sasrec.max_len=10", "train.batch=64", f"keywords={tmp_path / 'kw'}",
-                           "llm.train_rows=24", "llm.eval_users=12", f"llm.policy.model={tiny_llm}",
-                           "llm.policy.workers=1", "llm.policy.bc_epochs=1", "llm.policy.rl_epochs=1",
+                           "llm.train_rows=16", "llm.eval_users=12", f"llm.policy.model={tiny_llm}",
+                           "llm.policy.workers=1", "llm.policy.bc_epochs=1", "llm.policy.rl_epochs=0",
                            "llm.policy.train_layers=1", "llm.policy.batch=8"], seeds=1)  # fmt: skip
     rep = run_seq(str(cat), tmp_path / "run", cfg)
     res = rep["results"]
@@ -159,6 +159,21 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
         whole = torch.softmax(mn.net(ids).logits[0, -1, letter_ids(mn.tok, 3)].float(), -1).numpy()
     np.testing.assert_allclose(mn.probs([text], [3])[0, :3], whole, atol=1e-4)
     kept = {m: (tmp_path / "run" / "seed0" / m / "result.json").stat().st_mtime_ns for m in res}
-    run_seq(str(cat), tmp_path / "run", cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"eval_users": 10})}))
-    after = {m: (tmp_path / "run" / "seed0" / m / "result.json").stat().st_mtime_ns for m in res}
-    assert {m for m in res if after[m] != kept[m]} == {"keyword_llm"}  # only what changed reruns
+    again = run_seq(str(cat), tmp_path / "run", cfg)  # the same configuration: every method kept
+    assert {m: (tmp_path / "run" / "seed0" / m / "result.json").stat().st_mtime_ns for m in res} == kept
+    assert again["results"] == rep["results"]
+
+
+def test_only_the_llm_settings_key_only_keyword_llm() -> None:
+    """Adding or retuning keyword_llm keeps the baselines' results; a shared setting reruns all."""
+    from metamodal.seq.config import load_seq_config
+    from metamodal.seq.run import method_key
+
+    ds = _shuffled_ds(np.random.default_rng(5))
+    a = load_seq_config()
+    b = load_seq_config(["llm.eval_users=10", "keywords=/elsewhere"])
+    c = load_seq_config(["n_negatives=10"])
+    for m in ("popularity", "sasrec", "mm_sasrec"):
+        assert method_key(a, m, ds, 0) == method_key(b, m, ds, 0) != method_key(c, m, ds, 0)
+        assert method_key(a, m, ds, 0) != method_key(a, m, ds, 1)
+    assert method_key(a, "keyword_llm", ds, 0) != method_key(b, "keyword_llm", ds, 0)

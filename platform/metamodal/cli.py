@@ -20,7 +20,7 @@ from metamodal.config import ConfigError, Flag, flags_to_model, model_flags
 from metamodal.data import DataError, load_dataset
 from metamodal.data.missing import MissingSpec
 from metamodal.data.synth import SynthConfig
-from metamodal.extract.options import AlignConfig, ExtractOptions, KeywordOptions
+from metamodal.extract.options import AlignConfig, ExtractOptions, KeywordOptions, SummariserConfig
 from metamodal.serving.config import ServeConfig
 from metamodal.storage import ENV_ENDPOINT, ENV_URI, Storage
 from metamodal.workflows.options import (
@@ -240,6 +240,21 @@ def keywords(io: CatalogIO, options: KeywordOptions) -> None:
     print(f"wrote {io.out}/manifest.json, keyword_quality.json")
 
 
+@app.command("tune-summariser")
+@with_model_options(CatalogIO, into="io")
+@with_model_options(SummariserConfig, into="cfg")
+def tune_summariser_cmd(io: CatalogIO, cfg: SummariserConfig) -> None:
+    """Reward-tune the keyword summariser with GRPO on Ray Train (information kept +
+    reconstructability − length); OUT/summariser is a checkpoint `keywords --llm` reads."""
+    from metamodal.extract.summariser import tune_summariser
+
+    with exit_2_on(ValueError, FileNotFoundError):
+        res = tune_summariser(str(io.catalog), io.out, cfg, io.format)
+    for k in ("before", "after"):
+        print(f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in res[k].items()))
+    print(f"wrote {io.out}/summariser, {io.out}/report.json")
+
+
 @app.command()
 @with_model_options(AlignIO, into="io")
 @with_model_options(AlignConfig, into="cfg")
@@ -324,9 +339,9 @@ app.add_typer(seq_app, name="seq")
 @seq_app.command("run")
 @with_model_options(SeqRunOptions, into="o")
 def seq_run(o: SeqRunOptions) -> None:
-    """SASRec, multimodal SASRec and popularity on a leave-last-out split by time, both
-    protocols (sampled and full ranking), with text or image missing. Run again with the same
-    configuration, finished seeds are kept."""
+    """Popularity, SASRec, multimodal SASRec and (with --keywords) the keyword-RAG LLM on a
+    leave-last-out split by time, both protocols (sampled and full ranking), with text or image
+    missing. Run again, each seed's methods whose inputs did not change are kept."""
     from pydantic import ValidationError
 
     from metamodal.seq.config import load_seq_config

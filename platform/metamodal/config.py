@@ -136,3 +136,17 @@ def flag_type(annotation: Any) -> tuple[type, list | None, bool]:
     if annotation in (bool, int, float, str, Path):
         return annotation, None, False
     raise TypeError(f"no flag for a field of type {annotation!r}; give it a --set override instead")
+
+
+def load_layered(model: Any, overrides: list[str] | None, preset: Any = None, seeds: int | None = None) -> Any:
+    """A run's configuration: ``model``'s defaults ← ``key.path=value`` overrides (validated:
+    unknown keys fail naming them) ← a preset (``--quick``) ← ``--seeds``."""
+    raw: dict = {}
+    for o in overrides or []:
+        raw = merge_layers(raw, parse_override(o))
+    cfg = model(**raw)
+    if preset is not None:
+        cfg = preset(cfg)
+    if seeds is not None:
+        cfg = cfg.model_copy(update={"seeds": seeds})
+    return cfg

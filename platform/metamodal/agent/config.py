@@ -96,19 +96,7 @@ def quick(cfg: MMAConfig) -> MMAConfig:
     )
 
 
-def load_mma_config(
-    overrides: list[str] | None = None, quick_mode: bool = False, seeds: int | None = None
-) -> MMAConfig:
-    """Defaults ← ``key.path=value`` overrides (validated: unknown keys fail naming them) ←
-    the ``--quick`` preset ← ``--seeds``."""
-    from metamodal.config import merge_layers, parse_override
+def load_mma_config(overrides: list[str] | None = None, quick_mode: bool = False, seeds: int | None = None) -> MMAConfig:
+    from metamodal.config import load_layered
 
-    raw: dict = {}
-    for o in overrides or []:
-        raw = merge_layers(raw, parse_override(o))
-    cfg = MMAConfig(**raw)
-    if quick_mode:
-        cfg = quick(cfg)
-    if seeds is not None:
-        cfg = cfg.model_copy(update={"seeds": seeds})
-    return cfg
+    return load_layered(MMAConfig, overrides, quick if quick_mode else None, seeds)

@@ -177,7 +177,7 @@ class MenuNet:
         return out.masked_fill(~keep, -1e9)
 
     @torch.no_grad()
-    def probs(self, prompts: list[str], sizes: list[int], batch: int = 32) -> np.ndarray:
+    def probs(self, prompts: list[str], sizes: list[int], batch: int = 32, what: str = "the router") -> np.ndarray:
         """π per prompt. Inference only (the weights are fixed once loaded): each distinct
         (prompt, size) is read once and remembered (bounded), so repeated prompts — the
         bucket-only prompt, the shuffled-statistics ablation, a client's retries — cost nothing."""
@@ -185,7 +185,7 @@ class MenuNet:
         keys = list(zip(prompts, sizes, strict=True))
         # similar lengths batched together: less padding to run through the layers
         todo = sorted(dict.fromkeys(k for k in keys if k not in self._memo), key=lambda k: len(k[0]))
-        progress = Progress("the router reads prompts", len(todo))
+        progress = Progress(f"{what} reads prompts", len(todo))
         for s in range(0, len(todo), batch):
             progress.update(s)
             chunk = todo[s : s + batch]

@@ -14,16 +14,28 @@ import numpy as np
 NEIGHBOURS = 20
 
 
-def reward_terms(kw_emb: np.ndarray, text_emb: np.ndarray, n_words: np.ndarray,
-                 neighbours: int = NEIGHBOURS) -> dict[str, np.ndarray]:  # fmt: skip
-    """Per item (rows: items with both keywords and text; embeddings L2-normalised)."""
-    kept = (kw_emb * text_emb).sum(1)
-    sim = text_emb @ text_emb.T
-    np.fill_diagonal(sim, np.inf)  # the item itself first among its neighbourhood
-    hood = np.argsort(-sim, axis=1)[:, : neighbours + 1]
-    q = np.einsum("nd,nkd->nk", kw_emb, text_emb[hood])
-    rank = (q > q[:, :1]).sum(1) + 1
+def neighbourhoods(text_emb: np.ndarray, have: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """[n_items, k + 1]: each item, then its ``k`` nearest items with text (by full text)."""
+    sim = text_emb @ text_emb[have].T
+    hood = np.zeros((len(text_emb), k + 1), np.int64)
+    for i in range(len(text_emb)):
+        s = sim[i].copy()
+        s[have == i] = -np.inf
+        hood[i] = [i, *have[np.argsort(-s)[:k]]]
+    return hood
+
+
+def reward_terms(kw_emb: np.ndarray, items: np.ndarray, n_words: np.ndarray, text_emb: np.ndarray,
+                 hood: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per row: keyword embeddings ``kw_emb`` of ``items`` (L2-normalised, zeros for none)."""
+    kept = (kw_emb * text_emb[items]).sum(1)
+    q = np.einsum("nd,nkd->nk", kw_emb, text_emb[hood[items]])
+    rank = (q >= q[:, :1]).sum(1)  # ties count against the item (empty keywords: last)
     return {"kept": kept, "found": 1.0 / rank, "length": n_words.astype(np.float64)}
+
+
+def keyword_words(line: str) -> int:
+    return len(line.replace(",", " ").split())
 
 
 def reward(terms: dict[str, np.ndarray], length_cost: float = 0.01) -> np.ndarray:
@@ -33,10 +45,13 @@ def reward(terms: dict[str, np.ndarray], length_cost: float = 0.01) -> np.ndarra
 def keyword_quality(out, catalog, fmt: str | None = None) -> dict:
     """The three terms' means over the items that have text keywords (MiniLM embeds the full
     texts here; the keyword embeddings are the run's own)."""
+    from metamodal.agent.policy import quiet_transformers
     from metamodal.data import load_dataset
     from metamodal.data.loaders.embeddings import embedding_matrix, read_modality
+    from metamodal.data.modalities import has_text
     from metamodal.extract.encoders import Encoder, EncoderSpec
 
+    quiet_transformers()  # no weight-loading bar in the command's summary
     ds = load_dataset(catalog, fmt)
     t = read_modality(out, "text_keywords")
     ok = np.asarray(t.column("present"))
@@ -45,9 +60,17 @@ def keyword_quality(out, catalog, fmt: str | None = None) -> dict:
     if not len(idx):
         return {"items": 0}
     texts, minilm = ds.modalities["text"].texts, Encoder(EncoderSpec("minilm", "text"))
-    text_emb = np.concatenate([minilm.encode_texts([texts[i] for i in idx[s : s + 256]])
-                               for s in range(0, len(idx), 256)])  # fmt: skip
-    terms = reward_terms(embedding_matrix(t)[ok], text_emb, np.array([len(w.replace(",", " ").split()) for w in words]),
-                         min(NEIGHBOURS, len(idx) - 1))  # fmt: skip
+    have = np.array([i for i, x in enumerate(texts) if has_text(x)])
+    text_emb = embed_texts(minilm, texts, have, ds.n_items)
+    hood = neighbourhoods(text_emb, have, min(NEIGHBOURS, len(have) - 1))
+    terms = reward_terms(embedding_matrix(t)[ok], idx, np.array([keyword_words(w) for w in words]), text_emb, hood)
     return {"items": int(len(idx)), **{k: float(v.mean()) for k, v in terms.items()},
             "reward": float(reward(terms).mean())}  # fmt: skip
+
+
+def embed_texts(minilm, texts: list[str | None], rows: np.ndarray, n: int) -> np.ndarray:
+    """[n, d] MiniLM embeddings of ``texts[rows]`` (zeros elsewhere)."""
+    out = np.zeros((n, minilm.dim), np.float32)
+    for s in range(0, len(rows), 256):
+        out[rows[s : s + 256]] = minilm.encode_texts([texts[i] for i in rows[s : s + 256]])
+    return out

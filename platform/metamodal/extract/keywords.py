@@ -38,6 +38,20 @@ def parse_keywords(raw: str, k: int) -> list[str]:
     return out
 
 
+def prompts_for(tok, texts: list[str], k: int = 5) -> list[str]:
+    """The summariser's chat prompts (a short system line, one worked example, the item's text
+    cut to ``MAX_TEXT_TOKENS``): what it reads at inference and in reward tuning alike."""
+    out = []
+    for t in texts:
+        ids = tok(t, add_special_tokens=False).input_ids[:MAX_TEXT_TOKENS]
+        msg = [{"role": "system", "content": SYSTEM},
+               {"role": "user", "content": PROMPT.format(k=k, text=EXAMPLE[0])},
+               {"role": "assistant", "content": EXAMPLE[1]},
+               {"role": "user", "content": PROMPT.format(k=k, text=tok.decode(ids))}]  # fmt: skip
+        out.append(tok.apply_chat_template(msg, add_generation_prompt=True, tokenize=False))
+    return out
+
+
 class KeywordWriter:
     """The LLM and its tokenizer, loaded once per encode actor."""
 
@@ -48,20 +62,9 @@ class KeywordWriter:
         self.tok, self.k, self.device = load_tokenizer(src), k, device
         self.net = load_model(src).to(device).eval()
 
-    def _prompts(self, texts: list[str]) -> list[str]:
-        out = []
-        for t in texts:
-            ids = self.tok(t, add_special_tokens=False).input_ids[:MAX_TEXT_TOKENS]
-            msg = [{"role": "system", "content": SYSTEM},
-                   {"role": "user", "content": PROMPT.format(k=self.k, text=EXAMPLE[0])},
-                   {"role": "assistant", "content": EXAMPLE[1]},
-                   {"role": "user", "content": PROMPT.format(k=self.k, text=self.tok.decode(ids))}]
-            out.append(self.tok.apply_chat_template(msg, add_generation_prompt=True, tokenize=False))
-        return out
-
     @torch.inference_mode()
     def summarise(self, texts: list[str]) -> list[list[str]]:
-        enc = self.tok(self._prompts(texts), return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        enc = self.tok(prompts_for(self.tok, texts, self.k), return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         gen = self.net.generate(**enc, max_new_tokens=6 * self.k, do_sample=False,
                                 pad_token_id=self.tok.pad_token_id)  # fmt: skip
         answers = self.tok.batch_decode(gen[:, enc.input_ids.shape[1] :], skip_special_tokens=True)

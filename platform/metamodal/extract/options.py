@@ -61,3 +61,25 @@ class KeywordOptions(BaseModel):
     shard_size: int | None = Field(None, description="items per output shard (default 512)")
     device: Literal["auto", "cpu", "cuda"] | None = Field(None, description="where the models run (default: auto)")
     overwrite: bool = Field(False, description="replace keywords made with another config")
+
+
+class SummariserConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("smollm2-135m-instruct", description="the summariser to tune")
+    items: int = Field(256, ge=2, description="training items (their prompts)")
+    holdout: int = Field(128, ge=2, description="items the before/after reward terms are measured on")
+    steps: int = Field(40, ge=1, description="GRPO steps")
+    prompts_per_step: int = Field(4, ge=1)
+    num_generations: int = Field(4, ge=2, description="completions per prompt (the GRPO group)")
+    max_new_tokens: int = Field(24, ge=4)
+    lr: float = Field(1e-4, gt=0)
+    beta: float = Field(0.04, ge=0, description="KL to the untuned summariser")
+    temperature: float = Field(0.9, gt=0)
+    length_cost: float = Field(0.01, ge=0, description="reward charged per keyword word")
+    lora_r: int = 8
+    lora_layers: int = Field(4, ge=0, description="top decoder layers with LoRA (0: all)")
+    workers: int = Field(2, ge=1)
+    zero_stage: int = 2
+    use_gpu: bool | None = None
+    seed: int = 0

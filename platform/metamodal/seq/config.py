@@ -59,14 +59,6 @@ def quick(cfg: SeqConfig) -> SeqConfig:
 
 
 def load_seq_config(overrides: list[str] | None = None, quick_mode: bool = False, seeds: int | None = None) -> SeqConfig:
-    from metamodal.config import merge_layers, parse_override
+    from metamodal.config import load_layered
 
-    raw: dict = {}
-    for o in overrides or []:
-        raw = merge_layers(raw, parse_override(o))
-    cfg = SeqConfig(**raw)
-    if quick_mode:
-        cfg = quick(cfg)
-    if seeds is not None:
-        cfg = cfg.model_copy(update={"seeds": seeds})
-    return cfg
+    return load_layered(SeqConfig, overrides, quick if quick_mode else None, seeds)

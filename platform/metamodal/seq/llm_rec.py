@@ -132,7 +132,7 @@ def hidden_kinds(condition: str) -> frozenset[str]:
 
 
 def _log_probs(net, prompts: list[str], n: int) -> np.ndarray:
-    return np.log(net.probs(prompts, [n] * len(prompts))[:, :n] + 1e-12)
+    return np.log(net.probs(prompts, [n] * len(prompts), what="keyword_llm")[:, :n] + 1e-12)
 
 
 def evaluate_llm(net, make: PromptMaker, users: np.ndarray, negatives: np.ndarray, condition: str,

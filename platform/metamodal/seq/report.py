@@ -78,7 +78,9 @@ def markdown(rep: dict) -> str:
              f"{t['mean_diff']:+.4f}", f"{t['wilcoxon_p']:.3g}"] for k, t in rep["comparisons"].items()]  # fmt: skip
     lines += ["## Comparisons (paired over the test users × seeds both read)", "",
               markdown_table(["comparison", "condition", "metric", "relative", "mean diff", "Wilcoxon p"], rows), ""]
-    lines += [f"Wall time {rep['wall_seconds'] / 60:.1f} min; conditions: "
+    spent = sum(sum(v) for v in rep["method_seconds"].values())
+    lines += [f"Wall time {rep['wall_seconds'] / 60:.1f} min (this invocation; the methods' own {spent / 60:.1f} min, "
+              "kept ones included); conditions: "
               + "; ".join(f"`{c}` hides {', '.join(h) or 'nothing'}" for c, h in rep["conditions"].items()) + "."]
     return "\n".join(lines)
 

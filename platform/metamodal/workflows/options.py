@@ -82,12 +82,14 @@ class SeqRunOptions(Options):
     dataset: DatasetDir
     out: Path = Field(description="run directory (report.json, report.md, report.png)")
     features: Path | None = Field(None, description="an extraction run (metamodal extract --out DIR): mm_sasrec's content")  # fmt: skip
+    keywords: Path | None = Field(None, description="a keywords run (metamodal keywords --out DIR): adds keyword_llm")  # fmt: skip
     quick: bool = Field(False, description="the demo's budget: a small encoder, few epochs, 1 seed")
     seeds: int | None = Field(None, ge=1, description="seeds (default 3)")
     set: Overrides = []  # e.g. train.epochs=30, sasrec.dim=128
 
     def overrides(self) -> list[str]:
-        return [*self.set, *([f"features={self.features}"] if self.features else [])]
+        paths = {"features": self.features, "keywords": self.keywords}
+        return [*self.set, *(f"{k}={v}" for k, v in paths.items() if v)]
 
 
 STAGES = ("inspect", "split", "align", "extract", "zoo", "tune", "mma", "evaluate", "serve")
