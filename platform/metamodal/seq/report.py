@@ -67,7 +67,8 @@ def markdown(rep: dict) -> str:
         cols = _cols(spec)
         rows = [[m + (f" ({r['users']} users)" if r.get("users") not in (None, rep["test_users"]) else ""), c,
                  *(f"{r[proto][k][0]:.4f} ± {r[proto][k][1]:.4f}" for k in cols)]
-                for m, conds in agg.items() for c, r in conds.items()]  # fmt: skip
+                for m, conds in agg.items() for c, r in conds.items()
+                if m in READS_CONTENT or c == "full"]  # the others score the same under every condition  # fmt: skip
         lines += [f"## Protocol: {title.format(n=n)}", "", markdown_table(["method", "condition", *cols], rows), ""]
     buckets = list(next(iter(agg.values()))["full"]["by_history"])
     rows = [[m, *(f"{conds['full']['by_history'][b]['sampled_hr@5']:.4f} / {conds['full']['by_history'][b]['full_ndcg@10']:.4f}"
