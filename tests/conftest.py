@@ -88,7 +88,7 @@ def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the machinery, not the policy)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from metamodal.agent.policy import load_tokenizer
+    from metamodal.llm import load_tokenizer
 
     d = tmp_path_factory.mktemp("tiny_llm")
     tok = load_tokenizer()

@@ -1,5 +1,6 @@
-"""The package's imports run one way: config → storage → raylogs, rundir and runlog → harness
-and data → models (extract and retrieval beside them) → eval → train → agent (tuning and monitor beside it) → serving → workflows → cli.
+"""The package's imports run one way: config → storage → raylogs, rundir and runlog → harness,
+data and llm → models (extract and retrieval beside them) → eval → train → agent (tuning and
+monitor beside it) → serving and seq → workflows → cli.
 Every import is walked, top-level and inside functions alike; an edge to a higher layer, or
 sideways between two packages of one layer, fails naming the file and the line."""
 
@@ -14,12 +15,12 @@ LAYERS = {
     "config": 0,
     "storage": 1,
     "raylogs": 2, "rundir": 2, "runlog": 2,
-    "harness": 3, "data": 3,
+    "harness": 3, "data": 3, "llm": 3,
     "models": 4, "extract": 4, "retrieval": 4,
     "eval": 5,
     "train": 6,
     "agent": 7, "tuning": 7, "monitor": 7,
-    "serving": 8,
+    "serving": 8, "seq": 8,
     "workflows": 9,
     "cli": 10,
 }  # fmt: skip

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from metamodal.agent.policy import DEFAULT_MODEL
 from metamodal.harness import (
     RunSpec,
     Worker,
@@ -31,6 +30,7 @@ from metamodal.harness import (
     optimiser_step,
     zero_optimiser,
 )
+from metamodal.llm import DEFAULT_MODEL
 from metamodal.rundir import write_json
 from metamodal.runlog import Progress, read_metrics
 
@@ -200,7 +200,7 @@ class MenuNet:
 
 
 def _build(cfg: MenuPolicyConfig, n_letters: int) -> MenuNet:
-    from metamodal.agent.policy import load_model, load_tokenizer, with_lora
+    from metamodal.llm import load_model, load_tokenizer, with_lora
 
     tok = load_tokenizer(cfg.model)
     net = with_lora(load_model(cfg.model), cfg.lora_r, cfg.lora_alpha, cfg.train_layers, cfg.lora_targets)
@@ -287,7 +287,7 @@ def train_menu_policy(
 ) -> dict:  # fmt: skip
     """Train on Ray Train; ``rewards``/``q`` [n, letters] (zeros past each row's menu size).
     ``reward_scale`` multiplies the rewards in the RL stage (default: one over their spread)."""
-    from metamodal.agent.policy import materialise
+    from metamodal.llm import materialise
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -321,7 +321,7 @@ def load_menu_policy(summary: dict, adapter: str | Path | None = None, share_tru
     repeat, and its memory stays bounded per request)."""
     from peft import PeftModel
 
-    from metamodal.agent.policy import load_model, load_tokenizer
+    from metamodal.llm import load_model, load_tokenizer
 
     tok = load_tokenizer(summary["base_model"])
     net = PeftModel.from_pretrained(

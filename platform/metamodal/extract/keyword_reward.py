@@ -45,11 +45,11 @@ def reward(terms: dict[str, np.ndarray], length_cost: float = 0.01) -> np.ndarra
 def keyword_quality(out, catalog, fmt: str | None = None) -> dict:
     """The three terms' means over the items that have text keywords (MiniLM embeds the full
     texts here; the keyword embeddings are the run's own)."""
-    from metamodal.agent.policy import quiet_transformers
     from metamodal.data import load_dataset
     from metamodal.data.loaders.embeddings import embedding_matrix, read_modality
     from metamodal.data.modalities import has_text
     from metamodal.extract.encoders import Encoder, EncoderSpec
+    from metamodal.llm import quiet_transformers
 
     quiet_transformers()  # no weight-loading bar in the command's summary
     ds = load_dataset(catalog, fmt)

@@ -56,7 +56,7 @@ class KeywordWriter:
     """The LLM and its tokenizer, loaded once per encode actor."""
 
     def __init__(self, model: str, device: str = "cpu", k: int = 5) -> None:
-        from metamodal.agent.policy import load_model, load_tokenizer, materialise
+        from metamodal.llm import load_model, load_tokenizer, materialise
 
         src = materialise(model)
         self.tok, self.k, self.device = load_tokenizer(src), k, device

@@ -67,7 +67,7 @@ def summariser_steps(job: SummariserJob, w: Worker) -> None:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from metamodal.agent.policy import load_model, load_tokenizer, materialise, with_lora
+    from metamodal.llm import load_model, load_tokenizer, materialise, with_lora
 
     cfg = job.cfg
     torch.manual_seed(cfg.seed)
@@ -112,11 +112,11 @@ def summariser_steps(job: SummariserJob, w: Worker) -> None:
 def tune_summariser(catalog: str, out: str | Path, cfg: SummariserConfig, fmt: str | None = None) -> dict:
     """Train; then the reward terms before/after on the held-out items; ``out/summariser`` and
     ``out/report.json``."""
-    from metamodal.agent.policy import load_tokenizer, materialise
     from metamodal.data import load_dataset
     from metamodal.data.modalities import has_text
     from metamodal.extract.encoders import Encoder, EncoderSpec
     from metamodal.extract.keyword_reward import NEIGHBOURS, embed_texts, neighbourhoods
+    from metamodal.llm import load_tokenizer, materialise
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)

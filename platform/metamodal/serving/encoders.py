@@ -31,7 +31,7 @@ class QueryEncoderCore:
     """``encode(kind, value) -> (modality, vector)`` for ``text`` and ``image_b64`` queries."""
 
     def __init__(self, cfg: ServeConfig) -> None:
-        from metamodal.agent.policy import quiet_transformers
+        from metamodal.llm import quiet_transformers
 
         quiet_transformers()  # no weight-loading bars in a replica's log
         run = load_run(cfg.retriever_run)

