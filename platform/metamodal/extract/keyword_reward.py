@@ -14,14 +14,19 @@ import numpy as np
 NEIGHBOURS = 20
 
 
-def neighbourhoods(text_emb: np.ndarray, have: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
-    """[n_items, k + 1]: each item, then its ``k`` nearest items with text (by full text)."""
-    sim = text_emb @ text_emb[have].T
+def neighbourhoods(text_emb: np.ndarray, have: np.ndarray, k: int = NEIGHBOURS,
+                   chunk: int = 1024) -> np.ndarray:  # fmt: skip
+    """[n_items, k + 1]: each item, then its ``k`` nearest items with text (by full text).
+    Scored ``chunk`` items at a time: memory stays bounded on a large catalogue."""
     hood = np.zeros((len(text_emb), k + 1), np.int64)
-    for i in range(len(text_emb)):
-        s = sim[i].copy()
-        s[have == i] = -np.inf
-        hood[i] = [i, *have[np.argsort(-s)[:k]]]
+    for s in range(0, len(text_emb), chunk):
+        rows = np.arange(s, min(s + chunk, len(text_emb)))
+        sim = text_emb[rows] @ text_emb[have].T
+        sim[rows[:, None] == have[None, :]] = -np.inf  # never an item's own neighbour
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sim, top, 1), axis=1, kind="stable")
+        hood[rows, 0] = rows
+        hood[rows, 1:] = have[np.take_along_axis(top, order, 1)]
     return hood
 
 
