@@ -272,6 +272,16 @@ class Worker:
             self.for_driver["worker_group"] = pg.id.hex()
 
 
+def without_cpu_shm_collectives() -> None:
+    """On CPU, keep DeepSpeed on gloo's collectives: its shared-memory all-reduce is a C++ op
+    JIT-compiled on first use (two compilers racing on a 2-core host for most of a minute) and
+    rebuilt whenever another checkout's venv built it last, while the tensors these CPU runs
+    reduce are small. Call before DeepSpeed initialises its communication backend."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def zero_optimiser(model: torch.nn.Module, lr: float, worker: Worker, zero_stage: int,
                    micro_batch: int) -> tuple[Any, torch.optim.Optimizer]:  # fmt: skip
     """(DeepSpeed engine or None, optimiser) over ``model``'s trainable weights: DeepSpeed ZeRO
@@ -283,6 +293,8 @@ def zero_optimiser(model: torch.nn.Module, lr: float, worker: Worker, zero_stage
         return None, opt
     import deepspeed
 
+    if not worker.use_gpu:
+        without_cpu_shm_collectives()
     ds_cfg = {
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": 1,

@@ -19,7 +19,13 @@ import torch
 from metamodal.extract.keyword_reward import keyword_words, reward, reward_terms
 from metamodal.extract.keywords import KeywordWriter, prompts_for
 from metamodal.extract.options import SummariserConfig
-from metamodal.harness import RunSpec, Worker, copy_from_checkpoint, fit
+from metamodal.harness import (
+    RunSpec,
+    Worker,
+    copy_from_checkpoint,
+    fit,
+    without_cpu_shm_collectives,
+)
 from metamodal.rundir import write_json
 
 
@@ -81,6 +87,8 @@ def summariser_steps(job: SummariserJob, w: Worker) -> None:
             w.log({"stage": "grpo", "step": state.global_step, **{k: v for k, v in (logs or {}).items()
                                                                       if isinstance(v, int | float)}})  # fmt: skip
 
+    if not w.use_gpu and w.world > 1:
+        without_cpu_shm_collectives()
     per_device = max(cfg.num_generations, cfg.prompts_per_step * cfg.num_generations // w.world)
     per_device -= per_device % cfg.num_generations
     out = Path(tempfile.mkdtemp())
