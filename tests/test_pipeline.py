@@ -155,3 +155,23 @@ def test_the_html_report_is_one_self_contained_page(tmp_path: Path) -> None:
     assert len(seen["images"]) == 1 and seen["images"][0].startswith("data:image/png;base64,")
     assert base64.b64decode(seen["images"][0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "&lt;x&gt;" in page.read_text() and "0.41" in page.read_text()  # config escaped, table kept
+
+
+def test_the_next_item_stage_reads_the_extracted_features_and_needs_timestamps(small_shop: Path, tmp_path: Path) -> None:
+    """After the masked evaluation: the sequential baselines on the extract stage's features
+    (quick preset under --quick); a catalogue without timestamps is not applicable, said why."""
+    from metamodal.data import load_dataset
+    from metamodal.workflows.pipeline import Context
+    from metamodal.workflows.stages import stages
+
+    listed = {s.name: s for s in stages(serve=True)}
+    assert list(listed)[-3:] == ["evaluate", "seq", "serve"]
+    ctx = Context(PipelineOptions(out=tmp_path / "run", quick=True), small_shop, tmp_path / "run")
+    ctx.done["extract"] = {"outputs": {"features": tmp_path / "emb"}}
+    conf = listed["seq"].config(ctx)
+    assert conf["features"] == str(tmp_path / "emb") and conf["seeds"] == 1  # the quick preset
+    assert conf["methods"] == ["popularity", "sasrec", "mm_sasrec"]
+    assert ctx.ds.interactions.timestamp is not None and listed["seq"].skip_reason(ctx) is None
+    ctx._ds = load_dataset(small_shop)
+    ctx._ds.interactions.timestamp = None
+    assert "no timestamps" in listed["seq"].skip_reason(ctx)

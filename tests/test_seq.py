@@ -118,6 +118,32 @@ def test_keyword_prompts_never_show_a_hidden_modality() -> None:
         assert no_text.splitlines()[-1].startswith("U: ")  # 21 candidates: letters A..U
 
 
+def test_reconstruction_rows_answer_with_the_items_own_keyword_line() -> None:
+    """The second SFT task: the item's text above its keyword line and others' lines; the
+    target letter is its line, candidates are distinct items that have keywords, and only the
+    visual keywords are ever hidden (the text is on show)."""
+    from metamodal.agent.menu_policy import LETTERS
+    from metamodal.seq.llm_rec import RECONSTRUCT_TASK, ItemKeywords, reconstruction_rows
+
+    kw = ItemKeywords([[f"tx{i}"] if i % 5 else [] for i in range(40)], [[f"vx{i}"] for i in range(40)])
+    texts = [f"words of item {i} " * 3 if i % 7 else None for i in range(40)]
+    prompts, r, sizes = reconstruction_rows(kw, texts, 12, 6, hide_p=0.5, seed=0)
+    assert len(prompts) == 12 and r.shape == (12, 6) and (r.sum(1) == 1).all() and (sizes == 6).all()
+    hid = 0
+    for p, row in zip(prompts, r, strict=True):
+        lines = p.splitlines()
+        assert lines[0] == RECONSTRUCT_TASK and len(lines) == 2 + 6
+        item = int(lines[1].split()[4])  # "text: words of item N ..."
+        assert item % 7 and item % 5  # it has text and text keywords
+        answer = lines[2 + int(row.argmax())]
+        assert answer.startswith(LETTERS[int(row.argmax())] + ": ") and f"tx{item}" in answer
+        assert len({ln.split(": ")[1] for ln in lines[2:]}) == 6  # distinct items
+        hid += "vx" not in p
+    assert 0 < hid < 12  # some rows hide the visual keywords, not all
+    with pytest.raises(ValueError, match="reconstruction needs at least 6"):
+        reconstruction_rows(kw, [None] * 35 + ["t"] * 5, 4, 6, 0.0, 0)
+
+
 def test_multimodal_sasrec_learns_the_rule_and_holds_it_with_a_modality_hidden(tmp_path: Path) -> None:
     """In process (the Ray Train path is SASRec's, below): content rows plus learned missing
     tokens; hiding a whole modality at test time keeps the next-item rule."""
@@ -182,7 +208,7 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
     cfg = load_seq_config(["train.epochs=4", "train.eval_every=4", "train.lr=5e-3", "sasrec.dim=32", "sasrec.layers=1",
                            "sasrec.max_len=10", "train.batch=64", f"keywords={tmp_path / 'kw'}",
                            "methods=[popularity,sasrec,keyword_llm]",
-                           "llm.train_rows=16", "llm.eval_users=12", f"llm.policy.model={tiny_llm}",
+                           "llm.train_rows=16", "llm.reconstruct_rows=8", "llm.eval_users=12", f"llm.policy.model={tiny_llm}",
                            "llm.policy.workers=1", "llm.policy.bc_epochs=1", "llm.policy.rl_epochs=0",
                            "llm.policy.train_layers=1", "llm.policy.batch=8"], seeds=1)  # fmt: skip
     rep = run_seq(str(cat), tmp_path / "run", cfg)
@@ -197,6 +223,8 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
     md = (tmp_path / "run" / "report.md").read_text()
     assert "sampled: the target among 20 random items" in md and "keyword_llm (12 users)" in md
     assert (tmp_path / "run" / "report.png").stat().st_size > 0
+    got = json.loads((tmp_path / "run" / "seed0" / "keyword_llm" / "result.json").read_text())
+    assert got["rows_by_task"] == {"next_item": 16, "reconstruct": 8}  # multi-task SFT
     summary = json.loads((tmp_path / "run" / "seed0" / "keyword_llm" / "summary.json").read_text())
     mn = load_menu_policy(summary)
     text = "recent: a b; c\nsimilar users: d\nA: x\nB: y\nC: z"

@@ -22,7 +22,8 @@ class KeywordLLMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    train_rows: int = Field(300, ge=1, description="training prompts (one per sampled user)")
+    train_rows: int = Field(300, ge=1, description="next-item training prompts (one per sampled user)")
+    reconstruct_rows: int = Field(100, ge=0, description="keyword-reconstruction training prompts (one per sampled item; 0: next-item SFT alone)")  # fmt: skip
     eval_users: int | None = Field(100, ge=1, description="test users it reads (null: all); every method is compared on the same ones")  # fmt: skip
     hide_p: float = Field(0.3, ge=0.0, lt=1.0, description="training: P(text, resp. image, keywords hidden)")
     policy: MenuPolicyConfig = MenuPolicyConfig(bc_epochs=3, rl_epochs=1)
@@ -54,7 +55,7 @@ def quick(cfg: SeqConfig) -> SeqConfig:
         "seeds": 1,
         "sasrec": cfg.sasrec.model_copy(update={"dim": 32, "max_len": 20, "layers": 1}),
         "train": cfg.train.model_copy(update={"epochs": 12, "eval_every": 3, "patience": 2}),
-        "llm": cfg.llm.model_copy(update={"train_rows": 160, "eval_users": 60}),
+        "llm": cfg.llm.model_copy(update={"train_rows": 160, "reconstruct_rows": 60, "eval_users": 60}),
     })  # fmt: skip
 
 

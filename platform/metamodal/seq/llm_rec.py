@@ -10,9 +10,12 @@ everywhere in the prompt — items, history and neighbours alike — so nothing 
 
 Training reuses the menu trainer (``agent.menu_policy``: LoRA on the top layers over a cached
 frozen trunk, Ray Train + DeepSpeed ZeRO-2): SFT on the target's letter, then the exact
-expected-reward stage with a KL to it, on prompts built from the users' training sequences
-(the last training item is the target) with modalities hidden at random, as in training the
-multimodal SASRec. On full ranking it reranks SASRec's top candidates.
+expected-reward stage with a KL to it. Two tasks share that read-out (multi-task SFT): the
+next item, on prompts built from the users' training sequences (the last training item is the
+target) with modalities hidden at random, as in training the multimodal SASRec; and keyword
+reconstruction, which shows an item's own text above lettered keyword lines and asks which
+line it became — grounding the keyword lines the next-item prompts are made of. On full
+ranking it reranks SASRec's top candidates.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ import numpy as np
 from metamodal.agent.menu_policy import LETTERS
 from metamodal.seq.sequences import Sequences
 
-ANSWER = "\nnext:"
+ANSWER = "\nanswer:"
+NEXT_TASK = "task: the user's next item"
+RECONSTRUCT_TASK = "task: which line summarises this item"
+TEXT_WORDS = 24  # of the item's own text in a reconstruction prompt
 RECENT = 5  # history items shown
 ITEM_WORDS = 4  # keywords per item line
 COLLAB_WORDS = 8
@@ -88,9 +94,12 @@ def collab_words(seqs: Sequences, kw: ItemKeywords, nb: Neighbours, u: int, own:
 def prompt(history: np.ndarray, collab: list[str], candidates: np.ndarray, kw: ItemKeywords,
            hidden: frozenset[str]) -> str:  # fmt: skip
     recent = [kw.line(int(i), hidden) for i in history[-RECENT:]]
-    lines = ["recent: " + "; ".join(recent), "similar users: " + (" ".join(collab) or "-")]
-    lines += [f"{c}: {kw.line(int(i), hidden)}" for c, i in zip(LETTERS, candidates, strict=False)]
-    return "\n".join(lines)
+    lines = [NEXT_TASK, "recent: " + "; ".join(recent), "similar users: " + (" ".join(collab) or "-")]
+    return "\n".join(lines + candidate_lines(candidates, kw, hidden))
+
+
+def candidate_lines(candidates: np.ndarray, kw: ItemKeywords, hidden: frozenset[str]) -> list[str]:
+    return [f"{c}: {kw.line(int(i), hidden)}" for c, i in zip(LETTERS, candidates, strict=False)]
 
 
 @dataclass
@@ -121,6 +130,30 @@ def training_rows(make: PromptMaker, n_rows: int, n_candidates: int, hide_p: flo
         hidden = frozenset(k for k in ("text", "image") if rng.random() < hide_p)
         prompts.append(make(int(u), seq[:-1], cands, hidden))
         targets.append(int(np.flatnonzero(cands == seq[-1])[0]))
+    r = np.zeros((len(prompts), n_candidates), np.float32)
+    r[np.arange(len(prompts)), targets] = 1.0
+    return prompts, r, np.full(len(prompts), n_candidates)
+
+
+def reconstruction_rows(kw: ItemKeywords, texts: list[str | None], n_rows: int, n_candidates: int,
+                        hide_p: float, seed: int):  # fmt: skip
+    """Keyword reconstruction rows, as ``training_rows``: an item's text (its first
+    ``TEXT_WORDS`` words) above its keyword line among those of random other items with text
+    keywords (so no line is empty). The text is shown, so only visual keywords are hidden."""
+    rng = np.random.default_rng([seed, 19])
+    has = np.array([bool(t) and bool(kw.text[i]) for i, t in enumerate(texts)])
+    pool = np.flatnonzero(has)
+    if len(pool) < n_candidates:
+        raise ValueError(f"keyword_llm: {len(pool)} items have text and text keywords; "
+                         f"reconstruction needs at least {n_candidates}")  # fmt: skip
+    prompts, targets = [], []
+    for i in rng.choice(pool, size=min(n_rows, len(pool)), replace=False):
+        others = rng.choice(pool[pool != i], size=n_candidates - 1, replace=False)
+        cands = rng.permutation(np.array([int(i), *others.tolist()]))
+        hidden = frozenset(["image"]) if rng.random() < hide_p else frozenset()
+        words = " ".join(str(texts[int(i)]).split()[:TEXT_WORDS])
+        prompts.append("\n".join([RECONSTRUCT_TASK, "text: " + words, *candidate_lines(cands, kw, hidden)]))
+        targets.append(int(np.flatnonzero(cands == i)[0]))
     r = np.zeros((len(prompts), n_candidates), np.float32)
     r[np.arange(len(prompts)), targets] = 1.0
     return prompts, r, np.full(len(prompts), n_candidates)

@@ -14,6 +14,7 @@ from metamodal.seq.llm_rec import (
     Neighbours,
     PromptMaker,
     evaluate_llm,
+    reconstruction_rows,
     training_rows,
 )
 from metamodal.seq.sequences import padded
@@ -46,7 +47,7 @@ def evaluate_keyword_llm(run, sasrec) -> tuple[dict, dict]:
     kw = ItemKeywords.load(cfg.keywords, run.ds)
     max_len = cfg.sasrec.max_len
     make = PromptMaker(seqs, kw, Neighbours(_states(sasrec, seqs.train, max_len)))  # training items only
-    prompts, rewards, sizes = training_rows(make, cfg.llm.train_rows, n, cfg.llm.hide_p, run.seed)
+    prompts, rewards, sizes, by_task = _multi_task_rows(run, make, kw, n)
     pcfg = cfg.llm.policy.model_copy(update={"seed": run.seed, "answer": ANSWER})
     summary = train_menu_policy(prompts, rewards, sizes, rewards, run.dir / "keyword_llm", pcfg, reward_scale=1.0)
     net = load_menu_policy(summary)
@@ -59,8 +60,23 @@ def evaluate_keyword_llm(run, sasrec) -> tuple[dict, dict]:
         part = evaluate_llm(net, make, users, negs, c, first, run.seed)
         got[c] = {p: {m: _spread(v, pick, len(run.users)) for m, v in ms.items()} for p, ms in part.items()}
     facts = {"eval_users": int(k), "train_rows": len(prompts), "train_seconds": summary["seconds"],
+             "rows_by_task": by_task,
              "bc_loss_first": summary["bc_loss_first"], "bc_loss_last": summary["bc_loss_last"]}  # fmt: skip
     return got, facts
+
+
+def _multi_task_rows(run, make: PromptMaker, kw: ItemKeywords, n: int):
+    """Next-item rows, then keyword-reconstruction rows (the menu trainer shuffles its rows), and
+    how many of each."""
+    cfg = run.cfg.llm
+    parts = {"next_item": training_rows(make, cfg.train_rows, n, cfg.hide_p, run.seed)}
+    text = run.ds.modalities.get("text")
+    if cfg.reconstruct_rows and text is not None:
+        parts["reconstruct"] = reconstruction_rows(kw, text.texts, cfg.reconstruct_rows, n, cfg.hide_p, run.seed)
+    prompts = [p for part in parts.values() for p in part[0]]
+    rewards = np.concatenate([p[1] for p in parts.values()])
+    sizes = np.concatenate([p[2] for p in parts.values()])
+    return prompts, rewards, sizes, {k: len(v[0]) for k, v in parts.items()}
 
 
 def _spread(v: np.ndarray, pick: np.ndarray, n: int) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The pipeline's stages, in order: inspect → split (+ missingness) → align → extract → zoo →
-tune → MMA → masked evaluation → Serve. Each is a thin call into the stage's own library entry
+tune → MMA → masked evaluation → next item → Serve. Each is a thin call into the stage's own library entry
 (the same one its command runs) plus what the summary needs from it; ``workflows.pipeline``
 decides whether it runs."""
 
@@ -203,6 +203,33 @@ def _evaluate(ctx: Context) -> dict:
     return {"outputs": {"evaluation": out / "evaluation.md", "plot": out / "evaluation.png"}}
 
 
+# -- next item -------------------------------------------------------------------------------
+def _seq_config(ctx: Context):
+    """The sequential baselines over the stage's extracted features; keyword_llm needs a
+    `metamodal keywords` run, an LLM pass over every item — its own command, not a stage."""
+    from metamodal.seq.config import load_seq_config
+
+    feats = ctx.output("extract", "features")
+    return load_seq_config([f"features={feats}", "methods=[popularity,sasrec,mm_sasrec]"], quick_mode=ctx.opts.quick)
+
+
+def _seq_skip(ctx: Context) -> str | None:
+    if ctx.ds.interactions.timestamp is None:
+        return "the catalogue's interactions have no timestamps (the next item needs an order)"
+    return None
+
+
+def _seq(ctx: Context) -> dict:
+    from metamodal.seq.run import run_seq
+
+    out = ctx.out / "seq"
+    rep = run_seq(str(ctx.catalog), out, _seq_config(ctx))
+    res = {m: r["full"] for m, r in rep["results"].items()}
+    hr = ", ".join(f"{m} {r['sampled']['hr@5'][0]:.3f}" for m, r in res.items())
+    return {"outputs": {"report": out / "report.md", "report_json": out / "report.json"},
+            "result": {"headline": f"next item, sampled HR@5 (1 + {rep['n_negatives']}): {hr}"}}
+
+
 def _serve(ctx: Context) -> dict:
     from metamodal.rundir.base import write_json
     from metamodal.workflows.serve_check import serve_and_ask
@@ -234,6 +261,8 @@ def stages(serve: bool) -> list[Stage]:
         Stage("mma", "MMA, the LLM router, against RuleRouter-Fuse, the gate and the zoo",
               lambda ctx: mma_config(ctx).model_dump(), _mma),
         Stage("evaluate", "the zoo runs with content masked at serving time", _no_config, _evaluate),
+        Stage("seq", "next item: SASRec and multimodal SASRec on Ray Train, sampled and full ranking",
+              lambda ctx: _seq_config(ctx).model_dump(), _seq, _seq_skip),
     ]  # fmt: skip
     if serve:
         listed.append(Stage("serve", "retriever + MMA reranker on Ray Serve; a few requests on 127.0.0.1",
