@@ -71,6 +71,7 @@ def summariser_steps(job: SummariserJob, w: Worker) -> None:
     there are several workers or a GPU); rank 0 saves the merged summariser."""
     from datasets import Dataset
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from metamodal.llm import load_model, load_tokenizer, materialise, with_lora
@@ -83,9 +84,14 @@ def summariser_steps(job: SummariserJob, w: Worker) -> None:
     fn = _reward_fn(job, lambda row: w.log({"stage": "grpo_reward", **row}))
 
     class Log(TrainerCallback):
+        """The metrics log, and one readable line a step in place of the Trainer's dict dumps."""
+
         def on_log(self, args, state, control, logs=None, **kw):
-            w.log({"stage": "grpo", "step": state.global_step, **{k: v for k, v in (logs or {}).items()
-                                                                      if isinstance(v, int | float)}})  # fmt: skip
+            row = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            w.log({"stage": "grpo", "step": state.global_step, **row})
+            if w.chief and "reward" in row:
+                print(f"grpo step {state.global_step}/{state.max_steps}  reward {row['reward']:.3f}  "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
 
     if not w.use_gpu and w.world > 1:
         without_cpu_shm_collectives()
@@ -104,6 +110,8 @@ def summariser_steps(job: SummariserJob, w: Worker) -> None:
     data = Dataset.from_list([{"prompt": p, "row": i} for i, p in enumerate(job.prompts)])
     trainer = GRPOTrainer(model=net, reward_funcs=[fn], args=args, train_dataset=data,
                           processing_class=tok, callbacks=[Log()])  # fmt: skip
+    for noisy in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
     t0 = time.perf_counter()
     trainer.train()
     files = None

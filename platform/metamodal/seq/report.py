@@ -102,8 +102,8 @@ def plot(rep: dict, path: Path) -> None:
                    yerr=[rows[c][proto][key][1] for c in conds], label=m)  # fmt: skip
         ax.set_xticks(np.arange(len(conds)) + 0.4 - w / 2, conds)
         ax.set_title(f"{proto}: {key.upper()}")
-    axes[0].legend()
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(agg), frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # the legend below the panels, off the bars
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
