@@ -257,6 +257,7 @@ def test_summariser_reward_tuning_on_ray_train_writes_a_checkpoint_the_keyword_j
         assert 0 < res[when]["found"] <= 1 and res[when]["length"] >= 0
     assert res["train_items"] == 8 and res["holdout_items"] == 4
     assert json.loads((tmp_path / "report.json").read_text()) == res
+    assert "| found | " in (tmp_path / "report.md").read_text()
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any(r["stage"] == "grpo_reward" for r in rows) and any(r["stage"] == "done" for r in rows)
     assert len(KeywordWriter(str(tmp_path / "summariser")).summarise(["a red lamp"])) == 1

@@ -158,20 +158,22 @@ def test_the_html_report_is_one_self_contained_page(tmp_path: Path) -> None:
 
 
 def test_the_next_item_stage_reads_the_extracted_features_and_needs_timestamps(small_shop: Path, tmp_path: Path) -> None:
-    """After the masked evaluation: the sequential baselines on the extract stage's features
-    (quick preset under --quick); a catalogue without timestamps is not applicable, said why."""
+    """After the masked evaluation: the sequential baselines on the extract stage's features;
+    left out of --quick and of a catalogue without timestamps, each said why."""
     from metamodal.data import load_dataset
     from metamodal.workflows.pipeline import Context
     from metamodal.workflows.stages import stages
 
     listed = {s.name: s for s in stages(serve=True)}
     assert list(listed)[-3:] == ["evaluate", "seq", "serve"]
-    ctx = Context(PipelineOptions(out=tmp_path / "run", quick=True), small_shop, tmp_path / "run")
+    ctx = Context(PipelineOptions(out=tmp_path / "run"), small_shop, tmp_path / "run")
     ctx.done["extract"] = {"outputs": {"features": tmp_path / "emb"}}
     conf = listed["seq"].config(ctx)
-    assert conf["features"] == str(tmp_path / "emb") and conf["seeds"] == 1  # the quick preset
+    assert conf["features"] == str(tmp_path / "emb") and conf["seeds"] == 3
     assert conf["methods"] == ["popularity", "sasrec", "mm_sasrec"]
     assert ctx.ds.interactions.timestamp is not None and listed["seq"].skip_reason(ctx) is None
+    quick = Context(PipelineOptions(out=tmp_path / "run", quick=True), small_shop, tmp_path / "run", ctx.done)
+    assert f"--features {tmp_path / 'emb'} --out {tmp_path / 'run' / 'seq'} --quick" in listed["seq"].skip_reason(quick)
     ctx._ds = load_dataset(small_shop)
     ctx._ds.interactions.timestamp = None
     assert "no timestamps" in listed["seq"].skip_reason(ctx)

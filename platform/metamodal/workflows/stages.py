@@ -210,12 +210,17 @@ def _seq_config(ctx: Context):
     from metamodal.seq.config import load_seq_config
 
     feats = ctx.output("extract", "features")
-    return load_seq_config([f"features={feats}", "methods=[popularity,sasrec,mm_sasrec]"], quick_mode=ctx.opts.quick)
+    return load_seq_config([f"features={feats}", "methods=[popularity,sasrec,mm_sasrec]"])
 
 
 def _seq_skip(ctx: Context) -> str | None:
+    """Not under --quick: the quick budgets (the demo's ten minutes, a 10k catalogue's fifteen)
+    have no room for two more Ray Train runs; the command that adds them is said instead."""
     if ctx.ds.interactions.timestamp is None:
         return "the catalogue's interactions have no timestamps (the next item needs an order)"
+    if ctx.opts.quick:
+        return (f"left out of --quick; `metamodal seq run --dataset {ctx.catalog} --features "
+                f"{ctx.output('extract', 'features')} --out {ctx.out / 'seq'} --quick` adds it")
     return None
 
 
