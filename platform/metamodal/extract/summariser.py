@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metamodal.extract.keyword_reward import keyword_words, reward, reward_terms
+from metamodal.extract.keyword_reward import embed_texts, keyword_words, reward, reward_terms
 from metamodal.extract.keywords import KeywordWriter, prompts_for
 from metamodal.extract.options import SummariserConfig
 from metamodal.harness import (
@@ -52,10 +52,7 @@ def _reward_fn(job: SummariserJob, log):
 
     def fn(prompts, completions, row, **_):
         words = [", ".join(parse_keywords(c if isinstance(c, str) else c[0]["content"], 5)) for c in completions]
-        emb = np.zeros((len(words), job.text_emb.shape[1]), np.float32)
-        said = [i for i, w in enumerate(words) if w]
-        if said:
-            emb[said] = minilm.encode_texts([words[i] for i in said])
+        emb = embed_texts(minilm, words, np.flatnonzero([bool(w) for w in words]), len(words))
         items = job.items[np.asarray(row)]
         t = reward_terms(emb, items, np.array([keyword_words(w) for w in words]), job.text_emb, job.hood)
         r = reward(t, job.cfg.length_cost)
@@ -155,10 +152,8 @@ def tune_summariser(catalog: str, out: str | Path, cfg: SummariserConfig, fmt: s
            "train_seconds": time.perf_counter() - t0}  # fmt: skip
     for name, model in (("before", cfg.model), ("after", str(out / "summariser"))):
         words = [", ".join(w) for w in KeywordWriter(model).summarise([texts[i] for i in hold])]
-        said = np.array([i for i, w in enumerate(words) if w], np.int64)
-        emb = np.zeros((len(words), minilm.dim), np.float32)
-        if len(said):
-            emb[said] = minilm.encode_texts([words[i] for i in said])
+        said = np.flatnonzero([bool(w) for w in words])
+        emb = embed_texts(minilm, words, said, len(words))
         t = reward_terms(emb, hold, np.array([keyword_words(w) for w in words]), text_emb, hood)
         res[name] = {k: float(v.mean()) for k, v in t.items()} | {"reward": float(reward(t, cfg.length_cost).mean()),
                                                                   "empty": int(len(words) - len(said))}  # fmt: skip

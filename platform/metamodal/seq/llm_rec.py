@@ -130,9 +130,7 @@ def training_rows(make: PromptMaker, n_rows: int, n_candidates: int, hide_p: flo
         hidden = frozenset(k for k in ("text", "image") if rng.random() < hide_p)
         prompts.append(make(int(u), seq[:-1], cands, hidden))
         targets.append(int(np.flatnonzero(cands == seq[-1])[0]))
-    r = np.zeros((len(prompts), n_candidates), np.float32)
-    r[np.arange(len(prompts)), targets] = 1.0
-    return prompts, r, np.full(len(prompts), n_candidates)
+    return menu_rows(prompts, targets, n_candidates)
 
 
 def reconstruction_rows(kw: ItemKeywords, texts: list[str | None], n_rows: int, n_candidates: int,
@@ -154,6 +152,11 @@ def reconstruction_rows(kw: ItemKeywords, texts: list[str | None], n_rows: int, 
         words = " ".join(str(texts[int(i)]).split()[:TEXT_WORDS])
         prompts.append("\n".join([RECONSTRUCT_TASK, "text: " + words, *candidate_lines(cands, kw, hidden)]))
         targets.append(int(np.flatnonzero(cands == i)[0]))
+    return menu_rows(prompts, targets, n_candidates)
+
+
+def menu_rows(prompts: list[str], targets: list[int], n_candidates: int):
+    """What the menu trainer takes: (prompts, one-hot rewards [n, letters], menu sizes)."""
     r = np.zeros((len(prompts), n_candidates), np.float32)
     r[np.arange(len(prompts)), targets] = 1.0
     return prompts, r, np.full(len(prompts), n_candidates)
