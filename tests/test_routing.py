@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from metamodal.agent.env import AgentEnv
 from metamodal.agent.episodes import pool_ndcg
@@ -196,10 +197,44 @@ def test_llm_rows_are_task_balanced_as_far_as_the_rows_allow() -> None:
     assert len(task_balanced(tasks[:5], 60, np.random.default_rng(0))) == 5
 
 
+def test_a_bf16_trunk_reads_a_prompt_the_same_whatever_shares_its_batch() -> None:
+    """Serve batches requests as they come; the run read the same prompts in other batches.
+    Prompts are batched only with prompts of their token length, so a bf16 trunk state is
+    bit-identical alone and in any batch (padded batches differ in a few rows of this model:
+    the attention's key blocks change); and bf16 stays close to float32. Random weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from metamodal.agent.menu_policy import MenuNet, native_bf16
+    from metamodal.llm import load_tokenizer
+
+    if not native_bf16(torch.device("cpu")):
+        pytest.skip("this CPU has no native bf16 ('auto' keeps the trunk in float32 here)")
+    tok = load_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, pad_token_id=tok.pad_token_id)  # fmt: skip
+    net = LlamaForCausalLM(cfg)
+    prompts = [f"tp20 warm h{i} x0\ntext {' 7' * (9 * i)}12" for i in range(12)]  # 12 to 210 tokens
+    with torch.no_grad():
+        fp32 = MenuNet(net, tok, 1, 4, trunk_dtype="float32").encode(prompts, batch=8)
+        bf16 = MenuNet(net, tok, 1, 4, trunk_dtype="bfloat16")  # layer 0 (the trunk) now in bf16
+        batched = bf16.encode(prompts, batch=8)
+        alone = [bf16.encode([p], batch=1)[0] for p in prompts]
+    assert len({len(s) for s in batched}) == len(prompts)
+    assert all(b.dtype == torch.bfloat16 and torch.equal(a, b) for a, b in zip(alone, batched, strict=True))
+    for a, b in zip(fp32, batched, strict=True):
+        torch.testing.assert_close(b.float(), a, rtol=0.05, atol=0.05)
+
+
 def test_menu_router_reads_letters_and_trains_on_ray_train(world, tiny_llm, ray_session, tmp_path):
     """One forward pass gives π over each row's menu (zero past its size); the warm start and
     the RL stage run on two Ray Train workers under DeepSpeed and write adapters and metrics."""
-    from metamodal.agent.menu_policy import MenuPolicyConfig, load_menu_policy, train_menu_policy
+    from metamodal.agent.menu_policy import (
+        MenuPolicyConfig,
+        load_menu_policy,
+        train_menu_policy,
+        trunk_dtype_name,
+    )
 
     rng = np.random.default_rng(0)
     prompts = [f"tp20 warm h{i % 10} x0\ntext {i % 7}{i % 3}12" for i in range(24)]
@@ -217,6 +252,7 @@ def test_menu_router_reads_letters_and_trains_on_ray_train(world, tiny_llm, ray_
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {"cache", "bc", "rl", "done"} <= {r["stage"] for r in rows}
     assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+    assert summary["trunk_dtype"] == trunk_dtype_name("auto", torch.device("cpu"))  # read-outs reuse it
     mn = load_menu_policy(summary)
     p = mn.probs(prompts, sizes.tolist())
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
