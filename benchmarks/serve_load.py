@@ -1,15 +1,17 @@
 """Load and fault test of the recommender app over HTTP on 127.0.0.1, measured like a load tester.
 
     python benchmarks/serve_load.py --mma-dir runs/demo/mma --out benchmarks/results/serve_load_cpu.json \
-        [--clients 1,5,20,50] [--seconds 10] [--fault-seconds 20]
+        [--clients 1,5,20,50] [--seconds 5] [--rounds 3] [--fault-seconds 20]
 
 1. Ceiling: no-op Serve apps of the same topology (``metamodal.serving.ceiling``): the ingress
    alone, and the ingress with one handle hop — measured in this run, on these cores.
 2. Load, with ``wrk`` (a C client: the load generator costs little of the 2 cores) for
-   ``--seconds`` per level at each client count: retrieval alone; retrieve + rerank with MMA and
-   with RuleRouter-Fuse; cold-start text and image queries (+ MMA). p50 / p90 / p99, req/s,
-   non-2xx; the ratios to the ceilings (retrieval against the bare ingress, rerank and content
-   queries against the one-hop ceiling); the guide's 1-client p99 budgets.
+   ``--seconds`` per level at each client count, in ``--rounds`` interleaved rounds (each round
+   measures the ceilings and the app's modes back to back; medians reported): retrieval alone;
+   retrieve + rerank with MMA and with RuleRouter-Fuse; cold-start text and image queries
+   (+ MMA). p50 / p90 / p99, req/s, non-2xx; the ratios to the ceilings measured in the same
+   round (retrieval against the bare ingress, rerank and content queries against the one-hop
+   ceiling); the guide's 1-client p99 budgets.
 3. First request after start-up (every replica warms in its constructor).
 4. Fault: two replicas of each deployment under 5 clients; one Reranker replica is killed, then
    one Ingress replica: failed requests and the time until Serve reports two running again.
@@ -119,39 +121,49 @@ def first_request_ms(url: str, body: str) -> float:
     return 1e3 * (time.perf_counter() - t)
 
 
-def measure(base: str, cfg, b: dict, clients: list[int], seconds: float) -> dict:
+def median_level(rounds: list[dict]) -> dict:
+    """One level's rounds as one row: the median of each figure, counts summed."""
+    row = {k: float(np.median([r[k] for r in rounds])) for k in ("throughput_rps", "p50_ms", "p90_ms", "p99_ms")}
+    row.update({k: sum(r[k] for r in rounds) for k in ("requests", "non_2xx", "socket_errors")})
+    return {"clients": rounds[0]["clients"], **row}
+
+
+def measure(base: str, cfg, b: dict, clients: list[int], seconds: float, rounds: int) -> dict:
+    """The ceilings stay deployed beside each app in turn, and every round measures each ceiling
+    and each of the app's modes back to back at each client count: a mode's ratio is the median
+    over rounds of its throughput over its ceiling's *in the same round*, so a slow minute of
+    this noisy machine moves both sides of a ratio, not one."""
     from ray import serve
 
     from metamodal.serving.ceiling import ceiling_app
     from metamodal.serving.deployments import build_app
 
-    res: dict = {"levels": {}, "first_request_ms": {}}
+    res: dict = {"rounds": {}, "first_request_ms": {}, "ratio_rounds": {}}
     for name, hops in (("ingress", 0), ("one_hop", 1)):
         serve.run(ceiling_app(hops), name=name, route_prefix=f"/{name}", logging_config=QUIET)
-        res["levels"][f"ceiling {name}"] = [wrk(base, f"/{name}/recommend", b["user"], c, seconds) for c in clients]
-        serve.delete(name)
     for app in ("mma", "rulerouter"):
         t0 = time.perf_counter()
         serve.run(build_app(cfg.model_copy(update={"reranker": app})), name=app, route_prefix=f"/{app}", logging_config=QUIET)
         res.setdefault("deploy_seconds", {})[app] = time.perf_counter() - t0
         res["first_request_ms"][app] = {k: first_request_ms(f"{base}/{app}/recommend", v[0]) for k, v in b.items()}
-        for mode, a, bodies, _ in modes(b):
-            if a == app:
-                res["levels"][mode] = [wrk(base, f"/{app}/recommend", bodies, c, seconds) for c in clients]
-                r = res["levels"][mode][-1]
-                print(f"[load] {mode}: {r['throughput_rps']:.0f} req/s at {r['clients']} clients", flush=True)
+        mine = [m for m in modes(b) if m[1] == app]
+        for r in range(rounds):
+            for c in clients:
+                ceil = {n: wrk(base, f"/{n}/recommend", b["user"], c, seconds) for n in ("ingress", "one_hop")}
+                for n, row in ceil.items():
+                    res["rounds"].setdefault(f"ceiling {n}", {}).setdefault(str(c), []).append(row)
+                for mode, _, bodies, ceiling in mine:
+                    row = wrk(base, f"/{app}/recommend", bodies, c, seconds)
+                    res["rounds"].setdefault(mode, {}).setdefault(str(c), []).append(row)
+                    res["ratio_rounds"].setdefault(mode, {}).setdefault(str(c), []).append(
+                        row["throughput_rps"] / max(ceil[ceiling]["throughput_rps"], 1e-9))
+            print(f"[load] {app}: round {r + 1}/{rounds} done", flush=True)
         serve.delete(app)
+    for name in ("ingress", "one_hop"):
+        serve.delete(name)
+    res["levels"] = {m: [median_level(by_c[str(c)]) for c in clients] for m, by_c in res["rounds"].items()}
+    res["ratios"] = {m: {c: float(np.median(v)) for c, v in by_c.items()} for m, by_c in res["ratio_rounds"].items()}
     return res
-
-
-def ratios(res: dict, clients: list[int], bodies: dict[str, list[str]]) -> dict:
-    """Each mode's throughput over its ceiling's, per client count."""
-    out = {}
-    for mode, _, _, ceiling in modes(bodies):
-        if mode in res["levels"]:
-            out[mode] = {str(c): r["throughput_rps"] / cl["throughput_rps"] for c, r, cl in
-                         zip(clients, res["levels"][mode], res["levels"][f"ceiling {ceiling}"], strict=True)}  # fmt: skip
-    return out
 
 
 def replica_names(app: str, deployment: str) -> list[dict]:
@@ -221,7 +233,9 @@ def markdown(res: dict) -> str:
             lines.append(f"| {mode} | {r['clients']} | {r['throughput_rps']:.0f} | {r['p50_ms']:.1f} | "
                          f"{r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['non_2xx'] + r['socket_errors']} | "
                          + (f"{ratio:.2f} |" if ratio is not None else "- |"))  # fmt: skip
-    lines += ["", "First request after start-up (ms): " + "; ".join(
+    lines += ["", f"Each row: the median of {res['rounds_run']} interleaved rounds of {res['seconds_per_level']:.0f} s "
+              "(ceilings: of every round of both apps); a ratio is the median of the rounds' own ratios.",
+              "First request after start-up (ms): " + "; ".join(
         f"{app}: " + ", ".join(f"{k} {v:.0f}" for k, v in d.items()) for app, d in res["first_request_ms"].items())]  # fmt: skip
     lines.append("1-client p99 budgets: " + ", ".join(f"{k} {'met' if v else 'missed'}" for k, v in res["budgets_met"].items()))
     for f in res["fault"]:
@@ -255,7 +269,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--mma-dir", required=True)
     p.add_argument("--clients", default="1,5,20,50")
-    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seconds", type=float, default=5.0, help="per level and round")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     p.add_argument("--fault-seconds", type=float, default=20.0)
     p.add_argument("--out", required=True)
     a = p.parse_args()
@@ -274,15 +289,14 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=QUIET)
     b = bodies_for(cfg)
-    res = measure(base, cfg, b, clients, a.seconds)
-    res["ratios"] = ratios(res, clients, b)
+    res = measure(base, cfg, b, clients, a.seconds, a.rounds)
     one = {m: rows[0] for m, rows in res["levels"].items() if rows[0]["clients"] == 1}
     res["budgets_met"] = {m: one[m]["p99_ms"] <= BUDGET_P99_MS["retrieve" if m == "retrieve" else "retrieve+rerank"]
                           for m in one if not m.startswith("ceiling")}  # fmt: skip
     res["fault"] = [fault_run(cfg, base, with_rerank(b["user"], True), a.fault_seconds, d)
                     for d in ("Reranker", "Ingress")]  # fmt: skip
     serve.shutdown()
-    res.update({"mma_dir": str(a.mma_dir), "clients": clients, "seconds_per_level": a.seconds,
+    res.update({"mma_dir": str(a.mma_dir), "clients": clients, "seconds_per_level": a.seconds, "rounds_run": a.rounds,
                 "budget_p99_ms": BUDGET_P99_MS})  # fmt: skip
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
