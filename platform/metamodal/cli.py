@@ -259,7 +259,14 @@ def tune_summariser_cmd(io: CatalogIO, cfg: SummariserConfig) -> None:
 @with_model_options(AlignIO, into="io")
 @with_model_options(AlignConfig, into="cfg")
 def align(io: AlignIO, cfg: AlignConfig) -> None:
-    """CLIP domain alignment of an open_clip model on the catalog's image-text pairs (Ray Train)."""
+    """Image-text alignment on Ray Train: an open_clip model on the catalog's pairs (--mode clip),
+    or projection heads over frozen extracted features (--mode heads --features DIR)."""
+    if cfg.mode == "heads":
+        from metamodal.extract.align_heads import run_align_heads
+
+        with exit_2_on(ValueError):
+            run_align_heads(io.catalog, io.features, io.out, cfg, io.format, split=io.split, overwrite=io.overwrite)
+        return
     from metamodal.extract.align import run_align
 
     run_align(io.catalog, io.out, cfg, io.format, split=io.split, overwrite=io.overwrite)

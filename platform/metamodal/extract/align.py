@@ -97,7 +97,12 @@ def pair_recall(
             .float()
             .cpu()
         )
-    sim = torch.cat(img) @ torch.cat(txt).T
+    return pair_recall_of(torch.cat(img), torch.cat(txt))
+
+
+def pair_recall_of(img: torch.Tensor, txt: torch.Tensor) -> dict[str, float]:
+    """Image→text and text→image Recall@K of row-aligned pairs of normalised embeddings."""
+    sim = img @ txt.T
     out = {}
     for name, m in (("i2t", sim), ("t2i", sim.T)):
         rank = (m > m.diagonal()[:, None]).sum(1)  # how many beat the true partner
@@ -126,7 +131,7 @@ def align_steps(job: AlignJob, w: Worker) -> None:
     clip = build_clip(cfg.arch, cfg.init, cfg.seed)
     net, core = w.ddp(AlignNet(clip, int(clip.text_projection.shape[1]), cfg.co_weight > 0))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    bs = _batch_size(len(train_idx), cfg.batch_size, w)
+    bs = batch_size_for(len(train_idx), cfg.batch_size, w)
     steps = cfg.epochs * (len(train_idx) // w.world // bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps + 1)
     step = _Step(net, clip, opt, sched, ClipLoss(gather_with_grad=w.world > 1, rank=w.rank, world_size=w.world),
@@ -141,7 +146,7 @@ def align_steps(job: AlignJob, w: Worker) -> None:
     w.start_log(state["epoch"], resumed=saved is not None)
     for epoch in range(state["epoch"], cfg.epochs):
         w.maybe_fail(epoch, cfg.fail_at_epoch)
-        metrics = _align_epoch(step, data, train_idx, epoch, bs, cfg.seed, w)
+        metrics = align_epoch(step, data, train_idx, epoch, bs, cfg.seed, w)
         state["epoch"], files = epoch + 1, None
         if w.chief:
             best = _validate(clip, core, data, metrics, state, best, cfg, str(w.device))
@@ -151,7 +156,7 @@ def align_steps(job: AlignJob, w: Worker) -> None:
         w.report(metrics, files)
 
 
-def _batch_size(pairs: int, wanted: int, w: Worker) -> int:
+def batch_size_for(pairs: int, wanted: int, w: Worker) -> int:
     """``wanted``, or what each rank's share of the training pairs can fill (every rank steps
     on equal, full batches); too few pairs to train on is an error, not an epoch of nothing."""
     per_rank = pairs // w.world
@@ -162,7 +167,7 @@ def _batch_size(pairs: int, wanted: int, w: Worker) -> int:
     return min(wanted, per_rank)
 
 
-def _align_epoch(step, data, train_idx: np.ndarray, epoch: int, bs: int, seed: int, w: Worker) -> dict:
+def align_epoch(step, data, train_idx: np.ndarray, epoch: int, bs: int, seed: int, w: Worker) -> dict:
     """This rank's equal share of the epoch's pairs, in full batches."""
     t0 = time.perf_counter()
     step.net.train()

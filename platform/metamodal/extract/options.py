@@ -30,6 +30,9 @@ class ExtractOptions(BaseModel):
 
 class AlignConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: Literal["clip", "heads"] = Field("clip", description="clip: train an open_clip model on the pairs; "
+                                           "heads: freeze the extracted text and image encoders' features "
+                                           "(--features) and train projection heads into one space")  # fmt: skip
     arch: str = Field("mm-tiny-clip", description="open_clip architecture (mm-tiny-clip: MetaModal's small one)")
     init: str | None = Field(None, description="local open_clip checkpoint to fine-tune (default: random init)")
     epochs: int = Field(12, ge=1)
@@ -47,6 +50,8 @@ class AlignConfig(BaseModel):
     seed: int = 0
     max_failures: int = Field(2, ge=0, description="worker failures resumed from the last checkpoint")
     fail_at_epoch: int | None = Field(None, description="fault injection: kill a worker once there (resume tests)")
+    dim: int = Field(256, ge=8, description="heads mode: the shared space's size")
+    hidden: int = Field(512, ge=8, description="heads mode: each head's hidden layer")
 
 
 class KeywordOptions(BaseModel):

@@ -36,6 +36,7 @@ class CatalogIO(Options):
 
 class AlignIO(CatalogIO):
     split: Path | None = Field(None, description="a saved split: co-interactions come from its train part only")  # fmt: skip
+    features: Path | None = Field(None, description="heads mode: the extraction run whose text and image features are the frozen encoders' (default: the catalog's own feature matrices)")  # fmt: skip
     overwrite: Overwrite = False
 
 
