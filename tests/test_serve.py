@@ -95,6 +95,65 @@ def post(url: str, body, headers: dict | None = None) -> requests.Response:
                          headers={"content-type": "application/json", **(headers or {})})  # fmt: skip
 
 
+def test_heads_carry_image_queries_and_cross_modal_evidence_into_one_space(trained: dict, tmp_path: Path) -> None:
+    """Heads aligned over the extraction's features: an image query is encoded, projected by
+    the image head and searched among every item with text or image (text-only items too);
+    the agent's ``cross_modal`` tool reads the same space, masked with its sources. Run before
+    the Serve fixtures start: the heads train on Ray Train and want the CPUs."""
+    from metamodal.agent.episodes import Episode
+    from metamodal.agent.evidence import EvidenceStore
+    from metamodal.agent.tools import cross_modal_tool, tools_for
+    from metamodal.data import load_dataset
+    from metamodal.extract.align import AlignConfig
+    from metamodal.extract.align_heads import run_align_heads
+    from metamodal.extract.shared_space import (
+        IMAGE_SHARED,
+        SHARED,
+        TEXT_SHARED,
+        load_heads,
+        project,
+    )
+    from metamodal.serving.config import ServeConfig
+    from metamodal.serving.encoders import QueryEncoderCore, tiny_png
+    from metamodal.serving.retriever import RetrieverCore
+    from metamodal.train.artifacts import load_run
+
+    cfg = AlignConfig(mode="heads", epochs=2, batch_size=16, dim=16, hidden=32, workers=1, test_frac=0.2)
+    run_align_heads(trained["shop"], trained["mma"].parent / "emb", tmp_path / "heads", cfg)
+    heads, reads = load_heads(tmp_path / "heads" / "heads.pt")
+    assert reads == {"text": "text_minilm", "image": "image_clip"}
+    scfg = ServeConfig(retriever_run=str(trained["retriever"]), reranker="none", heads=str(tmp_path / "heads"))
+    enc, ret = QueryEncoderCore(scfg), RetrieverCore(scfg)
+    png = base64.b64encode(tiny_png()).decode()
+    modality, q = enc.encode("image_b64", png)
+    _, plain = QueryEncoderCore(scfg.model_copy(update={"heads": None})).encode("image_b64", png)
+    assert modality == SHARED and q.shape == (1, 16)
+    np.testing.assert_allclose(q, project(heads.image, plain), atol=1e-6)
+    assert enc.encode("text", "a red shoe")[0] == "text_minilm"  # text queries keep MiniLM's space
+
+    ds = load_run(trained["retriever"]).ds
+    text_only = ds.modalities["text_minilm"].present & ~ds.modalities["image_clip"].present
+    x, present = ret.shared.items()
+    assert present.sum() == (ds.modalities["text_minilm"].present | ds.modalities["image_clip"].present).sum()
+    i = int(np.flatnonzero(text_only)[0])  # an item no image query could reach before
+    got = ret.retrieve("content", (SHARED, x[i]), 10)
+    assert i in got.history and got.task == "cold_user"
+    ret.warm()  # every content index, the shared one too
+
+    store = EvidenceStore.build(ds, graph_items=None, heads=tmp_path / "heads")
+    assert store.aligned == (IMAGE_SHARED, TEXT_SHARED) and "cross_modal" in tools_for(store)
+    assert store.group_of(IMAGE_SHARED) == "image" and store.group_of(TEXT_SHARED) == "text"
+    both = np.flatnonzero(ds.modalities["text_minilm"].present & ds.modalities["image_clip"].present)
+    ep = Episode(0, both[:3], both[3:13], both[3:4], np.zeros(10), np.zeros(10, bool), ("text", "image"),
+                 "warm_user", "target_positive")  # fmt: skip
+    seen = cross_modal_tool(store.view(ep))
+    assert seen.usable and np.isfinite(seen.scores).all()
+    for only in (("text",), ("image",), ("graph",)):  # one side masked: nothing to cross to
+        assert cross_modal_tool(store.view(ep.with_available(only))).status == "unavailable"
+    with pytest.raises(ValueError, match="does not have"):
+        EvidenceStore.build(load_dataset(trained["shop"]), graph_items=None, heads=tmp_path / "heads")
+
+
 def test_recommend_by_user_history_text_and_image(server: str, trained: dict) -> None:
     from metamodal.data import load_dataset
     from metamodal.train.artifacts import load_run

@@ -269,6 +269,9 @@ def align(io: AlignIO, cfg: AlignConfig) -> None:
         return
     from metamodal.extract.align import run_align
 
+    if io.features is not None:
+        print("error: --features is read by --mode heads only (clip mode trains on the raw pairs)", file=sys.stderr)
+        raise typer.Exit(2)
     run_align(io.catalog, io.out, cfg, io.format, split=io.split, overwrite=io.overwrite)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -65,7 +66,16 @@ class MMAConfig(BaseModel):
         """``--set llm_rank=on`` arrives as YAML's boolean True."""
         return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
     seeds: int = Field(3, ge=1)
+    # a `metamodal align --mode heads` run over the zoo's features: the cross_modal tool reads
+    # its shared space (else a CLIP image/text pair, when one was extracted)
+    heads: str | None = None
     policy: MenuPolicyConfig = MenuPolicyConfig()
+
+    @field_validator("heads")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        """Serve compares the run's heads with its own: both absolute."""
+        return None if v is None else str(Path(v).resolve())
 
 
 def wants_llm_rank(cfg: MMAConfig) -> bool:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from metamodal.agent.episodes import Episode, evidence_groups
 from metamodal.data import Dataset, FeatureModality, TextModality
 from metamodal.data.missing import GRAPH
+from metamodal.extract.shared_space import IMAGE_SHARED, TEXT_SHARED, shared_space
 
 STOPWORDS = frozenset(
     [
@@ -119,6 +121,9 @@ class EvidenceStore:
     keywords: dict[str, list[list[str]]]  # group -> per-item keywords (text modalities)
     graph_items: np.ndarray | None  # [n_items, d] the graph model's item vectors
     aligned: tuple[str, str] | None  # (image modality, text modality) in one CLIP space
+    # features outside ``groups`` (projections into an alignment space) -> the group whose
+    # masking masks them
+    derived: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -126,7 +131,10 @@ class EvidenceStore:
         ds: Dataset,
         graph_items: np.ndarray | None,
         aligned: tuple[str, str] | None = None,
+        heads: str | Path | None = None,
     ) -> EvidenceStore:
+        """``heads``: a ``metamodal align --mode heads`` run over ``ds``'s features; the
+        ``cross_modal`` tool then reads its shared space rather than a CLIP pair."""
         groups = {g: [] for g in evidence_groups(ds)}
         features, keywords = {}, {}
         for name, mod in ds.modalities.items():
@@ -136,9 +144,15 @@ class EvidenceStore:
             elif isinstance(mod, TextModality):
                 texts = [t if p else None for t, p in zip(mod.texts, mod.present, strict=True)]
                 keywords[mod.kind] = keywords_of(texts)
+        derived = {}
+        if heads is not None:
+            shared = shared_space(ds, heads)
+            features.update(shared.rows)
+            derived = shared.groups(ds)
+            aligned = (IMAGE_SHARED, TEXT_SHARED)
         if aligned is None and {"image_clip", "text_clip"} <= set(features):
             aligned = ("image_clip", "text_clip")
-        return cls(groups, features, keywords, graph_items, aligned)
+        return cls(groups, features, keywords, graph_items, aligned, derived)
 
     def sources(self) -> list[str]:
         """The evidence sources an availability pattern ranges over: ``graph`` and every group
@@ -150,6 +164,8 @@ class EvidenceStore:
         for g, names in self.groups.items():
             if name in names:
                 return g
+        if name in self.derived:
+            return self.derived[name]
         raise KeyError(f"modality '{name}' is in no evidence group")
 
     def view(self, ep: Episode) -> Evidence:

@@ -80,7 +80,7 @@ def run_mma(dataset: str, out: str | Path, cfg: MMAConfig, reevaluate: bool = Fa
     zoo_s = time.perf_counter() - t0
     run = runs[cfg.retriever]
     retriever = FirstStageScores(run)
-    store = EvidenceStore.build(run.ds, graph_items=retriever.items)
+    store = EvidenceStore.build(run.ds, graph_items=retriever.items, heads=cfg.heads)
     log(f"evidence sources: {store.sources()}; tools: {list(tools_for(store))}")
     seeds, reused = [], []
     for seed in range(cfg.seeds):

@@ -29,23 +29,11 @@ from metamodal.data.splits import Split
 from metamodal.extract.align import align_epoch, batch_size_for, pair_recall_of
 from metamodal.extract.align_data import PairStats, co_partners
 from metamodal.extract.options import AlignConfig
+from metamodal.extract.shared_space import Heads, load_heads
 from metamodal.harness import RefLine, RunSpec, Worker, fit, plot_curves, read_checkpoint
 from metamodal.rundir import AlignReport, HeadsRun, atomic_write
 from metamodal.runlog import read_metrics
 from metamodal.storage import forget_checkpoints, sync_down, sync_up
-
-
-class Heads(torch.nn.Module):
-    """One MLP per modality into the shared space, and CLIP's learnt temperature."""
-
-    def __init__(self, d_text: int, d_image: int, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.text = torch.nn.Sequential(torch.nn.Linear(d_text, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, dim))
-        self.image = torch.nn.Sequential(torch.nn.Linear(d_image, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, dim))
-        self.logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
-
-    def forward(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return F.normalize(self.text(text), dim=-1), F.normalize(self.image(image), dim=-1)
 
 
 def frozen_features(ds: Dataset, features: str | Path | None) -> tuple[FeatureModality, FeatureModality]:
@@ -179,14 +167,6 @@ def heads_steps(job: HeadsJob, w: Worker) -> None:
             files = {"last.pt": {"net": core.state_dict(), "opt": opt.state_dict()}, "best.pt": best,
                      "state.json": state}  # fmt: skip
         w.report(metrics, files)
-
-
-def load_heads(path: str | Path) -> tuple[Heads, dict]:
-    """The saved heads (eval mode) and what they read: ``{"text": name, "image": name}``."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    heads = Heads(saved["dims"]["text"], saved["dims"]["image"], saved["dims"]["dim"], saved["dims"]["hidden"])
-    heads.load_state_dict(saved["state"])
-    return heads.eval(), saved["modalities"]
 
 
 def run_align_heads(catalog: str | Path, features: str | Path | None, out: str | Path, cfg: AlignConfig,

@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 
+from metamodal.extract.shared_space import SHARED, heads_file, load_heads, project
 from metamodal.rundir import ExtractRun
 from metamodal.serving.config import ServeConfig
 from metamodal.train.artifacts import load_run
@@ -43,6 +44,18 @@ class QueryEncoderCore:
             found = self._manifest_encoder(source)
             if found is not None:
                 self._encoders[source] = found
+        self._heads = self._image_heads(cfg.heads)
+
+    def _image_heads(self, heads: str | None):
+        """The alignment heads that carry an image query into the shared space, when the
+        deployment has them; they must read this image encoder's features."""
+        if heads is None or "image" not in self._encoders:
+            return None
+        net, reads = load_heads(heads_file(heads))
+        if reads["image"] != self._encoders["image"][1].modality:
+            raise ValueError(f"heads {heads} read {reads['image']!r}, the image encoder writes "
+                             f"{self._encoders['image'][1].modality!r}")  # fmt: skip
+        return net.image
 
     def _manifest_encoder(self, source: str):
         """(encoder, spec) of the extraction encoder that read ``source``, or None."""
@@ -79,6 +92,8 @@ class QueryEncoderCore:
         pixels = decode_image(value, spec) if source == "image" else None  # outside the lock
         with self._lock:
             q = enc.encode_texts([value]) if source == "text" else enc.encode_images(pixels)
+            if source == "image" and self._heads is not None:
+                return SHARED, project(self._heads, q).astype(np.float32)
         return spec.modality, np.asarray(q, np.float32)
 
 

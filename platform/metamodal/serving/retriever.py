@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metamodal.extract.shared_space import SHARED, shared_space
 from metamodal.retrieval.index import IndexSpec, ItemIndex
 from metamodal.serving.config import ServeConfig
 from metamodal.serving.encoders import BadQuery
@@ -54,6 +55,7 @@ class RetrieverCore:
             run.miss.cold_items if run.miss is not None else np.zeros(self.ds.n_items, bool)
         )
         self._content: dict[str, ItemIndex] = {}
+        self.shared = shared_space(self.ds, cfg.heads) if cfg.heads is not None else None
 
     # ids ---------------------------------------------------------------------------------
     def item_index(self, ids: list[str]) -> np.ndarray:
@@ -105,20 +107,31 @@ class RetrieverCore:
 
     # cold start by content ---------------------------------------------------------------
     def content_history(self, modality: str, q: np.ndarray) -> np.ndarray:
-        """The items nearest an encoded text / image query in that modality's feature space:
-        the query's pseudo-history."""
-        if getattr(self.ds.modalities.get(modality), "features", None) is None:
-            raise BadQuery(f"this catalogue has no {modality!r} features")
+        """The items nearest an encoded text / image query in that modality's feature space
+        (``SHARED``: the heads' space, where an image reaches text-only items too): the query's
+        pseudo-history."""
         if modality not in self._content:
-            mod = self.ds.modalities[modality]
-            x = mod.features / np.maximum(np.linalg.norm(mod.features, axis=1, keepdims=True), 1e-12)
-            rows = np.flatnonzero(mod.present)
-            self._content[modality] = ItemIndex(x[rows], IndexSpec(kind="flat"), ids=rows)
+            x, present = self._content_rows(modality)
+            rows = np.flatnonzero(present)
+            self._content[modality] = ItemIndex(x[rows].astype(np.float32), IndexSpec(kind="flat"), ids=rows)
         _, items = self._content[modality].search(np.asarray(q, np.float32).reshape(1, -1), PSEUDO_HISTORY)
         return np.sort(items[0][items[0] >= 0])
 
+    def _content_rows(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """Unit item rows a content query of ``modality`` is searched against, and which items
+        have one: that modality's features, or every item in the heads' shared space."""
+        if modality == SHARED and self.shared is not None:
+            return self.shared.items()
+        mod = self.ds.modalities.get(modality)
+        if getattr(mod, "features", None) is None:
+            raise BadQuery(f"this catalogue has no {modality!r} features")
+        x = mod.features / np.maximum(np.linalg.norm(mod.features, axis=1, keepdims=True), 1e-12)
+        return x, mod.present
+
     def warm(self) -> None:
         """Every content index built at replica start, not on the first cold-start request."""
-        for name, mod in self.ds.modalities.items():
-            if getattr(mod, "features", None) is not None and mod.present.any():
-                self.content_history(name, mod.features[np.flatnonzero(mod.present)[0]])
+        names = [n for n, m in self.ds.modalities.items() if getattr(m, "features", None) is not None]
+        for name in names + ([SHARED] if self.shared is not None else []):
+            x, present = self._content_rows(name)
+            if present.any():
+                self.content_history(name, x[np.flatnonzero(present)[0]])
