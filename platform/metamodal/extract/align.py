@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from metamodal.data import load_dataset
 from metamodal.data.splits import Split
-from metamodal.extract.align_data import build_pairs
+from metamodal.extract.align_data import build_pairs, draw_partners
 from metamodal.extract.encoders import (
     EncoderSpec,
     clip_pixel_stats,
@@ -136,14 +136,7 @@ def align_steps(job: AlignJob, w: Worker) -> None:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps + 1)
     step = _Step(net, clip, opt, sched, ClipLoss(gather_with_grad=w.world > 1, rank=w.rank, world_size=w.world),
                  w.device, cfg.co_weight)  # fmt: skip
-    state, best = {"epoch": 0, "best": -1.0, "best_epoch": 0}, None
-    saved = w.restore(["last.pt", "best.pt", "state.json"])
-    if saved:
-        core.load_state_dict(saved["last.pt"]["net"])
-        opt.load_state_dict(saved["last.pt"]["opt"])
-        sched.load_state_dict(saved["last.pt"]["sched"])
-        state, best = saved["state.json"], saved["best.pt"]
-    w.start_log(state["epoch"], resumed=saved is not None)
+    state, best = resume_alignment(w, core, opt, sched)
     for epoch in range(state["epoch"], cfg.epochs):
         w.maybe_fail(epoch, cfg.fail_at_epoch)
         metrics = align_epoch(step, data, train_idx, epoch, bs, cfg.seed, w)
@@ -154,6 +147,22 @@ def align_steps(job: AlignJob, w: Worker) -> None:
             files = {"last.pt": {"net": core.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()},
                      "best.pt": best, "state.json": state}  # fmt: skip
         w.report(metrics, files)
+
+
+def resume_alignment(w: Worker, core: torch.nn.Module, opt: torch.optim.Optimizer,
+                     sched=None) -> tuple[dict, dict | None]:  # fmt: skip
+    """The last checkpoint's weights and optimiser (and schedule) restored, if there is one;
+    the epoch state and the best epoch's weights so far. Starts the worker's log either way."""
+    state, best = {"epoch": 0, "best": -1.0, "best_epoch": 0}, None
+    saved = w.restore(["last.pt", "best.pt", "state.json"])
+    if saved:
+        core.load_state_dict(saved["last.pt"]["net"])
+        opt.load_state_dict(saved["last.pt"]["opt"])
+        if sched is not None:
+            sched.load_state_dict(saved["last.pt"]["sched"])
+        state, best = saved["state.json"], saved["best.pt"]
+    w.start_log(state["epoch"], resumed=saved is not None)
+    return state, best
 
 
 def batch_size_for(pairs: int, wanted: int, w: Worker) -> int:
@@ -193,9 +202,7 @@ class _Step:
     co_weight: float
 
     def __call__(self, data, b: np.ndarray, rng: np.random.Generator) -> float:
-        cand = data["partners"][b]
-        has = (cand >= 0).any(1)
-        pick = np.array([rng.choice(c[c >= 0]) if h else i for c, h, i in zip(cand, has, b, strict=True)])
+        pick, has = draw_partners(data["partners"], b, rng)
         x = normalise_pixels(torch.from_numpy(data["pixels"][b]).to(self.device), clip_pixel_stats(self.clip.visual))
         tok = torch.from_numpy(data["tokens"][b]).to(self.device)
         ptok = torch.from_numpy(data["tokens"][pick]).to(self.device)

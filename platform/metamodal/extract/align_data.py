@@ -27,6 +27,15 @@ class PairStats:
     skipped: dict[str, int]
 
 
+def draw_partners(partners: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """For each pair of batch ``b``, one of its co-consumed partners drawn at random (itself
+    where it has none), and which pairs had one: the co-interaction term's weak labels."""
+    cand = partners[b]
+    has = (cand >= 0).any(1)
+    pick = np.array([rng.choice(c[c >= 0]) if h else i for c, h, i in zip(cand, has, b, strict=True)])
+    return pick, has
+
+
 def co_partners(
     ds: Dataset, items: np.ndarray, train: np.ndarray, k: int, idx: np.ndarray | None = None
 ) -> np.ndarray:

@@ -26,8 +26,8 @@ from metamodal.data import Dataset, load_dataset
 from metamodal.data.loaders.embeddings import load_embeddings
 from metamodal.data.modalities import FeatureModality
 from metamodal.data.splits import Split
-from metamodal.extract.align import align_epoch, batch_size_for, pair_recall_of
-from metamodal.extract.align_data import PairStats, co_partners
+from metamodal.extract.align import align_epoch, batch_size_for, pair_recall_of, resume_alignment
+from metamodal.extract.align_data import PairStats, co_partners, draw_partners
 from metamodal.extract.options import AlignConfig
 from metamodal.extract.shared_space import Heads, load_heads
 from metamodal.harness import RefLine, RunSpec, Worker, fit, plot_curves, read_checkpoint
@@ -99,9 +99,7 @@ class _HeadsStep:
     co_weight: float
 
     def __call__(self, data, b: np.ndarray, rng: np.random.Generator) -> float:
-        cand = data["partners"][b]
-        has = (cand >= 0).any(1)
-        pick = np.array([rng.choice(c[c >= 0]) if h else i for c, h, i in zip(cand, has, b, strict=True)])
+        pick, has = draw_partners(data["partners"], b, rng)
         text = torch.from_numpy(data["text"][np.concatenate([b, pick])]).to(self.device)
         image = torch.from_numpy(data["image"][b]).to(self.device)
         t, i = self.net(text, image)
@@ -143,13 +141,7 @@ def heads_steps(job: HeadsJob, w: Worker) -> None:
     bs = batch_size_for(len(train_idx), cfg.batch_size, w)
     step = _HeadsStep(net, core, opt, ClipLoss(gather_with_grad=w.world > 1, rank=w.rank, world_size=w.world),
                       w.device, cfg.co_weight)  # fmt: skip
-    state, best = {"epoch": 0, "best": -1.0, "best_epoch": 0}, None
-    saved = w.restore(["last.pt", "best.pt", "state.json"])
-    if saved:
-        core.load_state_dict(saved["last.pt"]["net"])
-        opt.load_state_dict(saved["last.pt"]["opt"])
-        state, best = saved["state.json"], saved["best.pt"]
-    w.start_log(state["epoch"], resumed=saved is not None)
+    state, best = resume_alignment(w, core, opt)
     valid = data["split"] == 1
     for epoch in range(state["epoch"], cfg.epochs):
         w.maybe_fail(epoch, cfg.fail_at_epoch)

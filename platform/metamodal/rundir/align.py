@@ -29,20 +29,25 @@ class AlignReport(BaseModel):
     seconds: float
 
 
-class AlignRun(RunDir):
-    KIND: ClassVar[str] = "align"
+class _AlignRunBase(RunDir):
+    """What both alignment modes' run directories share: a checkpoint, the per-epoch metrics
+    and the report, under names each mode sets."""
+
+    CHECKPOINT: ClassVar[str]
+    METRICS: ClassVar[str]
+    REPORT: ClassVar[str]
 
     @property
     def checkpoint(self) -> Path:
-        return self.path / "aligned.pt"
+        return self.path / self.CHECKPOINT
 
     @property
     def metrics_file(self) -> Path:
-        return self.path / "align_metrics.jsonl"
+        return self.path / self.METRICS
 
     @property
     def report_file(self) -> Path:
-        return self.path / "align_report.json"
+        return self.path / self.REPORT
 
     def report(self) -> AlignReport:
         self.check()
@@ -52,29 +57,17 @@ class AlignRun(RunDir):
 
     def write_report(self, rep: AlignReport) -> None:
         write_json(self.report_file, rep.model_dump(), indent=2)
+
+
+class AlignRun(_AlignRunBase):
+    KIND: ClassVar[str] = "align"
+    CHECKPOINT, METRICS, REPORT = "aligned.pt", "align_metrics.jsonl", "align_report.json"
+
+    def write_report(self, rep: AlignReport) -> None:
+        super().write_report(rep)
         write_json(self.path / "aligned.json", {"arch": rep.arch, "report": self.report_file.name})
 
 
-class HeadsRun(RunDir):
+class HeadsRun(_AlignRunBase):
     KIND: ClassVar[str] = "align_heads"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / "heads.pt"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "heads_metrics.jsonl"
-
-    @property
-    def report_file(self) -> Path:
-        return self.path / "heads_report.json"
-
-    def report(self) -> AlignReport:
-        self.check()
-        if not self.report_file.is_file():
-            raise FileNotFoundError(f"{self.report_file}: the alignment has not finished")
-        return AlignReport.model_validate_json(self.report_file.read_text())
-
-    def write_report(self, rep: AlignReport) -> None:
-        write_json(self.report_file, rep.model_dump(), indent=2)
+    CHECKPOINT, METRICS, REPORT = "heads.pt", "heads_metrics.jsonl", "heads_report.json"
