@@ -97,7 +97,7 @@ def post(url: str, body, headers: dict | None = None) -> requests.Response:
 
 def test_heads_carry_image_queries_and_cross_modal_evidence_into_one_space(trained: dict, tmp_path: Path) -> None:
     """Heads aligned over the extraction's features: an image query is encoded, projected by
-    the image head and searched among every item with text or image (text-only items too);
+    the image head and scored against every item with text or image (text-only items too);
     the agent's ``cross_modal`` tool reads the same space, masked with its sources. Run before
     the Serve fixtures start: the heads train on Ray Train and want the CPUs."""
     from metamodal.agent.episodes import Episode
@@ -133,10 +133,11 @@ def test_heads_carry_image_queries_and_cross_modal_evidence_into_one_space(train
 
     ds = load_run(trained["retriever"]).ds
     text_only = ds.modalities["text_minilm"].present & ~ds.modalities["image_clip"].present
-    x, present = ret.shared.items()
-    assert present.sum() == (ds.modalities["text_minilm"].present | ds.modalities["image_clip"].present).sum()
+    scores = ret.shared.item_scores(q)
+    has_any = ds.modalities["text_minilm"].present | ds.modalities["image_clip"].present
+    np.testing.assert_array_equal(np.isfinite(scores), has_any)  # every item with text or image
     i = int(np.flatnonzero(text_only)[0])  # an item no image query could reach before
-    got = ret.retrieve("content", (SHARED, x[i]), 10)
+    got = ret.retrieve("content", (SHARED, ret.shared.rows[TEXT_SHARED][0][i]), 10)
     assert i in got.history and got.task == "cold_user"
     ret.warm()  # every content index, the shared one too
 

@@ -55,13 +55,22 @@ class SharedSpace:
         return {IMAGE_SHARED: ds.modalities[self.reads["image"]].kind,
                 TEXT_SHARED: ds.modalities[self.reads["text"]].kind}  # fmt: skip
 
-    def items(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per item, the normalised mean of whichever projections it has; and which items have
-        any (an item with neither cannot be found by content)."""
-        (ti, tp), (ii, ip) = self.rows[TEXT_SHARED], self.rows[IMAGE_SHARED]
-        x = ti * tp[:, None] + ii * ip[:, None]
-        return _unit(x), tp | ip
-
+    def item_scores(self, q: np.ndarray) -> np.ndarray:
+        """Every item's score for a query already in the space: per modality the cosine,
+        standardised over the items that have that modality, then averaged over the item's
+        modalities (−inf with neither). Why standardised: within-modality cosines run higher
+        than cross-modal ones, so a raw mean (or an item's mean vector) ranks every item with
+        the query's own modality above every item without it — an image query would never
+        reach a text-only item."""
+        q = np.asarray(q, np.float64).reshape(-1)
+        parts = []
+        for rows, has in self.rows.values():
+            s = rows @ q
+            mu, sd = (s[has].mean(), s[has].std()) if has.any() else (0.0, 1.0)
+            parts.append(np.where(has, (s - mu) / max(float(sd), 1e-12), np.nan))
+        x = np.stack(parts)
+        n = (~np.isnan(x)).sum(0)
+        return np.where(n > 0, np.nansum(x, 0) / np.maximum(n, 1), -np.inf)
 
 
 def project(head: torch.nn.Module, x: np.ndarray) -> np.ndarray:

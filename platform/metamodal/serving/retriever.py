@@ -108,8 +108,12 @@ class RetrieverCore:
     # cold start by content ---------------------------------------------------------------
     def content_history(self, modality: str, q: np.ndarray) -> np.ndarray:
         """The items nearest an encoded text / image query in that modality's feature space
-        (``SHARED``: the heads' space, where an image reaches text-only items too): the query's
-        pseudo-history."""
+        (``SHARED``: the heads' space, scored per modality so an image reaches text-only items
+        too; ``SharedSpace.item_scores``): the query's pseudo-history."""
+        if modality == SHARED and self.shared is not None:
+            s = self.shared.item_scores(q)
+            top = np.argsort(-s, kind="stable")[:PSEUDO_HISTORY]
+            return np.sort(top[np.isfinite(s[top])])
         if modality not in self._content:
             x, present = self._content_rows(modality)
             rows = np.flatnonzero(present)
@@ -119,9 +123,7 @@ class RetrieverCore:
 
     def _content_rows(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
         """Unit item rows a content query of ``modality`` is searched against, and which items
-        have one: that modality's features, or every item in the heads' shared space."""
-        if modality == SHARED and self.shared is not None:
-            return self.shared.items()
+        have one."""
         mod = self.ds.modalities.get(modality)
         if getattr(mod, "features", None) is None:
             raise BadQuery(f"this catalogue has no {modality!r} features")
@@ -130,8 +132,6 @@ class RetrieverCore:
 
     def warm(self) -> None:
         """Every content index built at replica start, not on the first cold-start request."""
-        names = [n for n, m in self.ds.modalities.items() if getattr(m, "features", None) is not None]
-        for name in names + ([SHARED] if self.shared is not None else []):
-            x, present = self._content_rows(name)
-            if present.any():
-                self.content_history(name, x[np.flatnonzero(present)[0]])
+        for name, mod in self.ds.modalities.items():
+            if getattr(mod, "features", None) is not None and mod.present.any():
+                self.content_history(name, mod.features[np.flatnonzero(mod.present)[0]])
