@@ -34,6 +34,11 @@ def catalogues(work: Path, data: Path) -> dict[str, Path]:
 CO_WEIGHTS = (0.0, 0.5)  # the heads' co-interaction weight: chosen on validation pairs
 
 
+def heads_dir(co_weight: float) -> str:
+    """A heads run's folder in a catalogue's work folder (``cold_image_queries.py`` reads it)."""
+    return "heads" if co_weight == 0 else f"heads_co{co_weight}"
+
+
 def run_case(name: str, catalog: Path, work: Path, heads_overrides: dict) -> dict:
     from metamodal.extract.align import run_align
     from metamodal.extract.align_heads import run_align_heads
@@ -42,7 +47,7 @@ def run_case(name: str, catalog: Path, work: Path, heads_overrides: dict) -> dic
 
     print(f"== {name}: extraction with the defaults (MiniLM, EfficientNet-Lite0)", flush=True)
     manifest = run_extraction(catalog, work / "emb", ExtractConfig())
-    heads = {w: run_align_heads(catalog, work / "emb", work / ("heads" if w == 0 else f"heads_co{w}"),
+    heads = {w: run_align_heads(catalog, work / "emb", work / heads_dir(w),
                                 AlignConfig(mode="heads", co_weight=w, **heads_overrides))
              for w in CO_WEIGHTS}  # fmt: skip
     chosen = max(CO_WEIGHTS, key=lambda w: max(e["valid_i2t_recall@10"] for e in heads[w].epochs))
@@ -58,17 +63,19 @@ def run_case(name: str, catalog: Path, work: Path, heads_overrides: dict) -> dic
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| catalogue | mode | architecture | test pairs | chance | valid i2t R@10 (best epoch) | "
-           "test i2t R@10 before | test i2t R@10 after | test t2i R@10 after | best epoch | seconds |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    from metamodal.eval.tables import markdown_table
+
+    header = ["catalogue", "mode", "architecture", "test pairs", "chance", "valid i2t R@10 (best epoch)",
+              "test i2t R@10 before", "test i2t R@10 after", "test t2i R@10 after", "best epoch", "seconds"]  # fmt: skip
+    body = []
     for r in rows:
         for mode in ["clip"] + [f"heads co_weight={w}" for w in CO_WEIGHTS]:
             m = r[mode]
             pick = " (chosen)" if mode == f"heads co_weight={r['heads_co_weight_chosen']}" else ""
-            out.append(f"| {r['catalogue']} | {mode}{pick} | {m['arch']} | {m['test_pairs']} | {m['chance']:.3f} | "
-                       f"{m['valid_best']:.3f} | {m['before']:.3f} | {m['after']:.3f} | {m['t2i_after']:.3f} | "
-                       f"{m['best_epoch']} | {m['seconds']:.0f} |")  # fmt: skip
-    return "\n".join(out) + "\n"
+            body.append([r["catalogue"], mode + pick, m["arch"], str(m["test_pairs"]), f"{m['chance']:.3f}",
+                         f"{m['valid_best']:.3f}", f"{m['before']:.3f}", f"{m['after']:.3f}",
+                         f"{m['t2i_after']:.3f}", str(m["best_epoch"]), f"{m['seconds']:.0f}"])  # fmt: skip
+    return markdown_table(header, body) + "\n"
 
 
 def main() -> None:

@@ -69,13 +69,13 @@ def neighbour_stats(name: str, catalog: str, column: str, sep: str | None, work:
 
 
 def markdown(results: list[dict]) -> str:
-    out = ["| catalogue (queries) | method | shares a label | co-consumption cosine | neighbours without image |",
-           "|---|---|---|---|---|"]  # fmt: skip
-    for r in results:
-        for k, m in r["methods"].items():
-            out.append(f"| {r['catalogue']} ({r['queries']}, {r['heads']}) | {k} | {m['label']:.3f} | {m['co']:.3f} | "
-                       f"{m['no_image']:.3f} (catalogue {r['catalogue_no_image']:.3f}) |")  # fmt: skip
-    return "\n".join(out) + "\n"
+    from metamodal.eval.tables import markdown_table
+
+    header = ["catalogue (queries)", "method", "shares a label", "co-consumption cosine", "neighbours without image"]
+    body = [[f"{r['catalogue']} ({r['queries']}, {r['heads']})", k, f"{m['label']:.3f}", f"{m['co']:.3f}",
+             f"{m['no_image']:.3f} (catalogue {r['catalogue_no_image']:.3f})"]
+            for r in results for k, m in r["methods"].items()]  # fmt: skip
+    return markdown_table(header, body) + "\n"
 
 
 def main() -> None:
@@ -84,12 +84,14 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cold_image_queries_cpu")
     a = ap.parse_args()
+    from align_recall import heads_dir  # this folder's sibling script: the runs it wrote
+
     chosen = json.loads((ROOT / "benchmarks" / "results" / "align_recall_cpu.json").read_text())["rows"]
     picks = {r["catalogue"].split()[0]: r["heads_co_weight_chosen"] for r in chosen}
     results = []
     for name, (catalog, column, sep) in CASES.items():
-        heads = "heads" if picks[name] == 0 else f"heads_co{picks[name]}"
-        results.append(neighbour_stats(name, catalog.format(data=a.data, work=a.work), column, sep, a.work, heads))
+        results.append(neighbour_stats(name, catalog.format(data=a.data, work=a.work), column, sep, a.work,
+                                       heads_dir(picks[name])))  # fmt: skip
     a.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
     a.out.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from metamodal.data import Dataset
 from metamodal.data.modalities import FeatureModality
 
-SHARED = "shared"  # a content query's modality once projected: searched in ``SharedSpace.items``
+SHARED = "shared"  # a content query's modality once projected: scored by ``SharedSpace.item_scores``
 IMAGE_SHARED, TEXT_SHARED = "image_shared", "text_shared"
 
 
@@ -76,17 +76,13 @@ class SharedSpace:
 def project(head: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     """Features of one encoder (``[n, d]``) into the shared space through its head: unit rows."""
     with torch.no_grad():
-        out = head(torch.as_tensor(np.asarray(x, np.float32)))
-    return _unit(out.numpy().astype(np.float64))
+        out = head(torch.as_tensor(np.asarray(x, np.float32))).numpy().astype(np.float64)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)  # float64: scores rank stably
 
 
 def heads_file(path: str | Path) -> Path:
     """A heads run directory or its ``heads.pt``."""
     return Path(path) / "heads.pt" if Path(path).is_dir() else Path(path)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def shared_space(ds: Dataset, heads_path: str | Path) -> SharedSpace:

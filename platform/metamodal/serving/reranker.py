@@ -39,7 +39,9 @@ class RerankerCore:
         run = load_run(cfg.retriever_run)
         net = run.build()
         items = net.vectors()[1].detach().numpy().astype(np.float64)
-        self.store = EvidenceStore.build(run.ds, graph_items=items, heads=cfg.heads)
+        # only the routed rerankers call tools (cross_modal reads the heads' space)
+        heads = cfg.heads if self.kind in ("mma", "rulerouter") else None
+        self.store = EvidenceStore.build(run.ds, graph_items=items, heads=heads)
         self.sources = self.store.sources()
         self.routed = self.scorer = None
         if self.kind in ("mma", "rulerouter"):

@@ -114,21 +114,15 @@ class RetrieverCore:
             s = self.shared.item_scores(q)
             top = np.argsort(-s, kind="stable")[:PSEUDO_HISTORY]
             return np.sort(top[np.isfinite(s[top])])
+        if getattr(self.ds.modalities.get(modality), "features", None) is None:
+            raise BadQuery(f"this catalogue has no {modality!r} features")
         if modality not in self._content:
-            x, present = self._content_rows(modality)
-            rows = np.flatnonzero(present)
-            self._content[modality] = ItemIndex(x[rows].astype(np.float32), IndexSpec(kind="flat"), ids=rows)
+            mod = self.ds.modalities[modality]
+            x = mod.features / np.maximum(np.linalg.norm(mod.features, axis=1, keepdims=True), 1e-12)
+            rows = np.flatnonzero(mod.present)
+            self._content[modality] = ItemIndex(x[rows], IndexSpec(kind="flat"), ids=rows)
         _, items = self._content[modality].search(np.asarray(q, np.float32).reshape(1, -1), PSEUDO_HISTORY)
         return np.sort(items[0][items[0] >= 0])
-
-    def _content_rows(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
-        """Unit item rows a content query of ``modality`` is searched against, and which items
-        have one."""
-        mod = self.ds.modalities.get(modality)
-        if getattr(mod, "features", None) is None:
-            raise BadQuery(f"this catalogue has no {modality!r} features")
-        x = mod.features / np.maximum(np.linalg.norm(mod.features, axis=1, keepdims=True), 1e-12)
-        return x, mod.present
 
     def warm(self) -> None:
         """Every content index built at replica start, not on the first cold-start request."""
