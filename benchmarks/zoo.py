@@ -1,11 +1,15 @@
-"""Train zoo models with their configured defaults and tabulate valid/test metrics.
+"""Train zoo models with their configured defaults (the dataset's tuned layer included) and
+tabulate valid/test metrics over seeds.
 
-    python benchmarks/zoo.py --dataset ../shared/data/amazon-baby --models bpr,lightgcn \
-        --out runs/zoo/baby.json [--set train.epochs=50]
+    python benchmarks/zoo.py --dataset ../shared/data/ml100k-mm --set data.features=runs/ml100k-effnet \
+        --models all --seeds 3 --dgmrec-seeds 3 --out benchmarks/results/zoo_ml100k_cpu.json
 
-Writes FILE.json ``{model: {"valid", "test", "epochs", "best_epoch", "seconds_per_epoch", ...}}``,
-FILE.md (the table) and each run's directory under FILE's stem (results, curves, checkpoint).
-Selection is on validation (early stopping); test is only reported.
+Each seed reseeds the split, the missingness masks and training. FILE.json holds every run's
+record (``runs``: full-modality, per-rate and DGMRec-protocol runs, keyed by model, setting and
+seed) and the comparisons; FILE.md the tables (mean ± std over seeds). Selection is on
+validation (early stopping; the reference model and the best ID-only and multimodal models are
+chosen by mean validation Recall@20); test is only reported. A run already in FILE.json is kept,
+so a cut-off benchmark resumes at the next run; each run's directory sits under FILE's stem.
 """
 
 from __future__ import annotations
@@ -16,12 +20,120 @@ from pathlib import Path
 
 import numpy as np
 
-from metamodal.eval.tables import table
+from metamodal.eval.tables import markdown_table
 from metamodal.models import ZOO
-from metamodal.rundir import ZooRun
+from metamodal.rundir import ZooRun, write_json
 from metamodal.train.runner import run_training
 
 COLUMNS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
+ID_ONLY = ("bpr", "lightgcn")
+KEEP = ("valid", "test", "epochs", "best_epoch", "seconds_per_epoch", "eval_seconds", "wall_seconds", "modalities")
+
+
+def seed_overrides(seed: int) -> list[str]:
+    return [f"split.seed={seed}", f"missing.seed={seed}", f"train.seed={seed}"]
+
+
+class Bench:
+    """The runs of one benchmark, recorded in FILE.json as they finish."""
+
+    def __init__(self, dataset: str, out: Path, sets: list[str]) -> None:
+        self.dataset, self.out, self.sets = dataset, out, sets
+        self.res: dict = json.loads(out.read_text()) if out.is_file() else {}
+        self.res.setdefault("runs", {})
+
+    def run(self, model: str, setting: str, seed: int, extra: list[str]) -> dict:
+        key = f"{model}|{setting}|{seed}"
+        if key in self.res["runs"]:
+            return self.res["runs"][key]
+        where = self.out.with_suffix("") / f"{model}_{setting}_seed{seed}"
+        r = run_training(model, self.dataset, where, [*self.sets, *extra, *seed_overrides(seed)], overwrite=True)
+        rec = {**r.model_dump(include=set(KEEP)), "config": ZooRun(where).config()}
+        self.res["runs"][key] = rec
+        self.save()
+        return rec
+
+    def save(self) -> None:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.out, self.res, indent=2)
+
+    def seeds_of(self, model: str, setting: str) -> list[dict]:
+        runs = self.res["runs"]
+        return [runs[k] for k in sorted(runs, key=lambda k: int(k.rsplit("|", 1)[1]))
+                if k.startswith(f"{model}|{setting}|")]  # fmt: skip
+
+
+def compare(per: dict[str, list[dict]], metric: str = "recall@20") -> dict:
+    """Mean ± std per model, the reference (best mean validation) and a paired t-test over seeds
+    against it; the best ID-only and the best multimodal model, each chosen on validation, and
+    the multimodal one's relative test gain."""
+    from scipy.stats import ttest_rel
+
+    def mean_valid(m: str) -> float:
+        return float(np.mean([r["valid"][metric] for r in per[m]]))
+
+    ref = max(per, key=mean_valid)
+    tests = {m: np.array([r["test"][metric] for r in rs]) for m, rs in per.items()}
+    out: dict = {"reference": ref, "metric": metric, "models": {}}
+    for m, rs in per.items():
+        t = tests[m]
+        paired = m != ref and len(t) > 1 and len(t) == len(tests[ref])
+        out["models"][m] = {"seeds": len(t), "valid_mean": mean_valid(m),
+                            **{c: [float(np.mean(v := [r["test"][c] for r in rs])), float(np.std(v))] for c in COLUMNS},
+                            "p_vs_reference": float(ttest_rel(t, tests[ref]).pvalue) if paired else None}  # fmt: skip
+    ids = [m for m in per if m in ID_ONLY]
+    mms = [m for m in per if m not in ID_ONLY and per[m][0]["modalities"]]
+    if ids and mms:
+        bi, bm = max(ids, key=mean_valid), max(mms, key=mean_valid)
+        ti, tm = out["models"][bi][metric][0], out["models"][bm][metric][0]
+        out["multimodal_vs_id"] = {"best_id_only": bi, "best_multimodal": bm,
+                                   "test_gain_pct": 100.0 * (tm - ti) / ti if ti else None}  # fmt: skip
+    return out
+
+
+def compare_markdown(title: str, cmp: dict) -> str:
+    rows = [[m, f"{r['valid_mean']:.4f}", *(f"{r[c][0]:.4f} ± {r[c][1]:.4f}" for c in COLUMNS),
+             "-" if r["p_vs_reference"] is None else f"{r['p_vs_reference']:.3g}"]
+            for m, r in sorted(cmp["models"].items(), key=lambda kv: -kv[1]["recall@20"][0])]  # fmt: skip
+    n = max(r["seeds"] for r in cmp["models"].values())
+    head = ["model", "valid recall@20", *COLUMNS, "paired t-test p vs reference"]
+    text = (f"## {title}\n\nTest, mean ± std over {n} seed(s); reference chosen on validation: "
+            f"**{cmp['reference']}**.\n\n" + markdown_table(head, rows))  # fmt: skip
+    if g := cmp.get("multimodal_vs_id"):
+        gain = "n/a" if g["test_gain_pct"] is None else f"{g['test_gain_pct']:+.1f}%"
+        text += (f"\n\nBest multimodal (on validation) {g['best_multimodal']} vs best ID-only "
+                 f"{g['best_id_only']}: {gain} test Recall@20.")  # fmt: skip
+    return text
+
+
+def missing_rate_runs(bench: Bench, m: str, rates: list[float]) -> dict[str, dict]:
+    """Seed-0 runs with each content modality dropped at each rate plus 10% cold items; an
+    interactions-only model gets the same cold items once, for every rate."""
+    mods = bench.seeds_of(m, "full")[0]["modalities"]
+    if not mods:
+        r = bench.run(m, "cold", 0, ["missing.cold_item_frac=0.1"])
+        return {str(rate): r for rate in rates}
+    return {str(rate): bench.run(m, f"missing{rate}", 0, [*(f"missing.item_rates.{x}={rate}" for x in mods),
+                                                          "missing.cold_item_frac=0.1"])
+            for rate in rates}  # fmt: skip
+
+
+def missing_markdown(full: dict[str, dict], missing: dict[str, dict[str, dict]]) -> str:
+    rates = sorted({r for d in missing.values() for r in d}, key=float)
+    rows = [[f"{m} @ {rate}", *(f"{missing[m][rate]['test'][c]:.4f}" for c in COLUMNS)]
+            for m in missing for rate in rates]  # fmt: skip
+    drop = {m: [100.0 * (full[m]["test"]["recall@20"] - d[r]["test"]["recall@20"]) / full[m]["test"]["recall@20"]
+                for r in rates] for m, d in missing.items()}  # fmt: skip
+    lost = [[m, *(f"{x:.1f}" for x in d)] for m, d in sorted(drop.items(), key=lambda kv: kv[1][-1])]
+    return ("## Under missing modalities (+10% cold items), seed 0, test\n\n" + markdown_table(["model", *COLUMNS], rows)
+            + "\n\nRecall@20 lost against the same seed's full-modality run (%, lower is better):\n\n"
+            + markdown_table(["model", *rates], lost))  # fmt: skip
+
+
+def timings_markdown(full: dict[str, list[dict]]) -> str:
+    rows = [[m, f"{rs[0]['epochs']} ({rs[0]['best_epoch']})", f"{rs[0]['seconds_per_epoch']:.2f}",
+             f"{rs[0]['eval_seconds']:.2f}", f"{rs[0]['wall_seconds']:.0f}"] for m, rs in full.items()]  # fmt: skip
+    return "Seed 0's runs:\n\n" + markdown_table(["model", "epochs (best)", "s/epoch", "eval s", "wall s"], rows)
 
 
 def main() -> None:
@@ -30,128 +142,36 @@ def main() -> None:
     p.add_argument("--models", default="all", help="comma-separated, or all")
     p.add_argument("--out", required=True)
     p.add_argument("--set", action="append", default=[], help="override for every model")
-    p.add_argument(
-        "--missing-rates",
-        default="",
-        help="e.g. 0.3,0.6,0.9: retrain content models with each content modality dropped at that "
-        "item rate plus 10%% cold items, and report test metrics under it",
-    )
-    p.add_argument(
-        "--dgmrec-seeds",
-        type=int,
-        default=0,
-        help="also run DGMRec's missing-modality protocol (2/3 of items lose content, stratified "
-        "over warm and 10%% cold items) with this many seeds: mean ± std, paired test",
-    )
-    p.add_argument(
-        "--missing-models",
-        default="all",
-        help="comma-separated models that get the --missing-rates runs (default all)",
-    )
+    p.add_argument("--seeds", type=int, default=1, help="full-modality runs per model (seeds 0..N-1)")
+    p.add_argument("--missing-rates", default="", help="e.g. 0.3,0.6,0.9: each content modality dropped "
+                   "at that item rate plus 10%% cold items (seed 0)")  # fmt: skip
+    p.add_argument("--missing-models", default="all", help="models that get the --missing-rates runs")
+    p.add_argument("--dgmrec-seeds", type=int, default=0, help="also DGMRec's missing-modality protocol "
+                   "(2/3 of items lose content, stratified over warm and 10%% cold items) with this many seeds")  # fmt: skip
     a = p.parse_args()
     models = sorted(ZOO) if a.models == "all" else a.models.split(",")
-    out = Path(a.out)
-    runs = out.with_suffix("")
-    res: dict = json.loads(out.read_text()) if out.is_file() else {}
+    bench = Bench(a.dataset, Path(a.out), a.set)
     for m in models:
-        r = run_training(m, a.dataset, runs / m, a.set, overwrite=True)
-        keep = {"valid", "test", "epochs", "best_epoch", "seconds_per_epoch", "eval_seconds", "wall_seconds"}
-        res[m] = {**r.model_dump(include=keep), "config": ZooRun(runs / m).config()}
-        rates = [float(x) for x in a.missing_rates.split(",") if x]
-        if a.missing_models != "all" and m not in a.missing_models.split(","):
-            rates = []
-        if rates and r.modalities:
-            res[m]["missing"] = {}
-            for rate in rates:
-                drop = [f"missing.item_rates.{mod}={rate}" for mod in r.modalities]
-                mr = run_training(
-                    m,
-                    a.dataset,
-                    runs / f"{m}_missing{rate}",
-                    [*a.set, *drop, "missing.cold_item_frac=0.1"],
-                    overwrite=True,
-                )
-                res[m]["missing"][str(rate)] = mr.test
-        elif rates:  # interactions-only models: the same drop of cold items, content untouched
-            res[m]["missing"] = {}
-            mr = run_training(
-                m,
-                a.dataset,
-                runs / f"{m}_cold",
-                [*a.set, "missing.cold_item_frac=0.1"],
-                overwrite=True,
-            )
-            for rate in rates:
-                res[m]["missing"][str(rate)] = mr.test
-        if res[m].get("missing"):  # relative loss of Recall@20 against the same model's full run
-            full = res[m]["test"]["recall@20"]
-            res[m]["missing_drop_pct"] = {
-                rate: 100.0 * (full - v["recall@20"]) / full if full else None
-                for rate, v in res[m]["missing"].items()
-            }
-        res[m]["modalities"] = r.modalities
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=2))  # after every model: a long run keeps its rows
-    md = table({m: r["test"] for m, r in res.items() if not m.startswith("_")}, COLUMNS, markdown=True)
-    extra = "\n\n| model | epochs (best) | s/epoch | eval s |\n|---|---|---|---|\n" + "".join(
-        f"| {m} | {r['epochs']} ({r['best_epoch']}) | {r['seconds_per_epoch']:.2f} | {r['eval_seconds']:.2f} |\n"
-        for m, r in res.items() if not m.startswith("_")
-    )
-    miss_rows = {
-        f"{m} @ {rate}": v for m, r in res.items() for rate, v in r.get("missing", {}).items()
-    }
-    if miss_rows:
-        extra += "\n\nUnder missing modalities (+10% cold items), test:\n\n" + table(
-            miss_rows, COLUMNS, markdown=True
-        )
-        drops = {m: r["missing_drop_pct"] for m, r in res.items() if r.get("missing_drop_pct")}
-        rates = sorted({k for d in drops.values() for k in d}, key=float)
-        extra += "\n\nRecall@20 lost against the full-modality run (%, lower is better):\n\n"
-        extra += "| model | " + " | ".join(rates) + " |\n|---|" + "---|" * len(rates) + "\n"
-        extra += "".join(
-            f"| {m} | " + " | ".join(f"{d[k]:.1f}" for k in rates) + " |\n"
-            for m, d in sorted(drops.items(), key=lambda kv: kv[1][rates[-1]])
-        )
+        for s in range(a.seeds):
+            bench.run(m, "full", s, [])
+    full = {m: bench.seeds_of(m, "full")[: a.seeds] for m in models}
+    bench.res["full"] = compare(full)
+    parts = [compare_markdown("Full modality", bench.res["full"]), timings_markdown(full)]
+    rates = [float(x) for x in a.missing_rates.split(",") if x]
+    if rates:
+        chosen = models if a.missing_models == "all" else a.missing_models.split(",")
+        missing = {m: missing_rate_runs(bench, m, rates) for m in chosen}
+        parts.append(missing_markdown({m: full[m][0] for m in chosen}, missing))
     if a.dgmrec_seeds:
-        proto = dgmrec_protocol(a.dataset, models, runs, a.set, a.dgmrec_seeds)
-        res["_dgmrec_protocol"] = proto
-        out.write_text(json.dumps(res, indent=2))
-        extra += "\n\n" + dgmrec_markdown(proto)
-    out.with_suffix(".md").write_text(f"# {a.dataset} (test, best valid epoch)\n\n{md}{extra}")
-    print(md + extra)
-
-
-def dgmrec_protocol(dataset: str, models: list[str], runs: Path, sets: list[str], seeds: int) -> dict:
-    """Each model under DGMRec's protocol for ``seeds`` seeds (split, masks and training all
-    reseeded): test Recall@20 per seed, mean ± std, and a paired t-test over seeds against the
-    model with the best mean validation Recall@20 (chosen on validation, not test)."""
-    from scipy.stats import ttest_rel
-
-    per: dict[str, dict[str, list[float]]] = {}
-    for m in models:
-        for s in range(seeds):
-            over = [*sets, "missing.protocol=dgmrec", "missing.cold_item_frac=0.1",
-                    f"missing.seed={s}", f"split.seed={s}", f"train.seed={s}"]  # fmt: skip
-            r = run_training(m, dataset, runs / f"{m}_dgmrec_seed{s}", over, overwrite=True)
-            d = per.setdefault(m, {"valid": [], "test": []})
-            d["valid"].append(r.valid["recall@20"])
-            d["test"].append(r.test["recall@20"])
-    best = max(per, key=lambda m: np.mean(per[m]["valid"]))
-    out = {"seeds": seeds, "reference": best, "models": {}}
-    for m, d in per.items():
-        t = np.array(d["test"])
-        p = float(ttest_rel(t, per[best]["test"]).pvalue) if m != best and seeds > 1 else None
-        out["models"][m] = {"test_recall@20": d["test"], "mean": float(t.mean()), "std": float(t.std()), "p_vs_reference": p}
-    return out
-
-
-def dgmrec_markdown(proto: dict) -> str:
-    lines = [f"DGMRec protocol ({proto['seeds']} seeds; reference chosen on validation: {proto['reference']}):", "",
-             "| model | test Recall@20 (mean ± std) | paired t-test p vs reference |", "|---|---|---|"]  # fmt: skip
-    for m, r in sorted(proto["models"].items(), key=lambda kv: -kv[1]["mean"]):
-        p = "-" if r["p_vs_reference"] is None else f"{r['p_vs_reference']:.3g}"
-        lines.append(f"| {m} | {r['mean']:.4f} ± {r['std']:.4f} | {p} |")
-    return "\n".join(lines)
+        proto = {m: [bench.run(m, "dgmrec", s, ["missing.protocol=dgmrec", "missing.cold_item_frac=0.1"])
+                     for s in range(a.dgmrec_seeds)] for m in models}  # fmt: skip
+        bench.res["dgmrec_protocol"] = compare(proto)
+        parts.append(compare_markdown("DGMRec protocol (2/3 of items lose content, +10% cold items)",
+                                      bench.res["dgmrec_protocol"]))  # fmt: skip
+    bench.save()
+    text = f"# {a.dataset} (test at the best valid epoch)\n\n" + "\n\n".join(parts) + "\n"
+    Path(a.out).with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

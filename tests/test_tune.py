@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_shipped_spaces_parse(tmp_path: Path) -> None:
     from metamodal.models import ZOO
 
-    for f in sorted((ROOT / "tune_spaces").glob("*.yaml")):
+    spaces = sorted((ROOT / "tune_spaces").glob("*.yaml"))
+    assert {load_spec(f).model for f in spaces} == set(ZOO)  # every zoo model can be tuned
+    for f in spaces:
         spec = load_spec(f)
         params = ZOO[spec.model].Params.model_fields
         for key in spec.space:
@@ -77,3 +79,35 @@ def test_nested_override() -> None:
         "params": {"alpha": 0.1},
         "train": {"lr": 1e-3},
     }
+
+
+def test_a_datasets_tuned_block_is_regenerated_whole_and_read_as_its_layer(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The shared settings above the block survive; the same sweeps give the same bytes; the
+    training config reads each model's chosen values from it."""
+    from metamodal.train import config as config_mod
+    from metamodal.train.config import load_config
+    from metamodal.tuning.dataset_layer import write_dataset_layer
+
+    layer = tmp_path / "shopx.yaml"
+    layer.write_text("# the shop\ntrain:\n  lr: 0.002\n")
+    sweep = {"metric": "valid_recall@20", "trials": 4, "failed": 1, "max_epochs": 30,
+             "searched": ["params.alpha", "train.lr"],
+             "best": {"params.alpha": 0.05, "train.lr": 0.004, "valid_recall@20": 0.31}}  # fmt: skip
+    write_dataset_layer(layer, {"margo": sweep})
+    first = layer.read_text()
+    write_dataset_layer(layer, {"margo": sweep, "bpr": {**sweep, "searched": ["train.lr"]}})
+    write_dataset_layer(layer, {"margo": sweep})
+    assert layer.read_text() == first and first.startswith("# the shop\ntrain:\n  lr: 0.002\n")
+    assert "4 trials (1 failed), at most 30 epochs; best valid_recall@20 0.3100" in first
+    got = yaml.safe_load(first)
+    assert got["models"] == {"margo": {"params": {"alpha": 0.05}, "train": {"lr": 0.004}}}
+    monkeypatch.setattr(
+        config_mod, "_package_yaml", lambda rel: got if rel == "datasets/shopx.yaml" else {}
+    )
+    cfg, params = load_config("margo", "/data/shopx")
+    assert (params.alpha, cfg.train.lr) == (0.05, 0.004)
+    assert (
+        load_config("bpr", "/data/shopx")[0].train.lr == 0.002
+    )  # an untuned model: the shared value

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from pydantic import BaseModel
 
 from metamodal.config import ConfigError, parse_override
 from metamodal.models import ZOO, ModelData
@@ -43,6 +44,58 @@ def test_layers_merge_in_order_and_bad_input_names_the_layer() -> None:
         load_config("nope", "x")
     with pytest.raises(ConfigError, match="unknown metric 'recal@20'.*recall@20"):
         load_config("bpr", "x", ["train.valid_metric=recal@20"])  # before Ray starts
+
+
+def test_a_datasets_tuned_values_come_after_the_model_layer(monkeypatch) -> None:
+    """A dataset's ``models.<model>`` section is the last package layer: it beats the model's
+    YAML, leaves other models alone, and a bad value names it."""
+    from metamodal.train import config as config_mod
+
+    layers = {"datasets/shopx.yaml": {"train": {"lr": 0.002},
+                                      "models": {"margo": {"params": {"alpha": 0.5}, "train": {"patience": 7}}}},
+              "models/margo.yaml": {"train": {"patience": 30}}}  # fmt: skip
+    monkeypatch.setattr(config_mod, "_package_yaml", lambda rel: layers.get(rel, {}))
+    cfg, params = load_config("margo", "/data/shopx")
+    assert (params.alpha, cfg.train.patience, cfg.train.lr) == (0.5, 7, 0.002)
+    cfg, params = load_config("bpr", "/data/shopx")
+    assert cfg.train.patience == 20 and cfg.train.lr == 0.002
+    layers["datasets/shopx.yaml"]["models"]["margo"]["train"]["patience"] = 0
+    with pytest.raises(ConfigError, match=r"datasets/shopx.yaml models.margo: train.patience"):
+        load_config("margo", "/data/shopx")
+
+
+def test_no_package_yaml_repeats_a_default_of_the_code() -> None:
+    """One source of truth per default: a YAML value equal to the code's default is a copy that
+    drifts (MARGO's alpha once read 0.01 in YAML and 0.1 in code)."""
+    from importlib import resources
+
+    import yaml
+
+    from metamodal.train.config import RunConfig
+
+    def copies(layer: dict, model: BaseModel, where: str) -> list[str]:
+        out = []
+        for key, v in layer.items():
+            field = type(model).model_fields.get(key)
+            assert field is not None, f"{where}: unknown key {key}"
+            default = getattr(model, key)
+            if isinstance(v, dict) and isinstance(default, BaseModel):
+                out += copies(v, default, f"{where}.{key}")
+            elif v == default:
+                out.append(f"{where}.{key}={v!r}")
+        return out
+
+    root = resources.files("metamodal") / "configs"
+    found = []
+    for sub in ("datasets", "models"):
+        for f in (root / sub).iterdir():
+            layer = yaml.safe_load(f.read_text()) or {}
+            model = f.name.removesuffix(".yaml") if sub == "models" else "bpr"
+            base = RunConfig(model=model, dataset="x")
+            found += copies({k: v for k, v in layer.items() if k not in ("params", "models")}, base, f"{sub}/{f.name}")
+            if "params" in layer:
+                found += copies(layer["params"], ZOO[model].Params(), f"{sub}/{f.name} params")
+    assert not found, f"values the code already defaults to: {found}"
 
 
 def test_a_diverging_loss_stops_the_run_naming_the_batch_and_is_never_kept(

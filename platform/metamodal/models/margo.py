@@ -18,7 +18,7 @@ from metamodal.models.zoo_base import ModelData, bpr_from_scores
 
 
 class MARGOParams(LateFusionParams):
-    alpha: float = 0.1  # weight of the calibration loss
+    alpha: float = 0.01  # weight of the calibration loss
     tau: float = 1.0  # confidence temperature
     stage1_epochs: int = 10
 

@@ -1,5 +1,12 @@
-"""Layered configuration, MMRec style: defaults → dataset → model → overrides, validated into
-typed objects that reject unknown keys and bad values with a message naming the layer and key.
+"""Layered configuration, MMRec style: dataset → model → the dataset's tuned values for the
+model → overrides, validated into typed objects that reject unknown keys and bad values with a
+message naming the layer and key.
+
+The code holds every default (the pydantic fields here and each model's ``Params``); a YAML
+layer holds only what differs from them, never a copy (``tests/test_layers.py`` checks). A
+dataset's file (``configs/datasets/<name>.yaml``) has settings for every model at its top level
+and, under ``models.<model>``, the values the platform's own Ray Tune sweep chose for that model
+on that dataset's validation split (``benchmarks/tune_defaults.py`` writes them).
 
 Overrides come as ``key.path=value`` strings (``train.lr=0.01``, ``params.n_layers=2``) or an
 override YAML file (what ``metamodal tune`` writes for its best trial).
@@ -82,6 +89,22 @@ def _package_yaml(rel: str) -> dict:
     return yaml.safe_load(f.read_text()) or {} if f.is_file() else {}
 
 
+def package_layers(model: str, dataset_name: str) -> list[tuple[str, dict]]:
+    """The package's YAML layers for one run, each named as an error should name it."""
+    ds_file = f"datasets/{dataset_name}.yaml"
+    ds_layer = _package_yaml(ds_file)
+    if not isinstance(ds_layer, dict):
+        raise ConfigError(f"{ds_file}: expected a mapping at the top level")
+    tuned = ds_layer.get("models") or {}
+    if not isinstance(tuned, dict):
+        raise ConfigError(f"{ds_file}: models: expected a mapping of model name to its values")
+    return [
+        (ds_file, {k: v for k, v in ds_layer.items() if k != "models"}),
+        (f"models/{model}.yaml", _package_yaml(f"models/{model}.yaml")),
+        (f"{ds_file} models.{model}", tuned.get(model) or {}),
+    ]
+
+
 def load_config(
     model: str,
     dataset: str | Path,
@@ -93,12 +116,7 @@ def load_config(
 
     if model not in ZOO:
         raise ConfigError(f"unknown model {model!r}; the zoo has {sorted(ZOO)}")
-    name = Path(dataset).name
-    layers = [
-        ("defaults.yaml", _package_yaml("defaults.yaml")),
-        (f"datasets/{name}.yaml", _package_yaml(f"datasets/{name}.yaml")),
-        (f"models/{model}.yaml", _package_yaml(f"models/{model}.yaml")),
-    ]
+    layers = package_layers(model, Path(dataset).name)
     if override_file:
         layers.append((str(override_file), yaml.safe_load(Path(override_file).read_text()) or {}))
     for o in overrides or []:
