@@ -1,5 +1,5 @@
 """Every stage of the platform on one catalogue (what ``make demo`` runs on the synthetic shop):
-inspect → split + missingness → align → extract → zoo → Tune → MMA → evaluation → [Serve].
+inspect → split + missingness → extract → align → zoo → Tune → MMA → evaluation → next item → [Serve].
 
 Locally: ``python jobs/pipeline.py --catalog data/my-shop --out runs/my-shop --quick``; without
 ``--catalog`` it generates the shop into OUT/catalog. On a cluster:

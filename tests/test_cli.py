@@ -80,29 +80,33 @@ def test_bad_input_exits_2_with_location(tmp_path: Path) -> None:
 
 
 def test_pipeline_on_a_movielens_latest_catalogue_then_kept_on_a_rerun(small_shop: Path, tmp_path: Path) -> None:
-    """Up to extraction (the zoo, Tune, MMA and Serve stages have their own tests); the console
-    stays free of Ray's chatter; a rerun keeps every finished stage."""
+    """Up to alignment (the zoo, Tune, MMA and Serve stages have their own tests): real
+    pretrained encoders, heads aligned over their features; the console stays free of Ray's
+    chatter; a rerun keeps every finished stage."""
     from metamodal.data import load_dataset
     from metamodal.data.export import write_movielens_latest
+    from metamodal.extract.shared_space import load_heads
 
     catalog = write_movielens_latest(load_dataset(small_shop), tmp_path / "ml-latest")
     out = tmp_path / "run"
-    args = ("pipeline", str(catalog), "--out", str(out), "--quick", "--until", "extract")
+    args = ("pipeline", str(catalog), "--out", str(out), "--quick", "--until", "align")
     r = cli(*args)
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["stages"]) == ["inspect", "split", "extract", "align"]
     assert [s["status"] for s in summary["stages"].values()] == ["ran"] * 4
     assert summary["stages"]["inspect"]["result"]["headline"].startswith("240 users, 300 items")
-    assert Path(summary["stages"]["align"]["outputs"]["checkpoint"]).is_file()
     manifest = json.loads(Path(summary["stages"]["extract"]["outputs"]["manifest"]).read_text())
-    assert set(manifest["modalities"]) == {"text_minilm", "image_clip"}  # the aligned tower
-    assert any("random weights" in w for w in summary["warnings"])  # the tiny CLIP's start
-    assert any(w.startswith("extract: ") and "have no image_clip" in w for w in summary["warnings"])
+    assert set(manifest["modalities"]) == {"text_minilm", "image_effnet"}  # ImageNet weights, not random
+    assert not any("RANDOM" in w or "random" in w for w in summary["warnings"]), summary["warnings"]
+    assert any(w.startswith("extract: ") and "have no image_effnet" in w for w in summary["warnings"])
+    _, reads = load_heads(Path(summary["stages"]["align"]["outputs"]["heads"]) / "heads.pt")
+    assert reads == {"text": "text_minilm", "image": "image_effnet"}  # over the extracted features
     res = json.loads((out / "baselines" / "results.json").read_text())
     assert res["missing"]["cold_users"] > 0 and res["missing"]["present"]["text"] < res["dataset"]["modalities"]["text"]
     chatter = ("logging_progress", "(TrainController", "Setting up process group", "Loading weights")
     assert not [c for c in chatter if c in r.stdout + r.stderr]
-    assert "align epoch 4/4" in r.stdout and "Warnings" in r.stdout  # our lines stay
+    assert "align heads epoch 10/10" in r.stdout and "Warnings" in r.stdout  # our lines stay
     page = (out / "summary.html").read_text()  # the stages' plots inlined: nothing to fetch
     assert "<table>" in page and 'src="data:image/png;base64,' in page and 'src="http' not in page
 

