@@ -47,6 +47,9 @@ def tune_one(
     t0 = time.perf_counter()
     summary = run_tune(spec_file, dataset, work / model, overrides, wandb=False, **budget)
     rec = sweep_record(summary, spec_file, budget, overrides, time.perf_counter() - t0)
+    if rec["trials"] + rec["failed"] < rec["num_samples"]:  # Tune returns what it had on Ctrl-C
+        raise SystemExit(f"{model}: the sweep ended after {rec['trials'] + rec['failed']} of "
+                         f"{rec['num_samples']} trials (interrupted); not recorded")  # fmt: skip
     shutil.copyfile(work / model / "trials.md", results / f"{model}.md")
     shutil.copyfile(work / model / "curves.png", results / f"{model}_curves.png")
     return rec
@@ -118,7 +121,13 @@ def overview(name: str, sweeps: dict) -> str:
         "sweep s",
         "trials table",
     ]
-    return f"# Tuned defaults for {name} (validation only)\n\n" + markdown_table(head, rows) + "\n"
+    overrides = sorted({" ".join(s["overrides"]) for s in sweeps.values()})
+    used = "; ".join(f"`{o}`" for o in overrides) or "no overrides"
+    return (f"# Tuned defaults for {name} (validation only)\n\n" + markdown_table(head, rows) + "\n\n"
+            f"Every trial ran with: {used} (two trials at a time on a 2-core host: `sweep s` is wall time). "
+            "A trial's epoch cap favours larger learning rates than a run to convergence would; the chosen "
+            "values then train under the normal budget (300 epochs, early stopping). A zoo model not listed "
+            "keeps the code's defaults on this dataset.\n")  # fmt: skip
 
 
 def _cell(v) -> str:
