@@ -17,15 +17,15 @@ from metamodal.rundir import atomic_write
 from metamodal.tuning import nested
 
 MARKER = "models:"
+HEADER = [
+    "# Chosen by the platform's own Ray Tune sweeps (ASHA on validation Recall@20; test never",
+    "# read): benchmarks/tune_defaults.py. Applied after models/<model>.yaml.",
+]
 
 
 def tuned_block(sweeps: dict[str, dict]) -> str:
     """The ``models:`` block: one entry per model, its searched keys at the best trial's values."""
-    lines = [
-        "# Chosen by the platform's own Ray Tune sweeps (ASHA on validation Recall@20; test never",
-        "# read): benchmarks/tune_defaults.py. Applied after models/<model>.yaml.",
-        MARKER,
-    ]
+    lines = [*HEADER, MARKER]
     for model in sorted(sweeps):
         s = sweeps[model]
         best = s["best"]
@@ -45,7 +45,7 @@ def shared_part(text: str) -> str:
     """What precedes the generated block: the settings every model shares."""
     out = []
     for line in text.splitlines():
-        if line.startswith(MARKER) or line.startswith("# Chosen by the platform's own Ray Tune"):
+        if line.startswith(MARKER) or line == HEADER[0]:
             break
         out.append(line)
     while out and not out[-1].strip():
