@@ -268,3 +268,25 @@ def test_menu_router_reads_letters_and_trains_on_ray_train(world, tiny_llm, ray_
                                    load_menu_policy(summary, tmp_path / name).probs(prompts, sizes.tolist()),
                                    atol=1e-5)  # fmt: skip
         assert len(SHARED_TRUNK._states) == before + len(set(prompts))
+
+
+def test_a_shallower_router_keeps_the_bottom_layers_norm_and_head(tiny_llm) -> None:
+    """``depth`` cuts the LM to its bottom layers: the kept model computes exactly what the full
+    one computes at that depth (then its own final norm and LM head), and the router built from
+    it puts LoRA on the top of the kept layers."""
+    from metamodal.agent.menu_policy import MenuPolicyConfig, _build, _parts
+    from metamodal.llm import load_model
+
+    full, cut = load_model(str(tiny_llm)), load_model(str(tiny_llm), depth=1)
+    assert len(cut.model.layers) == 1 and cut.config.num_hidden_layers == 1
+    x = torch.tensor([[5, 17, 99, 3, 42]])
+    with torch.no_grad():
+        h = full(x, output_hidden_states=True).hidden_states[1]  # after the bottom layer
+        want = full.lm_head(full.model.norm(h))
+        torch.testing.assert_close(cut(x).logits, want)
+    with pytest.raises(ValueError, match="has 2 decoder layers"):
+        load_model(str(tiny_llm), depth=3)
+    mn = _build(MenuPolicyConfig(model=str(tiny_llm), depth=1, train_layers=1, lora_r=4), 4, "float32")
+    layers = _parts(mn.net)[1]
+    assert len(layers) == 1 and mn.cut == 0
+    assert any("lora" in n for n, _ in layers[0].named_parameters())

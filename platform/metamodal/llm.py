@@ -62,12 +62,28 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
-def load_model(model: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32):
+def load_model(model: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32, depth: int | None = None):
+    """``depth``: keep only the bottom ``depth`` decoder layers (None: all). A router that reads
+    a few lines of digits needs far less of the LM than free text does, and a read-out's cost
+    on the CPU is proportional to the layers it runs."""
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
     src, kw = _source(model)
-    return AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kw)
+    net = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kw)
+    return net if depth is None else truncated(net, depth, model)
+
+
+def truncated(net, depth: int, model: str):
+    """The causal LM with its bottom ``depth`` decoder layers (the final norm and LM head kept)."""
+    layers = net.model.layers
+    if not 1 <= depth <= len(layers):
+        raise ValueError(f"depth {depth}: {model} has {len(layers)} decoder layers (1..{len(layers)})")
+    net.model.layers = layers[:depth]
+    net.config.num_hidden_layers = depth
+    if isinstance(getattr(net.config, "layer_types", None), list):
+        net.config.layer_types = net.config.layer_types[:depth]
+    return net
 
 
 def materialise(model: str = DEFAULT_MODEL, cache: str | Path | None = None) -> str:

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from metamodal.harness import (
     RunSpec,
@@ -89,7 +89,10 @@ class MenuPolicyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = DEFAULT_MODEL
-    train_layers: int = 4  # top decoder layers with LoRA; the rest are cached
+    # the bottom ``depth`` decoder layers of the base model (None: all of them); a read-out costs
+    # in proportion to it, and the digits of a statistics prompt need few
+    depth: int | None = Field(None, ge=1)
+    train_layers: int = 4  # top decoder layers (of those kept) with LoRA; the rest are cached
     lora_r: int = 16
     lora_alpha: int = 32
     lora_targets: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -235,7 +238,8 @@ def _build(cfg: MenuPolicyConfig, n_letters: int, trunk_dtype: str) -> MenuNet:
     from metamodal.llm import load_model, load_tokenizer, with_lora
 
     tok = load_tokenizer(cfg.model)
-    net = with_lora(load_model(cfg.model), cfg.lora_r, cfg.lora_alpha, cfg.train_layers, cfg.lora_targets)
+    net = with_lora(load_model(cfg.model, depth=cfg.depth), cfg.lora_r, cfg.lora_alpha, cfg.train_layers,
+                    cfg.lora_targets)  # fmt: skip
     return MenuNet(net, tok, cfg.train_layers, n_letters, cfg.answer, trunk_dtype=trunk_dtype)
 
 
@@ -344,7 +348,7 @@ def train_menu_policy(
                "bc_loss_first": float(np.mean(bc[:5])), "bc_loss_last": float(np.mean(bc[-10:])),
                "target_entropy": float(-(qn * np.log(np.clip(qn, 1e-12, None))).sum(1).mean()),
                "adapter": str(out / "adapter"), "base_model": cfg.model,
-               "train_layers": cfg.train_layers, "letters": int(q.shape[1]),
+               "depth": cfg.depth, "train_layers": cfg.train_layers, "letters": int(q.shape[1]),
                "answer": cfg.answer, "trunk_dtype": dtype}  # fmt: skip
     write_json(out / "summary.json", summary)
     return summary
@@ -360,7 +364,7 @@ def load_menu_policy(summary: dict, adapter: str | Path | None = None, share_tru
 
     tok = load_tokenizer(summary["base_model"])
     net = PeftModel.from_pretrained(
-        load_model(summary["base_model"]), str(adapter or summary["adapter"])
+        load_model(summary["base_model"], depth=summary.get("depth")), str(adapter or summary["adapter"])
     )
     net.eval()
     return MenuNet(net, tok, summary["train_layers"], summary["letters"],

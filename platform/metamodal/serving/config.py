@@ -30,6 +30,7 @@ class ServeConfig(BaseModel):
     index_kind: Literal["flat", "ivf", "hnsw"] = Field("flat", description="faiss index of the retriever")  # fmt: skip
     exclude_seen: bool = Field(True, description="drop a known user's training items from the answer")  # fmt: skip
     heads: str | None = Field(None, description="a `metamodal align --mode heads` run: image queries search every item, text-only ones too, in its shared space (default: the mma run's)")  # fmt: skip
+    torch_threads: int = Field(2, ge=1, le=256, description="torch threads in each model replica (query encoders, LLM reranker): Ray gives an actor with a fraction of a CPU one, and an LLM read-out on one thread takes about twice as long")  # fmt: skip
     request_timeout_s: float = Field(10.0, gt=0, le=300, description="every request's deadline end to end (a client may ask for less with X-Timeout-Ms)")  # fmt: skip
 
     @model_validator(mode="after")

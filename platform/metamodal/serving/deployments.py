@@ -63,6 +63,14 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
                         headers=getattr(exc, "headers", None))  # fmt: skip
 
 
+def with_threads(cfg: ServeConfig) -> ServeConfig:
+    """This replica's torch thread count, set before its models load."""
+    import torch
+
+    torch.set_num_threads(cfg.torch_threads)
+    return cfg
+
+
 SHED = BackpressureConfig(status_code=503, retry_after_s=1)
 
 
@@ -74,7 +82,7 @@ class QueryEncoder:
     def __init__(self, cfg: dict) -> None:
         from metamodal.serving.encoders import QueryEncoderCore
 
-        self.core = QueryEncoderCore(ServeConfig(**cfg))
+        self.core = QueryEncoderCore(with_threads(ServeConfig(**cfg)))
         self.core.warm()
 
     async def encode(self, kind: str, value: str):
@@ -92,7 +100,7 @@ class Reranker:
     def __init__(self, cfg: dict) -> None:
         from metamodal.serving.reranker import RerankerCore
 
-        self.core = RerankerCore(ServeConfig(**cfg))
+        self.core = RerankerCore(with_threads(ServeConfig(**cfg)))
         self.core.warm()
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
