@@ -296,3 +296,16 @@ def test_report_picks_the_strongest_baseline_and_pairs_episodes() -> None:
     zero = seed(3)  # a strongest baseline that scores 0 has no relative gain to print
     zero["per_episode"]["fixed_pool"]["lightgcn"] = [0.0] * 60
     assert "no relative gain (the baseline scores 0)" in markdown(summarise([zero]), "t")
+
+
+def test_what_a_user_sets_wins_over_the_quick_preset() -> None:
+    """``--quick --set test_episodes=200`` reads 200 test episodes; what the user leaves alone
+    comes from the preset, which still bounds the zoo's epochs when features are given."""
+    from metamodal.agent.config import load_mma_config
+
+    cfg = load_mma_config(["test_episodes=200", "zoo_overrides=[data.features=/f]"], quick_mode=True)
+    assert cfg.test_episodes == 200 and cfg.fit_episodes == 150
+    assert cfg.zoo_epochs == 15 and cfg.zoo_overrides == ["data.features=/f"]
+    assert load_mma_config(["test_episodes=90"], quick_mode=True).test_episodes == 90
+    assert load_mma_config([]).zoo_epochs is None
+    assert load_mma_config([], quick_mode=True, seeds=2).seeds == 2

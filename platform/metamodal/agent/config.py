@@ -28,7 +28,8 @@ class MMAConfig(BaseModel):
     # the `fusion` tool's model: a trained baseline's masked scores; "auto" picks on validation
     tool_model: str | None = "auto"
     baselines: list[str] = list(BASELINES)
-    zoo_overrides: list[str] = []  # passed to every zoo run, e.g. "train.epochs=50"
+    zoo_epochs: int | None = Field(None, ge=1)  # every zoo run's epoch budget (None: its config's)
+    zoo_overrides: list[str] = []  # passed to every zoo run, e.g. "data.features=DIR"
     cold_item_frac: float = 0.1  # items whose training interactions the zoo never sees
     # zoo runs trained at once, each on its share of the CPUs (None: as many as there are CPUs)
     zoo_concurrency: int | None = Field(None, ge=1)
@@ -90,7 +91,7 @@ def quick(cfg: MMAConfig) -> MMAConfig:
     """Minutes, not an hour: short zoo runs, fewer episodes and router rows."""
     return cfg.model_copy(
         update={
-            "zoo_overrides": ["train.epochs=15", *cfg.zoo_overrides],
+            "zoo_epochs": 15,
             "baselines": ["late_fusion", "margo", "impute_mean"],
             "fit_episodes": 150,
             "fit_fixed_users": 100,

@@ -28,7 +28,7 @@ def train_zoo(dataset: str, out: Path, cfg: MMAConfig) -> dict[str, TrainedRun]:
     from metamodal.train.runner import run_side_by_side
 
     overrides = [f"missing.cold_item_frac={cfg.cold_item_frac}", f"split.method={cfg.split}",
-                 *cfg.zoo_overrides]  # fmt: skip
+                 *([f"train.epochs={cfg.zoo_epochs}"] if cfg.zoo_epochs else []), *cfg.zoo_overrides]  # fmt: skip
     paths, todo = {}, {}
     for name in dict.fromkeys([cfg.retriever, *cfg.baselines]):
         zoo = MMARun(out).zoo(name)

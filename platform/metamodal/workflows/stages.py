@@ -134,7 +134,7 @@ def mma_config(ctx: Context):
 
 def _zoo_config(ctx: Context) -> dict:
     cfg = mma_config(ctx)
-    return cfg.model_dump(include={"retriever", "baselines", "zoo_overrides", "cold_item_frac", "split"})
+    return cfg.model_dump(include={"retriever", "baselines", "zoo_epochs", "zoo_overrides", "cold_item_frac", "split"})
 
 
 def _zoo(ctx: Context) -> dict:
