@@ -307,5 +307,7 @@ def test_what_a_user_sets_wins_over_the_quick_preset() -> None:
     assert cfg.test_episodes == 200 and cfg.fit_episodes == 150
     assert cfg.zoo_epochs == 15 and cfg.zoo_overrides == ["data.features=/f"]
     assert load_mma_config(["test_episodes=90"], quick_mode=True).test_episodes == 90
-    assert load_mma_config([]).zoo_epochs is None
+    assert load_mma_config([]).zoo_epochs is None and load_mma_config([]).policy.depth is None
+    nested = load_mma_config(["policy.depth=8"], quick_mode=True).policy
+    assert nested.depth == 8 and nested.bc_epochs == 6
     assert load_mma_config([], quick_mode=True, seeds=2).seeds == 2

@@ -90,7 +90,8 @@ class MenuPolicyConfig(BaseModel):
 
     model: str = DEFAULT_MODEL
     # the bottom ``depth`` decoder layers of the base model (None: all of them); a read-out costs
-    # in proportion to it, and the digits of a statistics prompt need few
+    # in proportion to it, and the digits of a statistics prompt need few (``llm_rank``, which
+    # reads text, always keeps them all)
     depth: int | None = Field(None, ge=1)
     train_layers: int = 4  # top decoder layers (of those kept) with LoRA; the rest are cached
     lora_r: int = 16

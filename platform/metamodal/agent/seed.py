@@ -70,7 +70,8 @@ def seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse) -> tuple
     summary = None
     if wants_llm_rank(cfg):
         t0 = time.perf_counter()
-        pcfg = cfg.policy.model_copy(update={"seed": seed})
+        # it reads candidates' text, not digits: the whole LM whatever the router's depth
+        pcfg = cfg.policy.model_copy(update={"seed": seed, "depth": None})
         ranker = train_llm_rank(store, fit_e, pcfg, seed_dir / "llm_rank", cfg.llm_rank_rows, reuse)
         extra[LLM_RANK], summary = llm_rank_tool(ranker), ranker.summary
         log(f"seed {seed}: llm_rank trained on {summary['rows']} episodes "
