@@ -220,19 +220,23 @@ def write_results(grid, spec: TuneSpec, out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows, failed = [], 0
+    rows, failed, unreported = [], 0, 0
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in grid:
         if r.error is not None:
             failed += 1
             continue
         hist = r.metrics_dataframe
+        if hist is None or spec.metric not in hist:  # stopped (Ctrl-C) before its first epoch
+            unreported += 1
+            continue
         best = float(hist[spec.metric].max() if spec.mode == "max" else hist[spec.metric].min())
         rows.append({"trial": r.metrics.get("trial_id", Path(r.path).name), **{k: r.config[k] for k in spec.space},
                      spec.metric: best, "epochs": int(len(hist))})  # fmt: skip
         ax.plot(hist["training_iteration"], hist[spec.metric], lw=1)
     if not rows:
-        raise RuntimeError(f"every one of the {failed} trials failed; see {out / 'ray_results'}")
+        raise RuntimeError(f"no trial reported {spec.metric}: {failed} failed, {unreported} stopped "
+                           f"before their first epoch; see {out / 'ray_results'}")  # fmt: skip
     rows.sort(key=lambda r: r[spec.metric], reverse=spec.mode == "max")
     ax.set(xlabel="epoch", ylabel=spec.metric, title=f"{spec.model}: {len(rows)} trials (ASHA)")
     fig.tight_layout()
