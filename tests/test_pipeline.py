@@ -93,12 +93,15 @@ def test_the_quiet_console_keeps_our_lines_and_errors_and_drops_rays_chatter() -
 def test_the_quiet_driver_drops_deepspeeds_cpu_notice_and_keeps_its_other_warnings() -> None:
     import logging
 
-    from metamodal.raylogs import _DropCpuAcceleratorNotice
+    from metamodal.raylogs import AUTH_ENABLED, _DropNotice
 
-    f = _DropCpuAcceleratorNotice()
+    f = _DropNotice("Setting accelerator to CPU")
     rec = lambda msg: logging.LogRecord("DeepSpeed", logging.WARNING, __file__, 1, msg, None, None)  # noqa: E731
     assert not f.filter(rec("Setting accelerator to CPU. If you have GPU or other accelerator, ..."))
     assert f.filter(rec("gradient overflow, skipping step"))
+    auth = _DropNotice(AUTH_ENABLED)  # Ray's start-up notice goes; its warning that auth is off stays
+    assert not auth.filter(rec("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=..."))
+    assert auth.filter(rec("Token authentication is disabled. ..."))
 
 
 def test_a_catalogue_exported_to_movielens_latest_loads_back_the_same(small_shop: Path, tmp_path: Path) -> None:

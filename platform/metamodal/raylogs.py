@@ -29,6 +29,9 @@ MEMORY_KILL = re.compile(r"out of memory|OutOfMemory|memory pressure|low on memo
 # what libraries print to stdout (where our progress goes) that says nothing to a person
 LIBRARY_STDOUT = re.compile(r"^DeepSpeed \S+ built successfully")
 
+AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+AUTH_ENABLED = "Token authentication is enabled for this Ray cluster"
+
 NOISY = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
 
 
@@ -48,6 +51,8 @@ def start_ray() -> None:
     import ray
 
     if not ray.is_initialized():
+        if not verbose():  # logged by ray.init itself, before quiet_driver can act
+            logging.getLogger(AUTH_LOGGER).addFilter(_DropNotice(AUTH_ENABLED))
         # Train V2 turns a worker's print into a root-logger record that reaches the driver
         # beside the print itself: every progress line came twice
         env = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", **storage_env()}
@@ -74,11 +79,17 @@ def keep_line(data: dict[str, Any], line: str) -> bool:
     return not source.startswith(CHATTER) and not LIBRARY_STDOUT.search(line)
 
 
-class _DropCpuAcceleratorNotice(logging.Filter):
-    """DeepSpeed's notice that it fell back to the CPU accelerator: on a CPU run, expected."""
+class _DropNotice(logging.Filter):
+    """A library's notice that says nothing to a person on a run that works as configured:
+    DeepSpeed falling back to the CPU accelerator on a CPU run, Ray announcing on every local
+    start that token authentication is on (its warning when it is off still shows)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Setting accelerator to CPU" not in record.getMessage()
+        return self.text not in record.getMessage()
 
 
 def quiet_driver() -> None:
@@ -98,7 +109,7 @@ def quiet_driver() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # "... may be a performance bottleneck"
-    logging.getLogger("DeepSpeed").addFilter(_DropCpuAcceleratorNotice())  # survives its import
+    logging.getLogger("DeepSpeed").addFilter(_DropNotice("Setting accelerator to CPU"))  # survives its import
     dispatcher = getattr(worker, "global_worker_stdstream_dispatcher", None)
     print_to = getattr(worker, "print_to_stdstream", None)
     if dispatcher is None or print_to is None or getattr(print_to, "quiet", False):
