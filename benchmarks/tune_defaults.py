@@ -100,10 +100,12 @@ def main() -> None:
         sweeps[m] = tune_one(m, a.dataset, Path(a.work) / name, results, a.set, budget)
         write_json(record_file, sweeps, indent=2, default=str)
         layer = write_dataset_layer(LAYERS / f"{name}.yaml", sweeps)
+        (results / "README.md").write_text(overview(name, sweeps))  # a cut-off run keeps it current
         best = sweeps[m]["best"]
         print(f"[{i}/{len(models)}] {m}: valid {best[sweeps[m]['metric']]:.4f} in "
               f"{sweeps[m]['wall_seconds']:.0f} s -> {layer.relative_to(ROOT)}", flush=True)  # fmt: skip
-    (results / "README.md").write_text(overview(name, sweeps))
+    if sweeps:
+        (results / "README.md").write_text(overview(name, sweeps))
 
 
 def overview(name: str, sweeps: dict) -> str:
