@@ -123,7 +123,7 @@ def overview(name: str, sweeps: dict) -> str:
         "sweep s",
         "trials table",
     ]
-    overrides = sorted({" ".join(s["overrides"]) for s in sweeps.values()})
+    overrides = sorted({" ".join(s["overrides"]) for s in sweeps.values()} - {""})
     used = "; ".join(f"`{o}`" for o in overrides) or "no overrides"
     return (f"# Tuned defaults for {name} (validation only)\n\n" + markdown_table(head, rows) + "\n\n"
             f"Every trial ran with: {used} (two trials at a time on a 2-core host: `sweep s` is wall time). "
