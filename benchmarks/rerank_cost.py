@@ -36,14 +36,14 @@ def fresh(core):
     """The reranker with its router's read-outs forgotten: every timed request pays its forward
     pass (a repeated prompt is otherwise a lookup)."""
     if core.routed is not None and core.routed.net is not None:
-        core.routed.net._memo.clear()
+        core.routed.net.forget_read_outs()
     return core
 
 
 def router_depth(mma_dir: str) -> str:
-    """The LM layers the run's router reads (its training summary; all of them by default)."""
-    summary = json.loads((Path(mma_dir) / "seed0" / "result.json").read_text())["policy"]
-    return str(summary.get("depth") or "all")
+    from metamodal.agent.menu_policy import layers_read
+
+    return layers_read(json.loads((Path(mma_dir) / "seed0" / "result.json").read_text())["policy"])
 
 
 def stages_of(mma_dir: str, users: int, repeats: int, light: bool) -> dict[str, list[float]]:

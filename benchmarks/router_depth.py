@@ -24,10 +24,6 @@ def seeds_of(run: Path) -> dict[int, dict]:
             for d in sorted(run.glob("seed*")) if (d / "result.json").is_file()}  # fmt: skip
 
 
-def depth_of(seed: dict) -> str:
-    return str(seed["policy"].get("depth") or "all")
-
-
 def compare(base: dict[int, dict], other: dict[int, dict], method: str) -> list[dict]:
     from metamodal.eval.paired import paired_wilcoxon
 
@@ -44,6 +40,7 @@ def compare(base: dict[int, dict], other: dict[int, dict], method: str) -> list[
 
 
 def main() -> None:
+    from metamodal.agent.menu_policy import layers_read
     from metamodal.eval.tables import markdown_table
     from metamodal.rundir import write_json
 
@@ -56,7 +53,7 @@ def main() -> None:
     base, other = seeds_of(a.base), seeds_of(a.other)
     rows = compare(base, other, a.method)
     first = min(set(base) & set(other))
-    depths = depth_of(base[first]), depth_of(other[first])
+    depths = layers_read(base[first]["policy"]), layers_read(other[first]["policy"])
     seconds = [[round(r["policy_seconds"]) for r in runs.values()] for runs in (base, other)]
     res = {"base": str(a.base), "other": str(a.other), "method": a.method, "depths": depths,
            "policy_seconds": seconds, "checks": rows}  # fmt: skip

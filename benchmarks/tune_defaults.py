@@ -87,25 +87,30 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     record_file = results / "summary.json"
     sweeps: dict = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    try:  # the overview stays current when a sweep is refused or the run is interrupted
+        sweep_models(models, sweeps, a, results)
+    finally:
+        if sweeps:
+            (results / "README.md").write_text(overview(name, sweeps))
+
+
+def sweep_models(models: list[str], sweeps: dict, a: argparse.Namespace, results: Path) -> None:
+    """Sweep each model not yet recorded with this budget, recording it and regenerating the
+    dataset's layer as soon as it ends (a cut-off run resumes at the next model)."""
+    name = Path(a.dataset).resolve().name
     budget = {"num_samples": a.num_samples, "max_epochs": a.max_epochs}
     for i, m in enumerate(models, 1):
         old = sweeps.get(m)
         if old and not a.redo and same_sweep(old, a.set, budget):
-            print(
-                f"[{i}/{len(models)}] {m}: kept (valid {old['best'][old['metric']]:.4f})",
-                flush=True,
-            )
+            print(f"[{i}/{len(models)}] {m}: kept (valid {old['best'][old['metric']]:.4f})", flush=True)
             continue
         print(f"[{i}/{len(models)}] {m}: sweeping", flush=True)
         sweeps[m] = tune_one(m, a.dataset, Path(a.work) / name, results, a.set, budget)
-        write_json(record_file, sweeps, indent=2, default=str)
+        write_json(results / "summary.json", sweeps, indent=2, default=str)
         layer = write_dataset_layer(LAYERS / f"{name}.yaml", sweeps)
-        (results / "README.md").write_text(overview(name, sweeps))  # a cut-off run keeps it current
         best = sweeps[m]["best"]
         print(f"[{i}/{len(models)}] {m}: valid {best[sweeps[m]['metric']]:.4f} in "
               f"{sweeps[m]['wall_seconds']:.0f} s -> {layer.relative_to(ROOT)}", flush=True)  # fmt: skip
-    if sweeps:
-        (results / "README.md").write_text(overview(name, sweeps))
 
 
 def overview(name: str, sweeps: dict) -> str:

@@ -145,8 +145,8 @@ def load_layered(model: Any, overrides: list[str] | None, preset: Any = None, se
     raw: dict = {}
     for o in overrides or []:
         raw = merge_layers(raw, parse_override(o))
-    base = model() if preset is None else preset(model())
-    cfg = model(**merge_layers(base.model_dump(exclude_unset=preset is None), raw))
+    base = {} if preset is None else preset(model()).model_dump()
+    cfg = model(**merge_layers(base, raw))
     if seeds is not None:
         cfg = cfg.model_copy(update={"seeds": seeds})
     return cfg

@@ -212,6 +212,10 @@ class MenuNet:
         keep = torch.arange(out.shape[1], device=dev)[None] < sizes[:, None].to(dev)
         return out.masked_fill(~keep, -1e9)
 
+    def forget_read_outs(self) -> None:
+        """Drop the remembered read-outs: the next read of any prompt runs the model again."""
+        self._memo.clear()
+
     @torch.no_grad()
     def probs(self, prompts: list[str], sizes: list[int], batch: int = 32, what: str = "the router") -> np.ndarray:
         """π per prompt. Inference only (the weights are fixed once loaded): each distinct
@@ -353,6 +357,11 @@ def train_menu_policy(
                "answer": cfg.answer, "trunk_dtype": dtype}  # fmt: skip
     write_json(out / "summary.json", summary)
     return summary
+
+
+def layers_read(summary: dict) -> str:
+    """How many of its base LM's decoder layers a trained policy reads (``all`` by default)."""
+    return str(summary.get("depth") or "all")
 
 
 def load_menu_policy(summary: dict, adapter: str | Path | None = None, share_trunk: bool = False) -> MenuNet:
