@@ -151,16 +151,27 @@ def main() -> None:
     a = p.parse_args()
     models = sorted(ZOO) if a.models == "all" else a.models.split(",")
     bench = Bench(a.dataset, Path(a.out), a.set)
-    dgmrec = ["missing.protocol=dgmrec", "missing.cold_item_frac=0.1"]
-    for s in range(max(a.seeds, a.dgmrec_seeds)):  # seed by seed: a cut-off run still has whole seeds
-        for m in models if s < a.seeds else []:
-            bench.run(m, "full", s, [])
-        for m in models if s < a.dgmrec_seeds else []:
-            bench.run(m, "dgmrec", s, dgmrec)
-        write_report(bench, a, models, [])
+    plan = run_plan(models, a.seeds, a.dgmrec_seeds)
+    for i, (m, setting, seed, extra) in enumerate(plan, 1):
+        if f"{m}|{setting}|{seed}" not in bench.res["runs"]:
+            print(f"[zoo {i}/{len(plan)}] {m}, {setting}, seed {seed}", flush=True)
+        bench.run(m, setting, seed, extra)
+        if i == len(plan) or plan[i][2] != seed:
+            write_report(bench, a, models, [])
     rates = [float(x) for x in a.missing_rates.split(",") if x]
     chosen = models if a.missing_models == "all" else a.missing_models.split(",")
     print(write_report(bench, a, models, rates, chosen))
+
+
+def run_plan(models: list[str], seeds: int, dgmrec_seeds: int) -> list[tuple[str, str, int, list[str]]]:
+    """(model, setting, seed, overrides), seed by seed: a run cut off hours in still has whole
+    seeds to tabulate."""
+    dgmrec = ["missing.protocol=dgmrec", "missing.cold_item_frac=0.1"]
+    plan = []
+    for s in range(max(seeds, dgmrec_seeds)):
+        plan += [(m, "full", s, []) for m in models] if s < seeds else []
+        plan += [(m, "dgmrec", s, dgmrec) for m in models] if s < dgmrec_seeds else []
+    return plan
 
 
 def write_report(bench: Bench, a: argparse.Namespace, models: list[str], rates: list[float],
