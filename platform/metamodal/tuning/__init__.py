@@ -78,15 +78,18 @@ def nested(flat: dict[str, Any]) -> dict:
     return out
 
 
-def _trial(config: dict, *, model: str, dataset: str, overrides: list[str], cpus: float) -> None:
-    """One trial: a zoo training whose epoch reports reach Tune."""
+def _trial(config: dict, *, model: str, dataset: str, overrides: list[str], cpus: float, runs: str) -> None:
+    """One trial: a zoo training whose epoch reports reach Tune. Its run directory sits beside
+    the sweep (``runs``), not inside the trial's own directory: Tune copies that to its storage
+    while the training rotates checkpoints in it, and a checkpoint removed mid-copy printed a
+    traceback."""
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from metamodal.train.runner import run_training
     from metamodal.tuning.placement import note_owner
 
-    out = Path(ray.tune.get_context().get_trial_dir()) / "run"
+    out = Path(runs) / ray.tune.get_context().get_trial_id()
     note_owner(out)
     trial = [f"{k}={v}" for k, v in config.items()]
     run_training(model, dataset, out, [*overrides, *trial], overwrite=True,
@@ -118,8 +121,10 @@ def run_tune(
     where, fs = (storage.train_storage(out) if storage
                  else (str(out / "ray_results"), None))  # fmt: skip
     concurrent, per_trial = side_by_side_share(concurrent or spec.num_samples)
+    runs = out / "trials"
     trainable = tune.with_parameters(_trial, model=spec.model, dataset=str(Path(dataset).resolve()),
-                                     overrides=_trial_overrides(overrides, spec), cpus=per_trial)  # fmt: skip
+                                     overrides=_trial_overrides(overrides, spec), cpus=per_trial,
+                                     runs=str(runs))  # fmt: skip
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 0.05}),
         param_space=param_space(spec),
@@ -128,7 +133,7 @@ def run_tune(
             name=f"tune-{spec.model}",
             storage_path=where,
             storage_filesystem=fs,
-            callbacks=_callbacks(out, wandb),
+            callbacks=_callbacks(out, runs, wandb),
             failure_config=tune.FailureConfig(max_failures=1),
             verbose=1 if verbose() else 0,  # its status tables: Ray's chatter
         ),  # fmt: skip
@@ -168,8 +173,8 @@ def _tune_config(spec: TuneSpec, concurrent: int):
                            max_concurrent_trials=concurrent, scheduler=asha)  # fmt: skip
 
 
-def _callbacks(out: Path, wandb: bool) -> list:
-    callbacks = [_release_callback()]
+def _callbacks(out: Path, runs: Path, wandb: bool) -> list:
+    callbacks = [_release_callback(runs)]
     if wandb:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -179,7 +184,7 @@ def _callbacks(out: Path, wandb: bool) -> list:
     return callbacks
 
 
-def _release_callback():
+def _release_callback(runs: Path):
     import time
 
     from ray import tune
@@ -194,7 +199,7 @@ def _release_callback():
             self.pending: list[Path] = []
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-            self.pending.append(Path(trial.local_path) / "run")
+            self.pending.append(runs / trial.trial_id)
 
         on_trial_error = on_trial_complete
 
