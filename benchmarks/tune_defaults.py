@@ -88,16 +88,15 @@ def main() -> None:
     record_file = results / "summary.json"
     sweeps: dict = json.loads(record_file.read_text()) if record_file.is_file() else {}
     try:  # the overview stays current when a sweep is refused or the run is interrupted
-        sweep_models(models, sweeps, a, results)
+        sweep_models(models, sweeps, a, results, name)
     finally:
         if sweeps:
             (results / "README.md").write_text(overview(name, sweeps))
 
 
-def sweep_models(models: list[str], sweeps: dict, a: argparse.Namespace, results: Path) -> None:
+def sweep_models(models: list[str], sweeps: dict, a: argparse.Namespace, results: Path, name: str) -> None:
     """Sweep each model not yet recorded with this budget, recording it and regenerating the
     dataset's layer as soon as it ends (a cut-off run resumes at the next model)."""
-    name = Path(a.dataset).resolve().name
     budget = {"num_samples": a.num_samples, "max_epochs": a.max_epochs}
     for i, m in enumerate(models, 1):
         old = sweeps.get(m)

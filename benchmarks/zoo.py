@@ -42,8 +42,12 @@ class Bench:
         self.res: dict = json.loads(out.read_text()) if out.is_file() else {}
         self.res.setdefault("runs", {})
 
+    @staticmethod
+    def key(model: str, setting: str, seed: int) -> str:
+        return f"{model}|{setting}|{seed}"
+
     def run(self, model: str, setting: str, seed: int, extra: list[str]) -> dict:
-        key = f"{model}|{setting}|{seed}"
+        key = self.key(model, setting, seed)
         if key in self.res["runs"]:
             return self.res["runs"][key]
         where = self.out.with_suffix("") / f"{model}_{setting}_seed{seed}"
@@ -153,10 +157,10 @@ def main() -> None:
     bench = Bench(a.dataset, Path(a.out), a.set)
     plan = run_plan(models, a.seeds, a.dgmrec_seeds)
     for i, (m, setting, seed, extra) in enumerate(plan, 1):
-        if f"{m}|{setting}|{seed}" not in bench.res["runs"]:
+        if Bench.key(m, setting, seed) not in bench.res["runs"]:
             print(f"[zoo {i}/{len(plan)}] {m}, {setting}, seed {seed}", flush=True)
         bench.run(m, setting, seed, extra)
-        if i == len(plan) or plan[i][2] != seed:
+        if i < len(plan) and plan[i][2] != seed:  # the last seed's report is the final one below
             write_report(bench, a, models, [])
     rates = [float(x) for x in a.missing_rates.split(",") if x]
     chosen = models if a.missing_models == "all" else a.missing_models.split(",")
@@ -209,11 +213,11 @@ def protocol_loss_markdown(full: dict[str, list[dict]], proto: dict[str, list[di
             continue
         f = np.array([r["test"]["recall@20"] for r in full[m][:seeds]])
         g = np.array([r["test"]["recall@20"] for r in rs[:seeds]])
-        rows.append((float(np.mean(100.0 * (f - g) / f)), [m, f"{f.mean():.4f}", f"{g.mean():.4f}", str(seeds)]))
-    rows.sort(key=lambda x: x[0])
+        lost = float(np.mean(100.0 * (f - g) / f))
+        rows.append((lost, [m, f"{f.mean():.4f}", f"{g.mean():.4f}", f"{lost:.1f}", str(seeds)]))
     return ("Test Recall@20 lost to the DGMRec protocol against the same seeds' full-modality runs "
             "(%, lower is better):\n\n" + markdown_table(["model", "full", "protocol", "lost %", "seeds"],
-            [[m, f, g, f"{lost:.1f}", n] for lost, (m, f, g, n) in rows]))  # fmt: skip
+            [row for _, row in sorted(rows, key=lambda x: x[0])]))  # fmt: skip
 
 
 if __name__ == "__main__":
