@@ -86,6 +86,7 @@ def world(small_shop: Path):
 def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-init 2-layer Llama with SmolLM2's tokenizer (weights are random: this checks
     the machinery, not the policy)."""
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from metamodal.llm import load_tokenizer
@@ -98,6 +99,25 @@ def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )  # fmt: skip
-    LlamaForCausalLM(cfg).save_pretrained(d)
+    with torch.random.fork_rng():  # the same weights every run: what it writes must not vary by run
+        torch.manual_seed(0)
+        LlamaForCausalLM(cfg).save_pretrained(d)
     tok.save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def visual_store(world):
+    """The world's store plus visual keywords for the image group (as extraction writes them
+    for a pretrained image classifier): words no text keyword uses."""
+    from dataclasses import replace
+
+    from metamodal.agent.evidence import EvidenceStore
+    from metamodal.data.modalities import TextModality
+
+    ds, _, _, b, store = world
+    cats = ds.item_meta["category"].astype("category").cat.codes.to_numpy()
+    present = ds.modalities["image"].present
+    texts = [f"vis{c}shape, vis{i % 5}tone" if p else None for i, (c, p) in enumerate(zip(cats, present, strict=True))]
+    mods = {**ds.modalities, "image_vec_labels": TextModality("image_vec_labels", "image", present.copy(), texts)}
+    return EvidenceStore.build(replace(ds, modalities=mods), graph_items=store.graph_items)

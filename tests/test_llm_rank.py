@@ -67,21 +67,6 @@ def prompt_words(prompts: list[str]) -> set[str]:
     return {w for p in prompts for line in p.splitlines() for w in line.split(": ", 1)[1].split()}
 
 
-@pytest.fixture(scope="module")
-def visual_store(world):
-    """The world's store plus visual keywords for the image group (as extraction writes them
-    for a pretrained image classifier): words no text keyword uses."""
-    from metamodal.agent.evidence import EvidenceStore
-    from metamodal.data.modalities import TextModality
-
-    ds, _, _, b, store = world
-    cats = ds.item_meta["category"].astype("category").cat.codes.to_numpy()
-    present = ds.modalities["image"].present
-    texts = [f"vis{c}shape, vis{i % 5}tone" if p else None for i, (c, p) in enumerate(zip(cats, present, strict=True))]
-    mods = {**ds.modalities, "image_vec_labels": TextModality("image_vec_labels", "image", present.copy(), texts)}
-    return EvidenceStore.build(replace(ds, modalities=mods), graph_items=store.graph_items)
-
-
 @pytest.mark.parametrize("pattern", [("image",), ("graph", "image"), ("graph",), ("graph", "text"), FULL])
 def test_visual_keywords_where_only_the_image_survives(world, ranker, visual_store, pattern) -> None:
     """Text first; the image's visual keywords where text is masked; neither where both are."""

@@ -226,7 +226,7 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
     got = json.loads((tmp_path / "run" / "seed0" / "keyword_llm" / "result.json").read_text())
     assert got["rows_by_task"] == {"next_item": 16, "reconstruct": 8}  # multi-task SFT
     summary = json.loads((tmp_path / "run" / "seed0" / "keyword_llm" / "summary.json").read_text())
-    mn = load_menu_policy(summary)
+    mn = load_menu_policy({**summary, "trunk_dtype": "float32"})  # the brute force runs in float32
     text = "recent: a b; c\nsimilar users: d\nA: x\nB: y\nC: z"
     ids = mn.tok(text + summary["answer"], add_special_tokens=False, return_tensors="pt").input_ids
     with torch.no_grad():

@@ -64,8 +64,9 @@ def heads(trained: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def mma_run(trained: dict, tiny_llm: Path, heads: Path) -> Path:
-    """A one-seed ``mma run`` on the shop: small episode counts, the tiny LLM as router and as
-    the listwise ``llm_rank`` tool, the heads' space for ``cross_modal``."""
+    """A one-seed ``mma run`` on the shop: small episode counts, the tiny LLM as router, as the
+    listwise ``llm_rank`` tool and as the keyword-RAG ``keyword_llm`` tool (added by path), the
+    heads' space for ``cross_modal``."""
     from metamodal.agent.config import MMAConfig
     from metamodal.agent.menu_policy import MenuPolicyConfig
     from metamodal.agent.run import run_mma
@@ -76,6 +77,7 @@ def mma_run(trained: dict, tiny_llm: Path, heads: Path) -> Path:
                     fit_episodes=20, fit_fixed_users=20, select_episodes=10,
                     select_fixed_users=12, test_episodes=8, fixed_users=8, fusion_tools=1,
                     llm_rows=8, llm_rule_rows=4, llm_ablations=[], llm_rank="on", llm_rank_rows=24, seeds=1,
+                    tools=["metamodal.seq.mma_tool:keyword_llm"], tool_rows=24,
                     policy=policy, heads=str(heads))  # fmt: skip
     run_mma(str(trained["shop"]), trained["mma"], cfg)
     return trained["mma"]
@@ -346,8 +348,14 @@ def test_served_mma_answers_exactly_what_the_run_measured(server: str, mma_run: 
     """Each validation fixed pool of the run, requested over HTTP by its user: the served top 10
     and the route's tools equal what ``mma run`` ranked (``seed0/rankings.json``)."""
     measured = json.loads((mma_run / "seed0" / "rankings.json").read_text())
-    policy = json.loads((mma_run / "seed0" / "router.json").read_text())["policy"]
+    router = json.loads((mma_run / "seed0" / "router.json").read_text())
+    policy = router["policy"]
     assert policy["adapter_name"] in ("adapter", "adapter_bc")  # chosen on select
+    assert {"llm_rank", "keyword_llm"} <= set(router["tools"])  # the served env rebuilds both
+    built = router["built_tools"]["metamodal.seq.mma_tool:keyword_llm"]
+    assert built["tools"] == ["keyword_llm"] and built["summary"]["rows_by_task"]["next_item"] > 0
+    result = json.loads((mma_run / "seed0" / "result.json").read_text())
+    assert "keyword_llm_alone" in result["per_episode"]["ooma:text"]
     assert set(policy["adapter_select"]) == {"adapter", "adapter_bc"}
     want = measured["mma"]["valid"]
     assert len(want) >= 5 and {w["route"] for w in measured["rulerouter"]["valid"]}

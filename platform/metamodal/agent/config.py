@@ -60,6 +60,20 @@ class MMAConfig(BaseModel):
     # text-observed episode's candidates, too slow for the 2-core default)
     llm_rank: Literal["auto", "on", "off"] = "auto"
     llm_rank_rows: int = 600  # its training episodes (SFT + RL)
+    # tools built outside the agent, by path ("package.module:function", ``agent.extensions``),
+    # e.g. the keyword-RAG sequential LLM: "metamodal.seq.mma_tool:keyword_llm"
+    tools: list[str] = []
+    tool_rows: int = Field(600, ge=1)  # training rows each such tool may read
+
+    @field_validator("tools")
+    @classmethod
+    def _loadable(cls, v: list[str]) -> list[str]:
+        """A misspelt path fails when the configuration is read, not an hour into a run."""
+        from metamodal.agent.extensions import load_factory
+
+        for path in v:
+            load_factory(path)
+        return v
 
     @field_validator("llm_rank", mode="before")
     @classmethod

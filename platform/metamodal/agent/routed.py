@@ -32,14 +32,16 @@ def bucket_key(k: Bucket) -> str:
 
 
 def save_router(path: Path, tools: list[str], fusion_tools: list[str], codec: StatsCodec,
-                menus: dict, policy: dict, llm_rank: dict | None = None) -> None:  # fmt: skip
-    """``llm_rank``: the listwise tool's training summary when the run used it."""
+                menus: dict, policy: dict, llm_rank: dict | None = None,
+                built: dict | None = None) -> None:  # fmt: skip
+    """``llm_rank``: the listwise tool's training summary when the run used it; ``built``: the
+    tool factories' records by path (``agent.extensions``: Serve rebuilds their tools)."""
     state = {
         "version": VERSION, "tools": tools, "fusion_tools": fusion_tools,
         "codec": {n: e.tolist() for n, e in codec.edges.items()},
         "menus": {bucket_key(k): {"routes": [[list(map(list, r.weights)), r.lam] for r in m.routes],
                                   "rr": m.rr} for k, m in menus.items()},
-        "policy": policy, "llm_rank": llm_rank,
+        "policy": policy, "llm_rank": llm_rank, "built_tools": built or {},
     }  # fmt: skip
     write_json(path, state)
 
@@ -64,6 +66,10 @@ class RoutedReranker:
         missing = [t for t in state["tools"] if t not in env.tools]
         if missing:
             raise ValueError(f"{seed_dir / 'router.json'}: tools {missing} are not in the env")
+        # the statistics name tool pairs in the env's order: the run's order, however the env
+        # was assembled (Serve adds the run's extra tools in its own order)
+        order = {t: env.tools[t] for t in state["tools"]}
+        env = AgentEnv(env.store, {**order, **{t: f for t, f in env.tools.items() if t not in order}})
         self.env, self.kind, self.policy = env, kind, state["policy"]
         self.codec = StatsCodec(state["tools"])
         self.codec.edges = {n: np.asarray(e) for n, e in state["codec"].items()}

@@ -21,6 +21,7 @@ from metamodal.agent.env import AgentEnv
 from metamodal.agent.episode_sets import seed_episodes
 from metamodal.agent.episodes import Episode, pool_ndcg
 from metamodal.agent.evidence import EvidenceStore
+from metamodal.agent.extensions import ToolContext, build_tools, slug
 from metamodal.agent.llm_rank import NAME as LLM_RANK
 from metamodal.agent.llm_rank import llm_rank_tool, train_llm_rank
 from metamodal.agent.menus import (
@@ -63,11 +64,19 @@ def choose_tool_models(scorers, exclude: str, sel: list[Episode], n: int) -> lis
     return best
 
 
-def seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse) -> tuple[AgentEnv, dict | None]:
-    """The seed's tools: the dataset's, the chosen zoo models, and ``llm_rank`` (trained on the
-    fit episodes) when wanted; the latter's training summary, or None."""
+def seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse, run) -> tuple[AgentEnv, dict | None, dict]:
+    """The seed's tools: the dataset's, the chosen zoo models, ``llm_rank`` (trained on the fit
+    episodes) when wanted, and the configured factories' tools (``cfg.tools``, trained on the
+    fit episodes too; ``run``: the retriever's); ``llm_rank``'s training summary or None, and
+    each factory's summary by path."""
     extra = {m: model_tool(scorers[m], m) for m in models}
     summary = None
+    pcfg = cfg.policy.model_copy(update={"seed": seed})
+    built, built_summaries = build_tools(cfg.tools, lambda path: ToolContext(
+        store, run, pcfg, seed_dir / "tools" / slug(path), fit_e, cfg.tool_rows, reuse))  # fmt: skip
+    extra.update(built)
+    if built:
+        log(f"seed {seed}: tools from {', '.join(cfg.tools)}: {', '.join(built)}")
     if wants_llm_rank(cfg):
         t0 = time.perf_counter()
         # it reads candidates' text, not digits: the whole LM whatever the router's depth
@@ -76,7 +85,7 @@ def seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse) -> tuple
         extra[LLM_RANK], summary = llm_rank_tool(ranker), ranker.summary
         log(f"seed {seed}: llm_rank trained on {summary['rows']} episodes "
             f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
-    return AgentEnv(store, tools_for(store, extra=extra)), summary
+    return AgentEnv(store, tools_for(store, extra=extra)), summary, built_summaries
 
 
 def make_menus(fit: Rows, sel: Rows, tools: list[str], k: int) -> dict:
@@ -310,8 +319,10 @@ def method_rewards(store, scorers, fit, sel, test, menus, routed, learned, cfg, 
     info["clarify_weight"] = w
     res_t["mma_interactive"] = interactive_ndcg(store, test, menus, mma_t, w)
     res_t["random_order"], res_s["random_order"] = random_ndcg(test, seed), random_ndcg(sel, seed)
-    if LLM_RANK in routed["mma"].env.tools:  # does the LLM read text better than keyword overlap?
-        for t in (LLM_RANK, "keyword"):
+    built = [t for b in learned["built"].values() for t in b["tools"]]
+    readers = [t for t in routed["mma"].env.tools if t == LLM_RANK or t in built]
+    for t in [*readers, "keyword"] if readers else []:  # does an LLM read text better than keyword overlap?
+        if t in routed["mma"].env.tools:
             res_t[f"{t}_alone"] = single_tool_ndcg(test, t)
     for name, d in zoo_ndcg(scorers, test).items():
         res_t[name] = d
@@ -342,7 +353,8 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     scorers = {n: MaskedRunScorer(r, {m: store.group_of(m) for m in r.modalities}) for n, r in runs.items()}
     models = choose_tool_models(scorers, cfg.retriever, sel_e, cfg.fusion_tools)
     seed_dir = out / f"seed{seed}"
-    env, ranker = seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse_policy)
+    env, ranker, built = seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse_policy,
+                                  runs[cfg.retriever])  # fmt: skip
     tools = list(env.tools)
     fit, sel, test = (observe_rows(env, e) for e in (fit_e, sel_e, test_e))
     log(f"seed {seed}: rows fit {sum(map(len, fit.values()))}, select "
@@ -356,7 +368,8 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
         score_rows(rows, menus, tools)
     t0 = time.perf_counter()
     learned, summary = train_router(fit, sel, menus, cfg, seed, seed_dir, reuse_policy)
-    save_router(seed_dir / "router.json", tools, models, codec, menus, summary, ranker)
+    learned["built"] = built
+    save_router(seed_dir / "router.json", tools, models, codec, menus, summary, ranker, built)
     routed = {kind: RoutedReranker.load(seed_dir, env, kind, share_trunk=True) for kind in KINDS}
     policy_s = time.perf_counter() - t0
     res_t, res_s, info = method_rewards(store, scorers, fit, sel, test, menus, routed, learned, cfg,
@@ -376,6 +389,7 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
         "rulerouter": {bucket_key(k): m.routes[m.rr].label() for k, m in menus.items()},
         "example_prompts": [br.prompts[0] for br in list(test.values())[:3]],
         "policy": summary, "policy_seconds": policy_s + info.pop("ablation_seconds"),
+        "built_tools": built,
         "gate": info["gate"], "clarify_weight": info["clarify_weight"],
         "seconds": time.perf_counter() - t_seed,
     }  # fmt: skip

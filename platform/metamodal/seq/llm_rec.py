@@ -21,6 +21,7 @@ ranking it reranks SASRec's top candidates.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,10 +84,11 @@ class Neighbours:
         self.of = [row[(row != u) & (row >= 0)][:k] for u, row in enumerate(nn)]
 
 
-def collab_words(seqs: Sequences, kw: ItemKeywords, nb: Neighbours, u: int, own: list[str],
+def collab_words(neighbour_items: Iterable[np.ndarray], kw: ItemKeywords, own: list[str],
                  hidden: frozenset[str]) -> list[str]:  # fmt: skip
-    """Keywords the neighbours' recent training items share, the user's own left out."""
-    c = Counter(w for v in nb.of[u] for i in seqs.train[int(v)][-RECENT:] for w in set(kw.of(int(i), hidden)))
+    """Keywords the neighbours' recent training items share (``neighbour_items``: each
+    neighbour's training items in time order), the user's own left out."""
+    c = Counter(w for items in neighbour_items for i in items[-RECENT:] for w in set(kw.of(int(i), hidden)))
     mine = set(own)
     return [w for w, _ in c.most_common(COLLAB_WORDS + len(mine)) if w not in mine][:COLLAB_WORDS]
 
@@ -110,7 +112,8 @@ class PromptMaker:
 
     def __call__(self, u: int, history: np.ndarray, candidates: np.ndarray, hidden: frozenset[str]) -> str:
         own = [w for i in history[-RECENT:] for w in self.kw.of(int(i), hidden)]
-        return prompt(history, collab_words(self.seqs, self.kw, self.nb, u, own, hidden), candidates, self.kw, hidden)
+        near = (self.seqs.train[int(v)] for v in self.nb.of[u])
+        return prompt(history, collab_words(near, self.kw, own, hidden), candidates, self.kw, hidden)
 
 
 def training_rows(make: PromptMaker, n_rows: int, n_candidates: int, hide_p: float, seed: int):

@@ -15,7 +15,7 @@ from metamodal.data.splits import Split
 PARTS = ("valid", "test")
 
 
-def _in_time_order(ds: Dataset, idx: np.ndarray) -> list[np.ndarray]:
+def in_time_order(ds: Dataset, idx: np.ndarray) -> list[np.ndarray]:
     """Items of ``idx`` per user, ordered by (timestamp, row)."""
     inter = ds.interactions
     ts = inter.timestamp if inter.timestamp is not None else np.arange(len(inter))
@@ -39,7 +39,7 @@ class Sequences:
     def from_split(cls, ds: Dataset, split: Split) -> Sequences:
         if split.method != "loo":
             raise ValueError(f"sequential recommendation needs the leave-last-out split ('loo'), got '{split.method}'")
-        train = _in_time_order(ds, split.train)
+        train = in_time_order(ds, split.train)
         target = {}
         for part in PARTS:
             t = np.full(ds.n_users, -1, np.int64)

@@ -129,14 +129,20 @@ def load_routed(cfg: ServeConfig, run, store, kind: str):
         from metamodal.agent.llm_rank import NAME, ListwiseRanker, llm_rank_tool
 
         extra[NAME] = llm_rank_tool(ListwiseRanker(state["llm_rank"]))
+    if state.get("built_tools"):  # the factories' tools, loaded from what the run trained
+        from metamodal.agent.extensions import ToolContext, build_tools, slug
+
+        built, _ = build_tools(list(state["built_tools"]), lambda path: ToolContext(
+            store, run, None, seed_dir / "tools" / slug(path), None))  # fmt: skip
+        extra.update(built)
     return RoutedReranker.load(seed_dir, AgentEnv(store, tools_for(store, extra=extra)), kind)
 
 
 def runs_apart(cfg: ServeConfig) -> bool:
     """Whether the reranker gets its own deployment: only when it runs an LLM (MMA's router, or
-    a router that routes to the listwise ``llm_rank`` tool). RuleRouter-Fuse, a fusion model and
-    ``none`` cost about a millisecond in process, less than the handle hop that would carry
-    them, so they run inside the ingress."""
+    a router that may route to the listwise ``llm_rank`` tool or a factory's tool).
+    RuleRouter-Fuse, a fusion model and ``none`` cost about a millisecond in process, less than
+    the handle hop that would carry them, so they run inside the ingress."""
     if cfg.reranker == "mma":
         return True
     if cfg.reranker != "rulerouter":
@@ -145,7 +151,8 @@ def runs_apart(cfg: ServeConfig) -> bool:
 
     mma = MMARun(cfg.mma_dir)
     sync_down(mma.path)
-    return bool(read_router(mma.seed_dir(cfg.mma_seed)).get("llm_rank"))
+    state = read_router(mma.seed_dir(cfg.mma_seed))
+    return bool(state.get("llm_rank") or state.get("built_tools"))
 
 
 def reranker_name(cfg: ServeConfig) -> str:
