@@ -68,15 +68,15 @@ def seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse, run) -> 
     """The seed's tools: the dataset's, the chosen zoo models, ``llm_rank`` (trained on the fit
     episodes) when wanted, and the configured factories' tools (``cfg.tools``, trained on the
     fit episodes too; ``run``: the retriever's); ``llm_rank``'s training summary or None, and
-    each factory's summary by path."""
+    per factory path the tools it added and its summary."""
     extra = {m: model_tool(scorers[m], m) for m in models}
     summary = None
     pcfg = cfg.policy.model_copy(update={"seed": seed})
-    built, built_summaries = build_tools(cfg.tools, lambda path: ToolContext(
+    added, record = build_tools(cfg.tools, lambda path: ToolContext(
         store, run, pcfg, seed_dir / "tools" / slug(path), fit_e, cfg.tool_rows, reuse))  # fmt: skip
-    extra.update(built)
-    if built:
-        log(f"seed {seed}: tools from {', '.join(cfg.tools)}: {', '.join(built)}")
+    extra.update(added)
+    if added:
+        log(f"seed {seed}: tools from {', '.join(cfg.tools)}: {', '.join(added)}")
     if wants_llm_rank(cfg):
         t0 = time.perf_counter()
         # it reads candidates' text, not digits: the whole LM whatever the router's depth
@@ -85,7 +85,7 @@ def seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse, run) -> 
         extra[LLM_RANK], summary = llm_rank_tool(ranker), ranker.summary
         log(f"seed {seed}: llm_rank trained on {summary['rows']} episodes "
             f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
-    return AgentEnv(store, tools_for(store, extra=extra)), summary, built_summaries
+    return AgentEnv(store, tools_for(store, extra=extra)), summary, record
 
 
 def make_menus(fit: Rows, sel: Rows, tools: list[str], k: int) -> dict:
