@@ -290,3 +290,19 @@ def test_a_shallower_router_keeps_the_bottom_layers_norm_and_head(tiny_llm) -> N
     layers = _parts(mn.net)[1]
     assert len(layers) == 1 and mn.cut == 0
     assert any("lora" in n for n, _ in layers[0].named_parameters())
+
+
+def test_coverage_offers_a_model_that_wins_only_where_one_modality_survives() -> None:
+    """``mean`` keeps the two best overall; ``coverage`` trades the runner-up for the model that
+    is best in the only-graph bucket, because a route picks its tools per bucket."""
+    from metamodal.agent.seed import pick_tool_models
+
+    full, graph, fixed = ("target_positive", FULL), ("target_positive", ("graph",)), ("fixed", FULL)
+    ndcg = {
+        "strong": {full: np.full(50, 0.40), graph: np.full(50, 0.10), fixed: np.full(20, 0.30)},
+        "runner_up": {full: np.full(50, 0.38), graph: np.full(50, 0.11), fixed: np.full(20, 0.29)},
+        "graph_only": {full: np.full(50, 0.20), graph: np.full(50, 0.30), fixed: np.full(20, 0.20)},
+    }  # fmt: skip
+    assert pick_tool_models(ndcg, 2, "mean") == ["strong", "runner_up"]
+    assert pick_tool_models(ndcg, 2, "coverage") == ["strong", "graph_only"]
+    assert pick_tool_models(ndcg, 5, "coverage") == ["strong", "graph_only", "runner_up"]

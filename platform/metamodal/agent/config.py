@@ -45,6 +45,9 @@ class MMAConfig(BaseModel):
     fixed_users: int = 400
     split: Literal["mmrec", "user_time"] = "mmrec"  # or "user_time": per-user chronological 80/10/10 (the MMA paper)
     fusion_tools: int = 2  # zoo models offered to the routes as tools
+    # how they are chosen on select: "mean" (best over all pools) or "coverage" (the set whose
+    # best member per bucket is best: a model strong where one modality survives gets a slot)
+    fusion_tool_choice: Literal["mean", "coverage"] = "mean"
     menu_size: int = 8  # routes per bucket (+ RuleRouter-Fuse's)
     llm_rows: int = 150  # the LLM router's training rows per bucket where the gate routes
     llm_rule_rows: int = 30  # ... and per bucket whose target is the rule's one route
