@@ -165,7 +165,7 @@ def catalogue_text(ds) -> list[str | None] | None:
 def training_rows(ctx: ToolContext, coll: Collaborative):
     """Next-item rows from the fit episodes, and a third as many keyword-reconstruction rows
     where the catalogue has text: (prompts, one-hot rewards [n, WINDOW], sizes, rows by task)."""
-    seed = ctx.policy.seed if ctx.policy is not None else 0
+    seed = ctx.policy.seed  # the factory checked it is there before training
     n_rec = ctx.rows // 4
     prompts, targets, sizes = next_item_rows(ctx.store, coll, ctx.fit or [], ctx.rows - n_rec, seed)
     r = np.zeros((len(prompts), WINDOW), np.float32)
