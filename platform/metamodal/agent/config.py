@@ -44,10 +44,10 @@ class MMAConfig(BaseModel):
     test_episodes: int = 200  # per task
     fixed_users: int = 400
     split: Literal["mmrec", "user_time"] = "mmrec"  # or "user_time": per-user chronological 80/10/10 (the MMA paper)
-    fusion_tools: int = 2  # zoo models offered to the routes as tools
-    # how they are chosen on select: "mean" (best over all pools) or "coverage" (the set whose
-    # best member per bucket is best: a model strong where one modality survives gets a slot)
-    fusion_tool_choice: Literal["mean", "coverage"] = "mean"
+    fusion_tools: int = 3  # zoo models offered to the routes as tools
+    # how they are chosen on select: "coverage" (the set whose best member per bucket is best:
+    # a model strong where one modality survives gets a slot) or "mean" (best over all pools)
+    fusion_tool_choice: Literal["mean", "coverage"] = "coverage"
     menu_size: int = 8  # routes per bucket (+ RuleRouter-Fuse's)
     llm_rows: int = 150  # the LLM router's training rows per bucket where the gate routes
     llm_rule_rows: int = 30  # ... and per bucket whose target is the rule's one route
