@@ -23,7 +23,7 @@ def test_two_nodes_lose_a_training_node_and_a_serve_replica(tmp_path: Path) -> N
         done = subprocess.run([sys.executable, str(script), str(report)], capture_output=True,
                               text=True, timeout=SCENARIO_CAP_S)  # fmt: skip
     except subprocess.TimeoutExpired as err:  # say where it hung, not only that it did
-        out, errs = (bytes(b or b"").decode(errors="replace") for b in (err.stdout, err.stderr))
+        out, errs = ((b or b"").decode(errors="replace") for b in (err.stdout, err.stderr))
         pytest.fail(f"the two-node scenario ran past {SCENARIO_CAP_S} s:\n{out[-3000:]}\n{errs[-5000:]}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     got = json.loads(report.read_text())

@@ -51,7 +51,7 @@ def log(msg: str) -> None:
     print(f"[mma] {msg}", flush=True)
 
 
-def choose_tool_models(scorers, exclude: str, sel: list[Episode], n: int, rule: str = "mean") -> list[str]:
+def choose_tool_models(scorers, exclude: str, sel: list[Episode], n: int, rule: str) -> list[str]:
     """The ``n`` zoo models offered to the routes as fusion tools, by their masked scores on the
     select episodes (``pick_tool_models``)."""
     ndcg: dict[str, dict[tuple, list[float]]] = {}
