@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(PY) jobs/pipeline.py --out runs/demo --quick --serve
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check platform tests jobs benchmarks serve_apps

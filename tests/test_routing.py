@@ -13,7 +13,7 @@ import torch
 from metamodal.agent.env import AgentEnv
 from metamodal.agent.episodes import pool_ndcg
 from metamodal.agent.evidence import EvidenceStore
-from metamodal.agent.menus import LearnedGate, build_menu, fit_rule_route, soft_targets
+from metamodal.agent.menus import LearnedGate, build_menu, fit_rule_route, group_floor, soft_targets
 from metamodal.agent.routes import Route, candidate_routes, make_batch, reward_table
 from metamodal.agent.rows import observe_rows, render_rows, shuffled_within
 from metamodal.agent.stats import StatsCodec, episode_stats
@@ -182,6 +182,18 @@ def test_warm_start_imitates_the_gate_only_where_it_beats_the_rule_on_select() -
     np.testing.assert_allclose(q[a].sum(1), 1.0)
     assert (q[a].argmax(1) == fit[0][a][:, 0]).mean() > 0.95  # cross-fitted, still right
     assert (q[b] == np.eye(3)[0]).all()
+
+
+def test_bucket_floor_is_the_cross_entropy_of_each_groups_mean_target() -> None:
+    """The floor a bucket-only router reaches: group means, computed by hand here; one row per
+    group gives the targets' own entropy, and no grouping beats it (Gibbs)."""
+    q = np.array([[1.0, 0.0], [0.0, 1.0], [0.2, 0.8]])
+    assert group_floor(q, ["a", "a", "b"]) == pytest.approx(
+        (2 * np.log(2) - 0.2 * np.log(0.2) - 0.8 * np.log(0.8)) / 3)  # fmt: skip
+    q = np.random.default_rng(0).dirichlet(np.ones(5), 40)
+    entropy = -(q * np.log(q)).sum(1).mean()
+    assert group_floor(q, [str(i) for i in range(40)]) == pytest.approx(entropy)
+    assert group_floor(q, [str(i % 3) for i in range(40)]) > entropy
 
 
 def test_llm_rows_are_task_balanced_as_far_as_the_rows_allow() -> None:

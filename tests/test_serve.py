@@ -393,6 +393,9 @@ def test_a_run_cut_off_before_its_last_seed_reports_the_seeds_it_finished(
     assert rep["timing"]["reused_seeds"] == [0]
     assert (mma_run / "seed0" / "result.json").stat().st_mtime_ns == before
     assert json.loads(conf.read_text())["seeds"] == 1
+    fit = rep["router_fit"][0]  # the router's fit, read back from the reused seed
+    assert fit["seed"] == 0 and fit["bc_loss_last"] > 0 and fit["bucket_floor"] >= fit["target_entropy"] - 1e-9
+    assert "bucket-only floor" in (mma_run / "report.md").read_text()
 
 
 def test_served_rulerouter_runs_only_its_routes_tools_and_ranks_as_measured(mma_run: Path) -> None:

@@ -48,6 +48,17 @@ def soft_targets(rewards: np.ndarray, tau: float, shrink: float) -> np.ndarray:
     return q / q.sum(1, keepdims=True)
 
 
+def group_floor(q: np.ndarray, groups: list[str]) -> float:
+    """Cross-entropy to ``q`` of each row's group mean target: the lowest warm-start loss a
+    router that tells rows apart only by ``groups`` (the bucket-only prompt) can reach. A
+    statistics router's loss above it has learnt nothing per episode."""
+    keys = np.unique(np.asarray(groups), return_inverse=True)[1]
+    means = np.zeros((keys.max() + 1, q.shape[1]))
+    np.add.at(means, keys, q)
+    means /= np.bincount(keys)[:, None]
+    return float(-(q * np.log(np.clip(means[keys], 1e-12, None))).sum(1).mean())
+
+
 def shrink_rewards(rewards: np.ndarray, w: float) -> np.ndarray:
     return w * rewards + (1 - w) * rewards.mean(0, keepdims=True)
 

@@ -145,6 +145,10 @@ def markdown(rep: dict, title: str) -> str:
         lines.append(f"- {name}: OOMA {t['ooma']['mean_diff']:+.4f} (p={t['ooma']['wilcoxon_p']:.3g})"
                      f", fixed pool {t['fixed_pool']['mean_diff']:+.4f} "
                      f"(p={t['fixed_pool']['wilcoxon_p']:.3g})")  # fmt: skip
+    if fits := rep.get("router_fit"):
+        lines.append("- the LLM router's warm-start cross-entropy per seed, against the lowest a router "
+                     "reading nothing per episode reaches (bucket-only floor) and the targets' own "
+                     "entropy: " + "; ".join(_fit_line(f) for f in fits))  # fmt: skip
     if t := rep.get("timing"):
         per_seed = ", ".join(f"{p:.0f} s" for p in t["policy_seconds"])
         line = (f"- wall time {t['wall_seconds'] / 60:.1f} min (zoo {t['zoo_seconds'] / 60:.1f} "
@@ -155,6 +159,11 @@ def markdown(rep: dict, title: str) -> str:
             line += "; re-evaluated with the policies trained earlier (their seconds above)"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _fit_line(f: dict) -> str:
+    floor = "n/a" if f.get("bucket_floor") is None else f"{f['bucket_floor']:.3f}"
+    return f"seed {f['seed']} {f['bc_loss_last']:.3f} (floor {floor}, entropy {f['target_entropy']:.3f})"
 
 
 def plots(rep: dict, out: Path) -> list[str]:
@@ -201,6 +210,10 @@ def write_report(out: Path, dataset: str, cfg, seeds: list[dict], timing: dict) 
                     "example_prompts": s["example_prompts"]}
         for s in seeds
     }  # fmt: skip
+    rep["router_fit"] = [
+        {"seed": s["seed"], **{k: s["policy"].get(k) for k in ("bc_loss_last", "bucket_floor", "target_entropy")}}
+        for s in seeds if "bc_loss_last" in s.get("policy", {})
+    ]  # fmt: skip
     rep["config"] = cfg.model_dump()
     write_json(out / "report.json", rep, indent=2, default=float)
     md = markdown(rep, f"MMA on {Path(str(dataset)).name} ({len(seeds)} seeds)")

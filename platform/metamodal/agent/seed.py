@@ -30,6 +30,7 @@ from metamodal.agent.menus import (
     fit_gate,
     fit_rule_route,
     gate_warm_targets,
+    group_floor,
     soft_targets,
 )
 from metamodal.agent.routed import KINDS, RoutedReranker, bucket_key, save_router, write_rankings
@@ -45,6 +46,7 @@ from metamodal.agent.rows import (
 from metamodal.agent.stats import StatsCodec
 from metamodal.agent.tools import model_tool, tools_for
 from metamodal.data.missing import ooma_patterns
+from metamodal.rundir import write_json
 
 
 def log(msg: str) -> None:
@@ -192,11 +194,12 @@ def task_balanced(tasks: list[str], n: int, rng: np.random.Generator) -> np.ndar
 
 def llm_rows(fit: Rows, menus: dict, learned: dict, cfg: MMAConfig, seed: int, prompt_kind: str):
     """A task-balanced subsample of each bucket's fit rows with their warm-start targets
-    (computed on all of the bucket's fit rows) and rewards, padded to the longest menu. Buckets
-    whose target is the rule's one route need few rows; those where the gate routes per episode
-    get ``cfg.llm_rows``."""
+    (computed on all of the bucket's fit rows) and rewards, padded to the longest menu, and
+    each row's bucket-only prompt (its group for ``group_floor``). Buckets whose target is the
+    rule's one route need few rows; those where the gate routes per episode get
+    ``cfg.llm_rows``."""
     n_letters = max(len(m.routes) for m in menus.values())
-    prompts, rewards, sizes, q = [], [], [], []
+    prompts, rewards, sizes, q, groups = [], [], [], [], []
     rng = np.random.default_rng([seed, 3])
     for key, br in fit.items():
         qs = learned["targets"][key]
@@ -205,11 +208,12 @@ def llm_rows(fit: Rows, menus: dict, learned: dict, cfg: MMAConfig, seed: int, p
         src = br.prompts if prompt_kind != "bucket" else br.bucket_prompts
         for i in keep:
             prompts.append(src[i])
+            groups.append(br.bucket_prompts[i])
             pad = n_letters - br.rewards.shape[1]
             rewards.append(np.pad(br.rewards[i], (0, pad)))
             q.append(np.pad(qs[i], (0, pad)))
             sizes.append(br.rewards.shape[1])
-    return prompts, np.stack(rewards), np.array(sizes), np.stack(q)
+    return prompts, np.stack(rewards), np.array(sizes), np.stack(q), groups
 
 
 def train_llm(fit, menus, learned, cfg, seed, out: Path, prompt_kind: str, reuse: bool) -> dict:
@@ -219,12 +223,15 @@ def train_llm(fit, menus, learned, cfg, seed, out: Path, prompt_kind: str, reuse
     if reuse and (d / "summary.json").is_file() and (d / "adapter").is_dir():
         log(f"seed {seed}: reusing the {prompt_kind} router in {d}")
         return json.loads((d / "summary.json").read_text())
-    p, r, s, q = llm_rows(fit, menus, learned, cfg, seed, prompt_kind)
+    p, r, s, q, groups = llm_rows(fit, menus, learned, cfg, seed, prompt_kind)
     log(f"seed {seed}: training the {prompt_kind} router on {len(p)} rows")
     pcfg = cfg.policy.model_copy(update={"seed": seed})
     summary = train_menu_policy(p, r, s, q, d, pcfg)
+    summary["bucket_floor"] = group_floor(q, groups)
+    write_json(d / "summary.json", summary)
     log(f"seed {seed}: {prompt_kind} router: warm-start cross-entropy {summary['bc_loss_first']:.3f} -> "
-        f"{summary['bc_loss_last']:.3f} (the targets' own entropy {summary['target_entropy']:.3f}; "
+        f"{summary['bc_loss_last']:.3f} (bucket-only floor {summary['bucket_floor']:.3f}: above it nothing "
+        f"per episode is learnt; the targets' own entropy {summary['target_entropy']:.3f}; "
         f"{summary['seconds']:.0f} s)")  # fmt: skip
     return summary
 
