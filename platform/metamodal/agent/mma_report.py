@@ -216,7 +216,7 @@ def write_report(out: Path, dataset: str, cfg, seeds: list[dict], timing: dict) 
     ]  # fmt: skip
     rep["config"] = cfg.model_dump()
     write_json(out / "report.json", rep, indent=2, default=float)
-    md = markdown(rep, f"MMA on {Path(str(dataset)).name} ({len(seeds)} seeds)")
+    md = markdown(rep, f"MMA on {Path(str(dataset)).name} ({len(seeds)} seed{'s' * (len(seeds) != 1)})")
     (out / "report.md").write_text(md)
     rep["plots"] = plots(rep, out)
     write_html(out / "report.md", config=rep["config"], images=[Path(p) for p in rep["plots"]])
