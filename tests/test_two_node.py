@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-# The scenario takes about 80 s alone; a CI host whose two cores are shared runs it two to three
-# times slower, so the cap guards against a hang, not against a slow machine.
+# A hang, not a slow machine, is what the cap guards against: on a CI host whose two cores are
+# shared the scenario runs several times slower than alone.
 SCENARIO_CAP_S = 600
 
 

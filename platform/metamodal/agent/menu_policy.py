@@ -326,9 +326,12 @@ def _unwrapped(mn: MenuNet):
 def train_menu_policy(
     prompts: list[str], rewards: np.ndarray, sizes: np.ndarray, q: np.ndarray,
     out: str | Path, cfg: MenuPolicyConfig, reward_scale: float | None = None,
+    groups: list[str] | None = None,
 ) -> dict:  # fmt: skip
     """Train on Ray Train; ``rewards``/``q`` [n, letters] (zeros past each row's menu size).
-    ``reward_scale`` multiplies the rewards in the RL stage (default: one over their spread)."""
+    ``reward_scale`` multiplies the rewards in the RL stage (default: one over their spread).
+    ``groups``: each row's bucket-only prompt, for the summary's ``bucket_floor``."""
+    from metamodal.agent.menus import group_floor
     from metamodal.llm import materialise
 
     out = Path(out).resolve()
@@ -355,6 +358,8 @@ def train_menu_policy(
                "adapter": str(out / "adapter"), "base_model": cfg.model,
                "depth": cfg.depth, "train_layers": cfg.train_layers, "letters": int(q.shape[1]),
                "answer": cfg.answer, "trunk_dtype": dtype}  # fmt: skip
+    if groups is not None:
+        summary["bucket_floor"] = group_floor(q, groups)
     write_json(out / "summary.json", summary)
     return summary
 

@@ -210,10 +210,9 @@ def write_report(out: Path, dataset: str, cfg, seeds: list[dict], timing: dict) 
                     "example_prompts": s["example_prompts"]}
         for s in seeds
     }  # fmt: skip
-    rep["router_fit"] = [
-        {"seed": s["seed"], **{k: s["policy"].get(k) for k in ("bc_loss_last", "bucket_floor", "target_entropy")}}
-        for s in seeds if "bc_loss_last" in s.get("policy", {})
-    ]  # fmt: skip
+    rep["router_fit"] = [{"seed": s["seed"], "bc_loss_last": s["policy"]["bc_loss_last"],
+                          "bucket_floor": s["policy"].get("bucket_floor"),  # None: an older run
+                          "target_entropy": s["policy"]["target_entropy"]} for s in seeds]  # fmt: skip
     rep["config"] = cfg.model_dump()
     write_json(out / "report.json", rep, indent=2, default=float)
     md = markdown(rep, f"MMA on {Path(str(dataset)).name} ({len(seeds)} seed{'s' * (len(seeds) != 1)})")

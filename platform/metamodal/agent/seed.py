@@ -30,7 +30,6 @@ from metamodal.agent.menus import (
     fit_gate,
     fit_rule_route,
     gate_warm_targets,
-    group_floor,
     soft_targets,
 )
 from metamodal.agent.routed import KINDS, RoutedReranker, bucket_key, save_router, write_rankings
@@ -46,7 +45,6 @@ from metamodal.agent.rows import (
 from metamodal.agent.stats import StatsCodec
 from metamodal.agent.tools import model_tool, tools_for
 from metamodal.data.missing import ooma_patterns
-from metamodal.rundir import write_json
 
 
 def log(msg: str) -> None:
@@ -226,9 +224,7 @@ def train_llm(fit, menus, learned, cfg, seed, out: Path, prompt_kind: str, reuse
     p, r, s, q, groups = llm_rows(fit, menus, learned, cfg, seed, prompt_kind)
     log(f"seed {seed}: training the {prompt_kind} router on {len(p)} rows")
     pcfg = cfg.policy.model_copy(update={"seed": seed})
-    summary = train_menu_policy(p, r, s, q, d, pcfg)
-    summary["bucket_floor"] = group_floor(q, groups)
-    write_json(d / "summary.json", summary)
+    summary = train_menu_policy(p, r, s, q, d, pcfg, groups=groups)
     log(f"seed {seed}: {prompt_kind} router: warm-start cross-entropy {summary['bc_loss_first']:.3f} -> "
         f"{summary['bc_loss_last']:.3f} (bucket-only floor {summary['bucket_floor']:.3f}: above it nothing "
         f"per episode is learnt; the targets' own entropy {summary['target_entropy']:.3f}; "
