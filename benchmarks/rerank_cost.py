@@ -41,7 +41,7 @@ def fresh(core):
 
 
 def router_depth(mma_dir: str) -> str:
-    from metamodal.agent.menu_policy import layers_read
+    from metamodal.agent.menu_net import layers_read
 
     return layers_read(json.loads((Path(mma_dir) / "seed0" / "result.json").read_text())["policy"])
 

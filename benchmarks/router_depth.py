@@ -40,7 +40,7 @@ def compare(base: dict[int, dict], other: dict[int, dict], method: str) -> list[
 
 
 def main() -> None:
-    from metamodal.agent.menu_policy import layers_read
+    from metamodal.agent.menu_net import layers_read
     from metamodal.eval.tables import markdown_table
     from metamodal.rundir import write_json
 

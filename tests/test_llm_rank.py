@@ -20,7 +20,7 @@ from metamodal.agent.llm_rank import (
     train_llm_rank,
     training_rows,
 )
-from metamodal.agent.menu_policy import MenuPolicyConfig
+from metamodal.agent.menu_net import MenuPolicyConfig
 
 FULL = ("graph", "text", "image")
 

@@ -216,7 +216,7 @@ def test_a_bf16_trunk_reads_a_prompt_the_same_whatever_shares_its_batch() -> Non
     the attention's key blocks change); and bf16 stays close to float32. Random weights."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from metamodal.agent.menu_policy import MenuNet, native_bf16
+    from metamodal.agent.menu_net import MenuNet, native_bf16
     from metamodal.llm import load_tokenizer
 
     if not native_bf16(torch.device("cpu")):
@@ -241,12 +241,8 @@ def test_a_bf16_trunk_reads_a_prompt_the_same_whatever_shares_its_batch() -> Non
 def test_menu_router_reads_letters_and_trains_on_ray_train(world, tiny_llm, ray_session, tmp_path):
     """One forward pass gives π over each row's menu (zero past its size); the warm start and
     the RL stage run on two Ray Train workers under DeepSpeed and write adapters and metrics."""
-    from metamodal.agent.menu_policy import (
-        MenuPolicyConfig,
-        load_menu_policy,
-        train_menu_policy,
-        trunk_dtype_name,
-    )
+    from metamodal.agent.menu_net import MenuPolicyConfig, load_menu_policy, trunk_dtype_name
+    from metamodal.agent.menu_policy import train_menu_policy
 
     rng = np.random.default_rng(0)
     prompts = [f"tp20 warm h{i % 10} x0\ntext {i % 7}{i % 3}12" for i in range(24)]
@@ -271,7 +267,7 @@ def test_menu_router_reads_letters_and_trains_on_ray_train(world, tiny_llm, ray_
     assert (p[np.arange(6)[None] >= sizes[:, None]] < 1e-6).all()
     np.testing.assert_allclose(mn.probs(prompts[:3], sizes[:3].tolist()), p[:3], atol=1e-5)
     # two adapters of one base share the frozen trunk's states: the second runs only its top
-    from metamodal.agent.menu_policy import SHARED_TRUNK
+    from metamodal.agent.menu_net import SHARED_TRUNK
 
     before = len(SHARED_TRUNK._states)
     for name in ("adapter_bc", "adapter"):
@@ -286,7 +282,7 @@ def test_a_shallower_router_keeps_the_bottom_layers_norm_and_head(tiny_llm) -> N
     """``depth`` cuts the LM to its bottom layers: the kept model computes exactly what the full
     one computes at that depth (then its own final norm and LM head), and the router built from
     it puts LoRA on the top of the kept layers."""
-    from metamodal.agent.menu_policy import MenuPolicyConfig, _build, _parts
+    from metamodal.agent.menu_net import MenuPolicyConfig, _parts, build_menu_net
     from metamodal.llm import load_model
 
     full, cut = load_model(str(tiny_llm)), load_model(str(tiny_llm), depth=1)
@@ -298,10 +294,31 @@ def test_a_shallower_router_keeps_the_bottom_layers_norm_and_head(tiny_llm) -> N
         torch.testing.assert_close(cut(x).logits, want)
     with pytest.raises(ValueError, match="has 2 decoder layers"):
         load_model(str(tiny_llm), depth=3)
-    mn = _build(MenuPolicyConfig(model=str(tiny_llm), depth=1, train_layers=1, lora_r=4), 4, "float32")
+    mn = build_menu_net(MenuPolicyConfig(model=str(tiny_llm), depth=1, train_layers=1, lora_r=4), 4, "float32")
     layers = _parts(mn.net)[1]
     assert len(layers) == 1 and mn.cut == 0
     assert any("lora" in n for n, _ in layers[0].named_parameters())
+
+
+@pytest.mark.parametrize("train_layers", [0, 1])
+def test_every_lora_layer_learns_from_the_stage_loss(tiny_llm, train_layers: int) -> None:
+    """``train_layers=0`` puts LoRA in every layer and caches nothing (the trunk is the
+    embeddings): the loss reaches every layer's adapters; with 1, only the top one has any."""
+    from metamodal.agent.menu_net import MenuPolicyConfig, _parts, build_menu_net, stage_loss
+
+    cfg = MenuPolicyConfig(model=str(tiny_llm), train_layers=train_layers, lora_r=4)
+    mn = build_menu_net(cfg, 4, "float32")
+    assert mn.cut == (0 if train_layers == 0 else 1)
+    q = np.eye(4, dtype=np.float32)[[0, 2]]
+    rows = {"sizes": np.array([4, 3]), "q": q, "rewards": q, "ref": np.full((2, 4), 0.25, np.float32),
+            "reward_scale": 1.0}  # fmt: skip
+    states = mn.encode(["stats: 1 2 3", "stats: 9 8"])
+    for stage in ("bc", "rl"):
+        mn.net.zero_grad()
+        stage_loss(mn, states, rows, np.arange(2), stage, 0.05).backward()
+        got = [any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in layer.named_parameters() if "lora" in n)
+               for layer in _parts(mn.net)[1]]  # fmt: skip
+        assert got == ([True, True] if train_layers == 0 else [False, True]), stage
 
 
 def test_coverage_offers_a_model_that_wins_only_where_one_modality_survives() -> None:

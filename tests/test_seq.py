@@ -122,7 +122,7 @@ def test_reconstruction_rows_answer_with_the_items_own_keyword_line() -> None:
     """The second SFT task: the item's text above its keyword line and others' lines; the
     target letter is its line, candidates are distinct items that have keywords, and only the
     visual keywords are ever hidden (the text is on show)."""
-    from metamodal.agent.menu_policy import LETTERS
+    from metamodal.agent.menu_net import LETTERS
     from metamodal.seq.llm_rec import RECONSTRUCT_TASK, ItemKeywords, reconstruction_rows
 
     kw = ItemKeywords([[f"tx{i}"] if i % 5 else [] for i in range(40)], [[f"vx{i}"] for i in range(40)])
@@ -183,7 +183,7 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
 
     import torch
 
-    from metamodal.agent.menu_policy import letter_ids, load_menu_policy
+    from metamodal.agent.menu_net import letter_ids, load_menu_policy
     from metamodal.data.loaders.embeddings import read_modality
     from metamodal.extract.encoders import EncoderSpec
     from metamodal.extract.keywords import keyword_counts

@@ -68,7 +68,7 @@ def mma_run(trained: dict, tiny_llm: Path, heads: Path) -> Path:
     listwise ``llm_rank`` tool and as the keyword-RAG ``keyword_llm`` tool (added by path), the
     heads' space for ``cross_modal``."""
     from metamodal.agent.config import MMAConfig
-    from metamodal.agent.menu_policy import MenuPolicyConfig
+    from metamodal.agent.menu_net import MenuPolicyConfig
     from metamodal.agent.run import run_mma
 
     policy = MenuPolicyConfig(model=str(tiny_llm), train_layers=1, lora_r=4, batch=8, workers=1,

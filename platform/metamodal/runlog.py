@@ -10,7 +10,6 @@ another node finds it."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -82,20 +81,3 @@ def trim_log(log: Path, epoch: int) -> int:
         tmp.write_text("".join(r + "\n" for r in rows))
         tmp.replace(log)
     return len(lines) - len(rows)
-
-
-class Progress:
-    """A line every ``every`` seconds while a long pass runs (done, rate, time left); nothing
-    for a pass that ends sooner."""
-
-    def __init__(self, what: str, total: int, every: float = 30.0) -> None:
-        self.what, self.total, self.every = what, total, every
-        self.t0 = self.last = time.perf_counter()
-
-    def update(self, done: int) -> None:
-        now = time.perf_counter()
-        if done and now - self.last >= self.every:
-            rate = done / (now - self.t0)
-            print(f"  {self.what}: {done:,}/{self.total:,} ({rate:.1f}/s, about "
-                  f"{(self.total - done) / rate:.0f} s left)", flush=True)  # fmt: skip
-            self.last = now

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from metamodal.agent.episodes import PoolConfig
-from metamodal.agent.menu_policy import MenuPolicyConfig
+from metamodal.agent.menu_net import MenuPolicyConfig
 
 BASELINES = (
     "late_fusion",

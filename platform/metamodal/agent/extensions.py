@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from metamodal.agent.episodes import Episode
 from metamodal.agent.evidence import EvidenceStore
-from metamodal.agent.menu_policy import MenuPolicyConfig
+from metamodal.agent.menu_net import MenuPolicyConfig
 from metamodal.agent.tools import Tool
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ import torch
 
 from metamodal.agent.episodes import Episode
 from metamodal.agent.evidence import Evidence, EvidenceStore
-from metamodal.agent.menu_policy import LETTERS, MenuPolicyConfig
+from metamodal.agent.menu_net import LETTERS, MenuPolicyConfig
 from metamodal.agent.tools import Tool, ToolResult, result_of, unavailable
 
 NAME = "llm_rank"
@@ -82,7 +82,7 @@ class ListwiseRanker:
     window."""
 
     def __init__(self, summary: dict) -> None:
-        from metamodal.agent.menu_policy import load_menu_policy
+        from metamodal.agent.menu_net import load_menu_policy
 
         self.summary = summary
         self.net = load_menu_policy(summary)

@@ -1,13 +1,8 @@
-"""MMA's router: the LLM reads an episode's evidence statistics and picks a route letter; π(a|x)
-is read from its next-token logits over the menu's letters in one forward pass (LlamaRec's
-verbalizer), so there is no malformed completion and no sampling.
-
-Only the top ``train_layers`` decoder layers carry LoRA weights; the frozen layers below run
-once per prompt and their output is cached, so every training epoch costs a forward and
-backward through the top layers only. Training (on Ray Train, DeepSpeed ZeRO-2: the CPU
-accelerator over gloo here, GPUs when present) has two stages over the full-information
-reward table: a warm start on soft targets (cross-entropy to q), then the exact expected-reward
-policy gradient over the whole menu with a KL to the warm start.
+"""Training MMA's router (``menu_net``) on Ray Train, DeepSpeed ZeRO-2 (the CPU accelerator over
+gloo here, GPUs when present): each worker caches its shard's frozen-trunk states, then two
+stages over the full-information reward table: a warm start on soft targets (cross-entropy to
+q), then the exact expected-reward policy gradient over the whole menu with a KL to the warm
+start.
 """
 
 from __future__ import annotations
@@ -17,12 +12,19 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from metamodal.agent.menu_net import (
+    MenuNet,
+    MenuPolicyConfig,
+    build_menu_net,
+    stage_loss,
+    trunk_dtype_name,
+    unwrapped,
+    warm_reference,
+)
 from metamodal.harness import (
     RunSpec,
     Worker,
@@ -31,245 +33,23 @@ from metamodal.harness import (
     optimiser_step,
     zero_optimiser,
 )
-from metamodal.llm import DEFAULT_MODEL
 from metamodal.rundir import write_json
-from metamodal.runlog import Progress, read_metrics
-
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # a route menu, or a listwise window of candidates
-ANSWER = "\nroute:"
-MEMO_ROWS = 50_000  # remembered read-outs (oldest dropped first): bounded memory in Serve
-STATE_BYTES = 2 << 30  # the frozen trunk's outputs shared between an MMA run's adapters
-TRUNK_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+from metamodal.runlog import read_metrics
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bf16 natively (a GPU that supports it; a CPU with AVX512-BF16
-    or AMX): elsewhere bf16 is emulated and slower than float32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
-def trunk_dtype_name(setting: str, device: torch.device) -> str:
-    """``auto``: bf16 where it is native. The frozen trunk is most of a read-out's arithmetic
-    (all layers below the LoRA ones); in bf16 it runs about twice as fast and, on CPU, gives a
-    prompt the same state whatever shares its batch (see ``MenuNet._encode``)."""
-    if setting != "auto":
-        return setting
-    return "bfloat16" if native_bf16(device) else "float32"
-
-
-class TrunkStates:
-    """The frozen layers' outputs per (base model, cut, prompt), shared by every adapter loaded
-    in this process: two adapters of one base model (the warm start and the RL stage, MMA and
-    its ablations) differ only above the cut, so a prompt's trunk runs once. Bounded in bytes,
-    oldest dropped first."""
-
-    def __init__(self, max_bytes: int = STATE_BYTES) -> None:
-        self.max_bytes, self.bytes = max_bytes, 0
-        self._states: dict[tuple, torch.Tensor] = {}
-
-    def get(self, key: tuple) -> torch.Tensor | None:
-        return self._states.get(key)
-
-    def put(self, key: tuple, state: torch.Tensor) -> None:
-        if key in self._states:
-            return
-        self._states[key] = state
-        self.bytes += state.numel() * state.element_size()
-        while self.bytes > self.max_bytes and self._states:
-            old = self._states.pop(next(iter(self._states)))
-            self.bytes -= old.numel() * old.element_size()
-
-
-SHARED_TRUNK = TrunkStates()
-
-
-class MenuPolicyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = DEFAULT_MODEL
-    # the bottom ``depth`` decoder layers of the base model (None: all of them); a read-out costs
-    # in proportion to it, and the digits of a statistics prompt need few (``llm_rank``, which
-    # reads text, always keeps them all)
-    depth: int | None = Field(None, ge=1)
-    train_layers: int = 4  # top decoder layers (of those kept) with LoRA; the rest are cached
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_targets: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
-    bc_epochs: int = 6
-    bc_lr: float = 1e-3
-    rl_epochs: int = 2
-    rl_lr: float = 1e-4
-    beta: float = 0.05  # KL(π ‖ π_warm-start) in the RL stage
-    batch: int = 16
-    workers: int = 2
-    use_gpu: bool | None = None
-    zero_stage: int = 2
-    seed: int = 0
-    answer: str = ANSWER  # the cue the letter follows (``llm_rank`` uses its own)
-    # the frozen trunk's arithmetic ("auto": bf16 where the worker's device has it natively);
-    # the run records what it used, and every later read-out (Serve too) uses the same
-    trunk_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-
-
-def letter_ids(tok, n: int) -> list[int]:
-    ids = [tok(" " + c, add_special_tokens=False).input_ids for c in LETTERS[:n]]
-    if any(len(i) != 1 for i in ids):
-        raise ValueError(f"the tokenizer splits a route letter: {ids}")
-    return [i[0] for i in ids]
-
-
-def _parts(net):
-    """(embeddings, decoder layers, final norm, rotary, lm_head) of a (LoRA-wrapped) causal LM."""
-    base = net.get_base_model() if hasattr(net, "get_base_model") else net
-    m = base.model
-    return m.embed_tokens, m.layers, m.norm, m.rotary_emb, base.lm_head
-
-
-def _mask(lengths: torch.Tensor, t: int, dtype) -> torch.Tensor:
-    """Causal + key-padding additive mask [b, 1, t, t] for right-padded rows."""
-    causal = torch.ones(t, t, dtype=torch.bool).tril()
-    keys = torch.arange(t)[None, :] < lengths[:, None]
-    ok = causal[None] & keys[:, None, :]
-    return torch.zeros(ok.shape, dtype=dtype).masked_fill(~ok, torch.finfo(dtype).min)[:, None]
-
-
-def _run(net, h: torch.Tensor, lengths: torch.Tensor, layers) -> torch.Tensor:
-    _, _, _, rotary, _ = _parts(net)
-    pos = torch.arange(h.shape[1], device=h.device)[None].expand(h.shape[0], -1)
-    mask = _mask(lengths.cpu(), h.shape[1], h.dtype).to(h.device)
-    pe = rotary(h, position_ids=pos)
-    for layer in layers:
-        h = layer(h, attention_mask=mask, position_embeddings=pe, position_ids=pos)
-        h = h[0] if isinstance(h, tuple) else h
-    return h
-
-
-class MenuNet:
-    """The LM split at ``cut``: frozen layers below (their output cached per prompt), LoRA
-    layers above, and the letters' rows of the LM head as the verbalizer."""
-
-    def __init__(self, net, tok, train_layers: int, n_letters: int = len(LETTERS),
-                 answer: str = ANSWER, trunk: tuple[TrunkStates, str] | None = None,
-                 trunk_dtype: str = "float32") -> None:  # fmt: skip
-        """``trunk``: a shared store of frozen-trunk states and the base model it is keyed by
-        (inference only: training's trunk is frozen too, but its states live in the worker)."""
-        self.net, self.tok, self.answer = net, tok, answer
-        self._memo: dict[tuple[str, int], np.ndarray] = {}
-        self.cut = max(0, len(_parts(net)[1]) - train_layers)
-        self.letters = letter_ids(tok, n_letters)
-        self.trunk = trunk if train_layers > 0 else None  # 0: LoRA in every layer, no frozen trunk
-        self.trunk_dtype = TRUNK_DTYPES[trunk_dtype] if train_layers > 0 else torch.float32
-        for layer in _parts(net)[1][: self.cut if train_layers > 0 else 0]:
-            layer.to(self.trunk_dtype)  # frozen: no LoRA below the cut
-
-    @torch.no_grad()
-    def encode(self, prompts: list[str], batch: int = 32) -> list[torch.Tensor]:
-        if self.trunk is None:
-            return self._encode(prompts, batch)
-        store, base = self.trunk
-        keys = {p: (base, self.cut, self.answer, str(self.trunk_dtype), p) for p in prompts}
-        found = {p: st for p, k in keys.items() if (st := store.get(k)) is not None}
-        todo = [p for p in keys if p not in found]
-        for p, st in zip(todo, self._encode(todo, batch), strict=True):
-            found[p] = st
-            store.put(keys[p], st)
-        return [found[p] for p in prompts]
-
-    def _encode(self, prompts: list[str], batch: int) -> list[torch.Tensor]:
-        """Trunk states, batched only with prompts of the same token length. Without padding, a
-        prompt's state does not depend on what shares its batch (bf16 kernels on CPU are batch-
-        and thread-invariant; a padded batch changes the attention's key blocks), so Serve's
-        batches read a prompt exactly as the run did."""
-        embed, layers, _, _, _ = _parts(self.net)
-        dev = embed.weight.device
-        ids = [self.tok(p + self.answer, add_special_tokens=False).input_ids for p in prompts]
-        by_len: dict[int, list[int]] = {}
-        for i, t in enumerate(ids):
-            by_len.setdefault(len(t), []).append(i)
-        out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-        for n, rows in by_len.items():
-            for s in range(0, len(rows), batch):
-                chunk = rows[s : s + batch]
-                x = torch.tensor([ids[i] for i in chunk], device=dev)
-                h = _run(self.net, embed(x).to(self.trunk_dtype), torch.full((len(chunk),), n), layers[: self.cut])
-                for r, i in enumerate(chunk):
-                    out[i] = h[r].to("cpu", copy=True)  # not a view of the batch
-        return out
-
-    def logits(self, states: list[torch.Tensor], sizes: torch.Tensor) -> torch.Tensor:
-        """Menu logits [b, letters] (letters past a row's menu size masked)."""
-        _, layers, norm, _, lm_head = _parts(self.net)
-        dev = lm_head.weight.device
-        lengths = torch.tensor([len(s) for s in states])
-        h = torch.zeros(len(states), int(lengths.max()), states[0].shape[-1], device=dev)
-        for r, st in enumerate(states):
-            h[r, : len(st)] = st.to(dev)
-        h = _run(self.net, h, lengths, layers[self.cut :])
-        last = norm(h[torch.arange(len(states), device=dev), lengths.to(dev) - 1])
-        out = last @ lm_head.weight[self.letters].T
-        keep = torch.arange(out.shape[1], device=dev)[None] < sizes[:, None].to(dev)
-        return out.masked_fill(~keep, -1e9)
-
-    def forget_read_outs(self) -> None:
-        """Drop the remembered read-outs: the next read of any prompt runs the model again."""
-        self._memo.clear()
-
-    @torch.no_grad()
-    def probs(self, prompts: list[str], sizes: list[int], batch: int = 32, what: str = "the router") -> np.ndarray:
-        """π per prompt. Inference only (the weights are fixed once loaded): each distinct
-        (prompt, size) is read once and remembered (bounded), so repeated prompts — the
-        bucket-only prompt, the shuffled-statistics ablation, a client's retries — cost nothing."""
-        self.net.eval()
-        keys = list(zip(prompts, sizes, strict=True))
-        # similar lengths batched together: less padding to run through the layers
-        todo = sorted(dict.fromkeys(k for k in keys if k not in self._memo), key=lambda k: len(k[0]))
-        progress = Progress(f"{what} reads prompts", len(todo))
-        for s in range(0, len(todo), batch):
-            progress.update(s)
-            chunk = todo[s : s + batch]
-            st = self.encode([p for p, _ in chunk], batch)
-            lg = self.logits(st, torch.tensor([n for _, n in chunk]))
-            for k, row in zip(chunk, torch.softmax(lg.float(), -1).cpu().numpy(), strict=True):
-                self._memo[k] = row
-        out = np.stack([self._memo[k] for k in keys]) if keys else np.zeros((0, len(self.letters)))
-        while len(self._memo) > MEMO_ROWS:
-            self._memo.pop(next(iter(self._memo)))
-        return out
-
-
-def _build(cfg: MenuPolicyConfig, n_letters: int, trunk_dtype: str) -> MenuNet:
-    from metamodal.llm import load_model, load_tokenizer, with_lora
-
-    tok = load_tokenizer(cfg.model)
-    net = with_lora(load_model(cfg.model, depth=cfg.depth), cfg.lora_r, cfg.lora_alpha, cfg.train_layers,
-                    cfg.lora_targets)  # fmt: skip
-    return MenuNet(net, tok, cfg.train_layers, n_letters, cfg.answer, trunk_dtype=trunk_dtype)
-
-
-def _epochs(mn, cfg, rows, states, stage: str, epochs: int, lr: float, w: Worker) -> None:
-    """One training stage over this rank's rows: ``bc`` (cross-entropy to q) or ``rl``
-    (expected reward over the menu + β·KL to the warm start)."""
-    from metamodal.agent.menus import expected_reward_loss
-
+def _epochs(mn: MenuNet, cfg: MenuPolicyConfig, rows: dict, states: list[torch.Tensor], stage: str,
+            epochs: int, lr: float, w: Worker) -> None:  # fmt: skip
+    """One training stage over this rank's rows (``stage_loss``: ``bc`` or ``rl``)."""
     t0 = time.perf_counter()
     engine, opt = zero_optimiser(mn.net, lr, w, cfg.zero_stage, cfg.batch)
     w.log({"stage": f"{stage}_init", "seconds": time.perf_counter() - t0})
     rng = np.random.default_rng([cfg.seed, w.rank, len(stage)])
-    sizes, q, r, ref = (torch.tensor(rows[k]) for k in ("sizes", "q", "rewards", "ref"))
-    r = r * rows["reward_scale"]
     mn.net.train()
     step = 0
     for epoch in range(epochs):
         order = rng.permutation(len(states))
         for s in range(0, len(order) - cfg.batch + 1 if len(order) >= cfg.batch else 1, cfg.batch):
-            b = order[s : s + cfg.batch]
-            lg = mn.logits([states[i] for i in b], sizes[b]).float()
-            if stage == "bc":
-                loss = -(q[b] * torch.log_softmax(lg, -1)).sum(-1).mean()
-            else:
-                loss = expected_reward_loss(lg, r[b], ref[b], cfg.beta)
+            loss = stage_loss(mn, states, rows, order[s : s + cfg.batch], stage, cfg.beta)
             optimiser_step(engine, opt, loss)
             step += 1
             w.log({"stage": stage, "epoch": epoch, "step": step, "loss": float(loss.detach()),
@@ -291,7 +71,7 @@ def policy_steps(job: PolicyJob, w: Worker) -> None:
     cfg, rows = job.cfg, job.rows
     torch.manual_seed(cfg.seed)
     dtype = trunk_dtype_name(cfg.trunk_dtype, w.device)
-    mn = _build(cfg, rows["q"].shape[1], dtype)
+    mn = build_menu_net(cfg, rows["q"].shape[1], dtype)
     if w.use_gpu:
         mn.net.to(w.device)
     shard = np.arange(w.rank, len(rows["prompts"]), w.world)
@@ -302,25 +82,17 @@ def policy_steps(job: PolicyJob, w: Worker) -> None:
     _epochs(mn, cfg, mine, states, "bc", cfg.bc_epochs, cfg.bc_lr, w)
     saved = Path(tempfile.mkdtemp())  # rank 0's node, maybe not the driver's: reported below
     if w.chief:  # the warm start alone: the BC-only ablation
-        _unwrapped(mn).save_pretrained(saved / "adapter_bc")
+        unwrapped(mn).save_pretrained(saved / "adapter_bc")
     if cfg.rl_epochs:
-        mn.net.eval()
-        with torch.no_grad():  # the warm start's π: the RL stage's KL reference
-            ref = [torch.softmax(mn.logits(states[s : s + 64], torch.tensor(mine["sizes"][s : s + 64])).float(), -1)
-                   for s in range(0, len(states), 64)]  # fmt: skip
-        mine["ref"] = torch.cat(ref).numpy()
+        mine["ref"] = warm_reference(mn, states, mine["sizes"])
         _epochs(mn, cfg, mine, states, "rl", cfg.rl_epochs, cfg.rl_lr, w)
     files = None
     if w.chief:
-        _unwrapped(mn).save_pretrained(saved / "adapter")
+        unwrapped(mn).save_pretrained(saved / "adapter")
         w.log({"stage": "done", "seconds": time.perf_counter() - t0})
         files = {"adapter_bc": saved / "adapter_bc", "adapter": saved / "adapter"}
     w.report({"done": 1}, files)
     shutil.rmtree(saved, ignore_errors=True)
-
-
-def _unwrapped(mn: MenuNet):
-    return mn.net.module if hasattr(mn.net, "module") else mn.net
 
 
 def train_menu_policy(
@@ -362,27 +134,3 @@ def train_menu_policy(
         summary["bucket_floor"] = group_floor(q, groups)
     write_json(out / "summary.json", summary)
     return summary
-
-
-def layers_read(summary: dict) -> str:
-    """How many of its base LM's decoder layers a trained policy reads (``all`` by default)."""
-    return str(summary.get("depth") or "all")
-
-
-def load_menu_policy(summary: dict, adapter: str | Path | None = None, share_trunk: bool = False) -> MenuNet:
-    """``share_trunk``: keep the frozen trunk's states in this process's shared store, for a
-    run that reads the same prompts through several adapters (not Serve: its prompts rarely
-    repeat, and its memory stays bounded per request)."""
-    from peft import PeftModel
-
-    from metamodal.llm import load_model, load_tokenizer
-
-    tok = load_tokenizer(summary["base_model"])
-    net = PeftModel.from_pretrained(
-        load_model(summary["base_model"], depth=summary.get("depth")), str(adapter or summary["adapter"])
-    )
-    net.eval()
-    return MenuNet(net, tok, summary["train_layers"], summary["letters"],
-                   summary.get("answer", ANSWER),
-                   (SHARED_TRUNK, str(summary["base_model"])) if share_trunk else None,
-                   summary.get("trunk_dtype", "float32"))  # fmt: skip

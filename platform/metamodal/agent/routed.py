@@ -80,7 +80,7 @@ class RoutedReranker:
         }  # fmt: skip
         self.net = None
         if kind == "mma":
-            from metamodal.agent.menu_policy import load_menu_policy
+            from metamodal.agent.menu_net import load_menu_policy
 
             adapter = seed_dir / "router_stats" / state["policy"].get("adapter_name", "adapter")
             self.net = load_menu_policy(state["policy"], adapter if adapter.is_dir() else None, share_trunk)

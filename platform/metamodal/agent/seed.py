@@ -246,7 +246,7 @@ def choose_adapter(summary: dict, sel_llm: Rows, prompt_kind: str) -> tuple[dict
 
 
 def llm_choices(summary: dict, rows: Rows, prompt_kind: str, adapter: str | None = None) -> dict:
-    from metamodal.agent.menu_policy import load_menu_policy
+    from metamodal.agent.menu_net import load_menu_policy
 
     name = summary.get("adapter_name", "adapter")
     mn = load_menu_policy(summary, adapter or str(Path(summary["adapter"]).with_name(name)), share_trunk=True)

@@ -32,8 +32,8 @@ from metamodal.extract.decode import decode_batch
 from metamodal.extract.encoders import EncoderSpec, checkpoint_arch, image_size
 from metamodal.extract.options import ExtractOptions
 from metamodal.extract.stages import Encode
+from metamodal.progress import Progress
 from metamodal.rundir import ExtractManifest, ExtractRun
-from metamodal.runlog import Progress
 from metamodal.storage import sync_down, sync_up
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from metamodal.agent.menu_policy import MenuPolicyConfig
+from metamodal.agent.menu_net import MenuPolicyConfig
 from metamodal.seq.sasrec import SASRecParams
 from metamodal.seq.train import SeqTrainConfig
 

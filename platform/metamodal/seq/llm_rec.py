@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metamodal.agent.menu_policy import LETTERS
+from metamodal.agent.menu_net import LETTERS
 from metamodal.seq.sequences import Sequences
 
 ANSWER = "\nanswer:"

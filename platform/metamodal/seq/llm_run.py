@@ -35,7 +35,8 @@ def _first_stage(model, histories: list[np.ndarray], max_len: int) -> np.ndarray
 
 def evaluate_keyword_llm(run, sasrec) -> tuple[dict, dict]:
     """({condition: {protocol: {metric: per-user array}}}, training facts)."""
-    from metamodal.agent.menu_policy import LETTERS, load_menu_policy, train_menu_policy
+    from metamodal.agent.menu_net import LETTERS, load_menu_policy
+    from metamodal.agent.menu_policy import train_menu_policy
     from metamodal.seq.run import conditions
 
     cfg, seqs = run.cfg, run.seqs
