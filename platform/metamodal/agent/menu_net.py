@@ -204,6 +204,9 @@ class MenuNet:
         """Drop the remembered read-outs: the next read of any prompt runs the model again."""
         self._memo.clear()
 
+    def _tokens(self, key: tuple[str, int]) -> int:
+        return len(self.tok(key[0] + self.answer, add_special_tokens=False).input_ids)
+
     @torch.no_grad()
     def probs(self, prompts: list[str], sizes: list[int], batch: int = 32, what: str = "the router") -> np.ndarray:
         """π per prompt. Inference only (the weights are fixed once loaded): each distinct
@@ -211,8 +214,10 @@ class MenuNet:
         bucket-only prompt, the shuffled-statistics ablation, a client's retries — cost nothing."""
         self.net.eval()
         keys = list(zip(prompts, sizes, strict=True))
-        # similar lengths batched together: less padding to run through the layers
-        todo = sorted(dict.fromkeys(k for k in keys if k not in self._memo), key=lambda k: len(k[0]))
+        # ordered by token length: the trunk batches only prompts of one exact length, so this
+        # fills its batches (a char-length order left them at one to three prompts) and leaves
+        # little padding for the layers above the cut
+        todo = sorted(dict.fromkeys(k for k in keys if k not in self._memo), key=self._tokens)
         progress = Progress(f"{what} reads prompts", len(todo))
         for s in range(0, len(todo), batch):
             progress.update(s)
