@@ -149,7 +149,7 @@ class MenuNet:
         self.letters = letter_ids(tok, n_letters)
         self.trunk = trunk if train_layers > 0 else None  # 0: LoRA in every layer, no frozen trunk
         self.trunk_dtype = TRUNK_DTYPES[trunk_dtype] if train_layers > 0 else torch.float32
-        for layer in _parts(net)[1][: self.cut if train_layers > 0 else 0]:
+        for layer in _parts(net)[1][: self.cut]:
             layer.to(self.trunk_dtype)  # frozen: no LoRA below the cut
 
     @torch.no_grad()
@@ -242,6 +242,7 @@ def build_menu_net(cfg: MenuPolicyConfig, n_letters: int, trunk_dtype: str) -> M
 
 
 def unwrapped(mn: MenuNet):
+    """The LoRA model itself: under DeepSpeed the net is its engine, which saves differently."""
     return mn.net.module if hasattr(mn.net, "module") else mn.net
 
 
