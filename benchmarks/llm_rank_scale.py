@@ -9,7 +9,7 @@ Ray nor the data, while episodes and scoring stay the platform's own:
     # 2. anywhere (GPU when present): train each variant single-process, score the episodes
     python benchmarks/llm_rank_scale.py train --rows .gpu/rows.json.gz --out DIR
     # 3. here: NDCG@10 through the run's fusion rule, against the keyword and text tools
-    python benchmarks/llm_rank_scale.py evaluate --keep runs/llm_rank_scale --scores DIR \
+    python benchmarks/llm_rank_scale.py evaluate --keep runs/llm_rank_scale --rows .gpu/rows.json.gz --scores DIR \
         --out benchmarks/results/llm_rank_scale_lfm2k_h200
 
 Training rows are the fit episodes' (validation users' first half), the variant is chosen on
@@ -147,6 +147,18 @@ def read_episodes(mn, evals: list[dict]) -> list[np.ndarray]:
     return out
 
 
+def prompt_overlap(prompts: list[str], rng: np.random.Generator) -> np.ndarray:
+    """A control that reads exactly what the LM reads: each candidate line's words found in the
+    profile line (ties broken at random, not by pool order). It says how much ranking signal
+    the prompt itself carries."""
+    profile, scores = None, []
+    for p in prompts:
+        lines = p.split("\n")
+        profile = set(lines[0].split(": ", 1)[1].split())
+        scores += [len(profile & set(line.split(": ", 1)[1].split())) for line in lines[1:]]
+    return np.array(scores, np.float64) + 1e-6 * rng.random(len(scores))
+
+
 def train(a: argparse.Namespace) -> None:
     import torch
 
@@ -166,6 +178,7 @@ def train(a: argparse.Namespace) -> None:
 def evaluate(a: argparse.Namespace) -> None:
     from metamodal.agent.episodes import pool_ndcg
     from metamodal.agent.llm_rank import NAME
+    from metamodal.agent.menu_net import LETTERS
     from metamodal.agent.routes import Route
     from metamodal.agent.tools import result_of
     from metamodal.eval.paired import paired_wilcoxon
@@ -173,6 +186,8 @@ def evaluate(a: argparse.Namespace) -> None:
     from metamodal.rundir import write_json
 
     kept = pickle.loads((a.keep / "episodes.pkl").read_bytes())
+    with gzip.open(a.rows, "rt") as f:
+        rows = json.load(f)
     timings = json.loads((a.scores / "timings.json").read_text())
 
     def ndcg_of(tool: str, results_of) -> np.ndarray:
@@ -182,9 +197,14 @@ def evaluate(a: argparse.Namespace) -> None:
     methods = {t: ndcg_of(t, lambda i, k: k["results"]) for t in ("keyword", "text") if t in kept[0]["results"]}
     rng = np.random.default_rng(0)
     methods["random_order"] = np.array([pool_ndcg(rng.random(len(k["ep"].pool)), k["ep"]) for k in kept])
+    methods["prompt_overlap"] = np.array([pool_ndcg(prompt_overlap(e["prompts"], rng), k["ep"])
+                                          for e, k in zip(rows["eval"], kept, strict=True)])  # fmt: skip
+    letter_share = {}
     for f in sorted(a.scores.glob("*.npz")):
         z = np.load(f)
         s = [z[f"arr_{i}"] for i in range(len(kept))]
+        top = np.bincount([int(np.argmax(x)) for x in s])
+        letter_share[f"llm_rank_{f.stem}"] = {"letter": LETTERS[int(top.argmax())], "share": float(top.max() / len(s))}
 
         def with_llm(i, k, s=s):
             sc = s[i].copy()
@@ -192,6 +212,9 @@ def evaluate(a: argparse.Namespace) -> None:
             return {**k["results"], NAME: result_of(NAME, sc)}
 
         methods[f"llm_rank_{f.stem}"] = ndcg_of(NAME, with_llm)
+        if len({len(x) for x in s}) == 1:  # the control: its mean score per letter, whatever it reads
+            bias = [np.mean(np.stack(s), 0)] * len(kept)
+            methods[f"letters_only_{f.stem}"] = ndcg_of(NAME, lambda i, k, b=bias: with_llm(i, k, s=b))
     part = np.array([k["part"] for k in kept])
     task = np.array([k["ep"].task for k in kept])
     llm = [m for m in methods if m.startswith("llm_rank_")]
@@ -204,7 +227,7 @@ def evaluate(a: argparse.Namespace) -> None:
         row["vs_keyword_test"] = paired_wilcoxon(v[test], methods["keyword"][test])
         table.append(row)
     res = {"chosen_on_select": chosen, "episodes": {"select": int((~test).sum()), "test": int(test.sum())},
-           "timings": timings, "table": table}  # fmt: skip
+           "most_chosen_letter": letter_share, "timings": timings, "table": table}  # fmt: skip
     write_json(a.out.with_suffix(".json"), res, indent=2)
     tasks = sorted(set(task))
     md = markdown_table(
@@ -213,7 +236,9 @@ def evaluate(a: argparse.Namespace) -> None:
           *(f"{r[t]:.4f}" for t in tasks),
           f"{r['vs_keyword_test']['mean_diff']:+.4f} ({r['vs_keyword_test']['wilcoxon_p']:.2g})"] for r in table],
     )  # fmt: skip
-    a.out.with_suffix(".md").write_text(f"# llm_rank at scale (NDCG@10, episodes where text is observed)\n\n{md}\n")
+    bias = "; ".join(f"`{m}` {v['letter']} {v['share']:.0%}" for m, v in letter_share.items())
+    a.out.with_suffix(".md").write_text(f"# llm_rank at scale (NDCG@10, episodes where text is observed)\n\n{md}\n\n"
+                                        f"Each variant's most chosen letter (share of episodes): {bias}.\n")
     print(md)
 
 
@@ -232,6 +257,7 @@ def main() -> None:
     t.add_argument("--only", nargs="*", help="variants to train (default: all)")
     v = sub.add_parser("evaluate")
     v.add_argument("--keep", type=Path, required=True)
+    v.add_argument("--rows", type=Path, required=True, help="the export's rows (the prompts read)")
     v.add_argument("--scores", type=Path, required=True)
     v.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
