@@ -1,4 +1,4 @@
-"""The package's imports run one way: config → storage → raylogs, rundir and runlog → harness,
+"""The package's imports run one way: config and progress → storage → raylogs, rundir and runlog → harness,
 data and llm → models (extract and retrieval beside them) → eval → train → agent (tuning and
 monitor beside it) → serving and seq → workflows → cli.
 Every import is walked, top-level and inside functions alike; an edge to a higher layer, or
@@ -12,7 +12,7 @@ from pathlib import Path
 import metamodal
 
 LAYERS = {
-    "config": 0,
+    "config": 0, "progress": 0,
     "storage": 1,
     "raylogs": 2, "rundir": 2, "runlog": 2,
     "harness": 3, "data": 3, "llm": 3,
