@@ -96,7 +96,7 @@ def train_variant(rows: dict, name: str, n_rows, layers: int, bc: int, rl: int, 
     pick = np.sort(np.random.default_rng([seed, 5]).permutation(n)[: n_rows or n])
     tr = {"sizes": np.array(rows["sizes"])[pick], "q": np.zeros((len(pick), WINDOW), np.float32)}
     tr["q"][np.arange(len(pick)), np.array(rows["targets"])[pick]] = 1.0
-    tr.update(rewards=tr["q"], ref=tr["q"], reward_scale=1.0)
+    tr.update(rewards=tr["q"], reward_scale=1.0)  # ``ref``: the warm start's, before RL
     dtype = trunk_dtype_name(cfg.trunk_dtype, dev)
     mn = build_menu_net(cfg, WINDOW, dtype)
     mn.net.to(dev)
@@ -126,18 +126,18 @@ def train_variant(rows: dict, name: str, n_rows, layers: int, bc: int, rl: int, 
         scores = read_episodes(mn, rows["eval"])
         timing[f"{stage}_read_s"] = time.perf_counter() - t0
         np.savez_compressed(out / f"{name}_{stage}.npz", *scores)
-        print(f"{name} {stage}: {json.dumps({k: v for k, v in timing.items()})}", flush=True)
+        print(f"{name} {stage}: {json.dumps(timing)}", flush=True)
     return timing
 
 
 def read_episodes(mn, evals: list[dict]) -> list[np.ndarray]:
     """Each evaluation episode's candidates' log-probabilities (window by window, as the tool)."""
-    from metamodal.agent.llm_rank import WINDOW
+    from metamodal.agent.llm_rank import window_sizes
 
     prompts, sizes = [], []
     for e in evals:
         prompts += e["prompts"]
-        sizes += [min(WINDOW, e["n"] - s) for s in range(0, e["n"], WINDOW)]
+        sizes += window_sizes(e["n"])
     p = mn.probs(prompts, sizes, batch=128, what="llm_rank")
     out, r = [], 0
     for e in evals:
@@ -151,7 +151,7 @@ def prompt_overlap(prompts: list[str], rng: np.random.Generator) -> np.ndarray:
     """A control that reads exactly what the LM reads: each candidate line's words found in the
     profile line (ties broken at random, not by pool order). It says how much ranking signal
     the prompt itself carries."""
-    profile, scores = None, []
+    scores = []
     for p in prompts:
         lines = p.split("\n")
         profile = set(lines[0].split(": ", 1)[1].split())

@@ -61,6 +61,11 @@ def listwise_prompt(profile: list[str], candidates: list[list[str]], group: str 
     return "\n".join(lines)
 
 
+def window_sizes(n: int) -> list[int]:
+    """How many candidates each of a pool's windows holds (one forward pass each)."""
+    return [min(WINDOW, n - s) for s in range(0, n, WINDOW)]
+
+
 def episode_prompts(ev: Evidence) -> tuple[str, list[str]] | None:
     """(the keyword group read, the episode's prompts: one per window of candidates); None
     when no observed group has keywords or no history item has any (no evidence)."""
@@ -90,7 +95,7 @@ class ListwiseRanker:
             self.net.net.to("cuda")
 
     def scores(self, prompts: list[str], n: int) -> np.ndarray:
-        sizes = [min(WINDOW, n - s) for s in range(0, n, WINDOW)]
+        sizes = window_sizes(n)
         p = self.net.probs(prompts, sizes)
         return np.concatenate([np.log(p[r, :k] + 1e-12) for r, k in enumerate(sizes)])
 
