@@ -86,26 +86,36 @@ def test_episodes_are_drawn_before_they_are_built_and_do_not_depend_on_the_limit
     assert mine and {e.user for e in mine} <= users
 
 
-def test_hard_negatives_come_from_the_surviving_evidence(world) -> None:
-    """Under only-text the hard negatives are the history's text neighbours, not the
-    retriever's top ranks (which made graph evidence anti-informative); the same episode under
-    the same pattern is the same pool, under another pattern a different one."""
-    ds, _, _, b, store = world
-    ep = b.target_positive_part("test", "warm_user", FULL, limit=1, seed=4)[0]
-    only_text = b.under(ep, ("text",))
-    assert only_text.available == ("text",) and only_text.targets[0] == ep.targets[0]
-    np.testing.assert_array_equal(b.under(ep, ("text",)).pool, only_text.pool)
-    text_rank = store.catalogue_scores("text", ep.history)
-    graph_rank = b.user_scores(ep.user)
+@pytest.mark.parametrize("depth", [1, 30])
+def test_hard_negatives_come_from_the_surviving_evidence(world, depth: int) -> None:
+    """Under only-text the hard negatives are drawn from the history's ``hard_depth`` nearest
+    text neighbours, not from the retriever's top ranks (which made graph evidence
+    anti-informative); depth 1 takes the very nearest in order. The same episode under the same
+    pattern is the same pool, under another pattern a different one."""
+    from metamodal.agent.episodes import EpisodeBuilder
+
+    ds, split, miss, w, store = world
+    b = EpisodeBuilder(ds, split, w.user_scores, w.history_scores, miss,
+                       w.cfg.model_copy(update={"hard_share": 0.5, "popular_share": 0.0,
+                                                "hard_depth": depth}),
+                       content_scores=store.catalogue_scores)  # fmt: skip
     n_hard = round(b.cfg.hard_share * (b.cfg.pool_size - 1))
-    negs = set(only_text.pool.tolist()) - {int(ep.targets[0])}
     allowed = np.ones(ds.n_items, bool)
-    allowed[list(b.seen[ep.user])] = False
     allowed[b.cold_items] = False
-    top_text = [i for i in np.argsort(-text_rank, kind="stable") if allowed[i]][:n_hard]
-    top_graph = [i for i in np.argsort(-graph_rank, kind="stable") if allowed[i]][:n_hard]
-    assert set(top_text) <= negs
-    assert not set(top_graph) <= set(b.under(ep, ("text",)).pool.tolist())
+    for ep in b.target_positive_part("test", "warm_user", FULL, limit=6, seed=4):
+        only_text = b.under(ep, ("text",))
+        assert only_text.available == ("text",) and only_text.targets[0] == ep.targets[0]
+        np.testing.assert_array_equal(b.under(ep, ("text",)).pool, only_text.pool)
+        ok = allowed.copy()
+        ok[list(b.seen[ep.user])] = False
+        text_order = [i for i in np.argsort(-store.catalogue_scores("text", ep.history), kind="stable") if ok[i]]
+        graph_order = [i for i in np.argsort(-b.user_scores(ep.user), kind="stable") if ok[i]]
+        negs = set(only_text.pool.tolist()) - {int(ep.targets[0])}
+        near = set(text_order[: max(depth, n_hard)])
+        assert len(negs & near) >= n_hard  # the hard ones come from the text neighbourhood
+        if depth == 1:
+            assert set(text_order[:n_hard]) <= negs
+        assert not set(graph_order[:n_hard]) <= negs
 
 
 def test_fixed_pools_are_the_retrievers_top_k_and_may_miss_the_target(world) -> None:

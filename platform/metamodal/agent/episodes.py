@@ -77,13 +77,15 @@ ContentScoreFn = Callable[[str, np.ndarray], "np.ndarray | None"]
 
 class PoolConfig(BaseModel):
     """How episodes' candidate pools are drawn (``mma run``'s ``pool`` section). Of a
-    target-positive pool's negatives, ``hard_share`` are the surviving evidence's nearest
-    neighbours, ``popular_share`` popularity-sampled, the rest uniform."""
+    target-positive pool's negatives, ``hard_share`` are drawn from the ``hard_depth`` nearest
+    neighbours of the history in each surviving source, ``popular_share`` are
+    popularity-sampled, the rest uniform."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     pool_size: int = Field(20, ge=2)  # target-positive pools
     fixed_k: int = Field(50, ge=1)  # fixed pools: the retriever's top-K
-    hard_share: float = Field(0.5, ge=0, le=1)
+    hard_share: float = Field(0.25, ge=0, le=1)
+    hard_depth: int = Field(800, ge=1)  # benchmarks/pool_recipe.py chose both on validation
     popular_share: float = Field(0.25, ge=0, le=1)
     cold_history: int = Field(2, ge=1)  # items a cold user keeps
 
@@ -148,8 +150,11 @@ class EpisodeBuilder:
         self, user: int, task: str, hist: np.ndarray, banned: np.ndarray,
         available: tuple[str, ...], rng: np.random.Generator,
     ) -> list[int]:  # fmt: skip
-        """Hard negatives round-robin over the observed sources' neighbour lists, then
-        popularity-sampled ones, then uniform ones; a cold target's negatives all cold."""
+        """Hard negatives round-robin over the observed sources' neighbour lists (each its
+        ``hard_depth`` nearest items in a random order; 1 keeps the order, but the very nearest
+        are exactly what that source's own tool ranks first, which makes the surviving evidence
+        anti-informative inside the pool),
+        then popularity-sampled ones, then uniform ones; a cold target's negatives all cold."""
         c, n_neg = self.cfg, self.cfg.pool_size - 1
         banned = banned | (~self.cold_items if task == "cold_item" else self.cold_items)
         ranked = []
@@ -157,7 +162,9 @@ class EpisodeBuilder:
         for src in available if n_hard else ():
             s = self._hard(src, user, task, hist)
             if s is not None:
-                ranked.append(top_ranked(np.where(banned, -np.inf, s), 2 * n_hard))
+                near = top_ranked(np.where(banned, -np.inf, s), max(c.hard_depth, 2 * n_hard))
+                head = rng.permutation(near[: c.hard_depth]).tolist()
+                ranked.append(head + near[c.hard_depth :])
         n_hard = n_hard if ranked else 0
         picks: list[int] = []
         pos = [0] * len(ranked)
