@@ -84,8 +84,8 @@ class PoolConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     pool_size: int = Field(20, ge=2)  # target-positive pools
     fixed_k: int = Field(50, ge=1)  # fixed pools: the retriever's top-K
-    hard_share: float = Field(0.25, ge=0, le=1)
-    hard_depth: int = Field(800, ge=1)  # benchmarks/pool_recipe.py chose both on validation
+    hard_share: float = Field(0.1, ge=0, le=1)
+    hard_depth: int = Field(400, ge=1)  # benchmarks/pool_recipe.py chose both on validation
     popular_share: float = Field(0.25, ge=0, le=1)
     cold_history: int = Field(2, ge=1)  # items a cold user keeps
 
