@@ -50,13 +50,13 @@ def export(a: argparse.Namespace) -> None:
     retriever = FirstStageScores(runs[cfg.retriever])
     store = EvidenceStore.build(runs[cfg.retriever].ds, graph_items=retriever.items, heads=cfg.heads)
     fit_e, sel_e, test_e, _ = seed_episodes(a.seed, cfg, runs[cfg.retriever], store, retriever)
-    prompts, onehot, sizes = training_rows(store, fit_e, 10**9, a.seed)
+    prompts, onehot, sizes = training_rows(store, fit_e, 10**9, a.seed, "listwise")
     tools = tools_for(store)
     evals, kept = [], []
     for part, eps in (("select", sel_e), ("test", test_e)):
         for ep in eps:
             ev = store.view(ep)
-            got = episode_prompts(ev) if ep.pool_kind == "target_positive" else None
+            got = episode_prompts(ev, "listwise") if ep.pool_kind == "target_positive" else None
             if got is None:
                 continue
             evals.append({"prompts": got[1], "n": len(ep.pool)})

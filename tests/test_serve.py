@@ -65,7 +65,7 @@ def heads(trained: dict) -> Path:
 @pytest.fixture(scope="module")
 def mma_run(trained: dict, tiny_llm: Path, heads: Path) -> Path:
     """A one-seed ``mma run`` on the shop: small episode counts, the tiny LLM as router, as the
-    listwise ``llm_rank`` tool and as the keyword-RAG ``keyword_llm`` tool (added by path), the
+    pointwise ``llm_rank`` tool and as the keyword-RAG ``keyword_llm`` tool (added by path), the
     heads' space for ``cross_modal``."""
     from metamodal.agent.config import MMAConfig
     from metamodal.agent.menu_net import MenuPolicyConfig

@@ -63,6 +63,7 @@ class MMAConfig(BaseModel):
     # text-observed episode's candidates, too slow for the 2-core default)
     llm_rank: Literal["auto", "on", "off"] = "auto"
     llm_rank_rows: int = 600  # its training episodes (SFT + RL)
+    llm_rank_mode: Literal["pointwise", "listwise"] = "pointwise"
     # tools built outside the agent, by path ("package.module:function", ``agent.extensions``),
     # e.g. the keyword-RAG sequential LLM: "metamodal.seq.mma_tool:keyword_llm"
     tools: list[str] = []

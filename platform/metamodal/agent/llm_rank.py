@@ -1,18 +1,26 @@
 """``llm_rank``: the policy LM reads the observed keyword evidence — the history's keyword
 profile and each candidate's keyword summary, from the text where text is observed, else from
 the image (its visual keywords: an ImageNet-pretrained encoder's top classes, written by
-extraction) — and scores the candidates listwise from its next-token logits over their letters
-in one forward pass (LlamaRec's verbalizer). Routing alone cannot help when one modality is
-left; reading that modality better can.
+extraction) — and scores the candidates from its next-token logits. Routing alone cannot help
+when one modality is left; reading that modality better can.
+
+Two modes (``mode`` in the training summary, so Serve loads what was trained):
+- ``pointwise`` (the default): one prompt per candidate — the history's profile and that
+  candidate's keywords — answered ``A`` (match) or ``B`` (no match); the score is log p(A).
+  Trained on the target and one drawn negative per episode.
+- ``listwise``: every candidate as a lettered line of one prompt, scored by the log-probability
+  of its letter in one forward pass (LlamaRec's verbalizer). Trained on thousands of episodes on
+  a GPU it learnt only a preference among letters (``benchmarks/llm_rank_scale.py``), where a
+  pointwise reader of the same keywords learnt to match them; it stays for comparison.
 
 It is a tool like every other: it reads the episode's ``Evidence`` view (keywords of a masked
 group raise, so the tool answers ``unavailable`` and nothing masked reaches a prompt), its
-scores enter the statistics and the route menus, and the router weighs it per episode. Pools
-longer than the letter set are read in windows, each scored on its own forward pass.
+scores enter the statistics and the route menus, and the router weighs it per episode. Listwise
+pools longer than the letter set are read in windows, each scored on its own forward pass.
 
-Training reuses the menu router's trainer (``menu_policy``) with the candidates as the menu: a
-warm start on the target's letter (SFT), then the exact expected-reward stage with a KL to it
-(reward 1 for the target, 0 otherwise: the expected reward is the target's top-1 probability).
+Training reuses the menu router's trainer (``menu_policy``) with the answer letters as the menu:
+a warm start on the right letter (SFT), then the exact expected-reward stage with a KL to it
+(reward 1 for the right letter, 0 otherwise).
 """
 
 from __future__ import annotations
@@ -29,7 +37,10 @@ from metamodal.agent.menu_net import LETTERS, MenuPolicyConfig
 from metamodal.agent.tools import Tool, ToolResult, result_of, unavailable
 
 NAME = "llm_rank"
-ANSWER = "\nbest:"
+MODES = ("pointwise", "listwise")
+ANSWER = "\nbest:"  # listwise
+POINT_ANSWER = "\nanswer:"
+POINT_LETTERS = 2  # A: match, B: no match
 PROFILE_WORDS = 12  # the history's most frequent keywords
 ITEM_WORDS = 4  # keywords shown per candidate
 WINDOW = 20  # candidates per forward pass
@@ -61,14 +72,20 @@ def listwise_prompt(profile: list[str], candidates: list[list[str]], group: str 
     return "\n".join(lines)
 
 
+def pointwise_prompt(profile: list[str], item: list[str], group: str = "text") -> str:
+    return (f"liked ({group}): " + " ".join(profile) + f"\nitem: {' '.join(item[:ITEM_WORDS]) or '-'}"
+            "\nA: match\nB: no match")  # fmt: skip
+
+
 def window_sizes(n: int) -> list[int]:
     """How many candidates each of a pool's windows holds (one forward pass each)."""
     return [min(WINDOW, n - s) for s in range(0, n, WINDOW)]
 
 
-def episode_prompts(ev: Evidence) -> tuple[str, list[str]] | None:
-    """(the keyword group read, the episode's prompts: one per window of candidates); None
-    when no observed group has keywords or no history item has any (no evidence)."""
+def episode_prompts(ev: Evidence, mode: str = "pointwise") -> tuple[str, list[str], list[int]] | None:
+    """(the keyword group read, the episode's prompts, each prompt's answer letters):
+    pointwise one prompt per candidate, listwise one per window of candidates; None when no
+    observed group has keywords or no history item has any (no evidence)."""
     group = keyword_group(ev)
     if group is None:
         return None
@@ -78,39 +95,44 @@ def episode_prompts(ev: Evidence) -> tuple[str, list[str]] | None:
     if not profile:
         return None
     cands = [kw[i] for i in ep.pool]
+    if mode == "pointwise":
+        return group, [pointwise_prompt(profile, c, group) for c in cands], [POINT_LETTERS] * len(cands)
+    sizes = window_sizes(len(cands))
     return group, [listwise_prompt(profile, cands[s : s + WINDOW], group)
-                   for s in range(0, len(cands), WINDOW)]  # fmt: skip
+                   for s in range(0, len(cands), WINDOW)], sizes  # fmt: skip
 
 
-class ListwiseRanker:
-    """A trained listwise scorer: each candidate's log-probability of being the best of its
-    window."""
+class LLMRanker:
+    """A trained ``llm_rank`` scorer in the mode it was trained in: a candidate's log p(match)
+    (pointwise) or its log-probability of being the best of its window (listwise)."""
 
     def __init__(self, summary: dict) -> None:
         from metamodal.agent.menu_net import load_menu_policy
 
         self.summary = summary
+        self.mode = summary.get("mode", "listwise")  # runs trained before the modes were listwise
         self.net = load_menu_policy(summary)
         if torch.cuda.is_available():
             self.net.net.to("cuda")
 
-    def scores(self, prompts: list[str], n: int) -> np.ndarray:
-        sizes = window_sizes(n)
-        p = self.net.probs(prompts, sizes)
+    def scores(self, prompts: list[str], sizes: list[int]) -> np.ndarray:
+        p = self.net.probs(prompts, sizes, what="llm_rank")
+        if self.mode == "pointwise":
+            return np.log(p[:, 0] + 1e-12)
         return np.concatenate([np.log(p[r, :k] + 1e-12) for r, k in enumerate(sizes)])
 
 
-def llm_rank_tool(ranker: ListwiseRanker) -> Tool:
+def llm_rank_tool(ranker: LLMRanker) -> Tool:
     """Candidates without text are unscored (NaN), as for every content tool."""
 
     def run(ev: Evidence) -> ToolResult:
         if keyword_group(ev) is None:
             return unavailable(NAME)
-        got = episode_prompts(ev)
+        got = episode_prompts(ev, ranker.mode)
         if got is None:
             return result_of(NAME, None, " (no history item has keywords)")
-        group, prompts = got
-        s = ranker.scores(prompts, len(ev.ep.pool))
+        group, prompts, sizes = got
+        s = ranker.scores(prompts, sizes)
         kw = ev.keywords(group)
         s[[not kw[i] for i in ev.ep.pool]] = np.nan
         return result_of(NAME, s)
@@ -118,37 +140,56 @@ def llm_rank_tool(ranker: ListwiseRanker) -> Tool:
     return run
 
 
-def training_rows(store: EvidenceStore, episodes: list[Episode], limit: int, seed: int):
-    """(prompts, one-hot rewards, sizes) of target-positive episodes with observed keywords
-    whose target has them, at most ``limit``, drawn with ``seed``."""
-    rows = []
+def training_rows(store: EvidenceStore, episodes: list[Episode], limit: int, seed: int,
+                  mode: str = "pointwise"):  # fmt: skip
+    """(prompts, one-hot rewards over the answer letters, sizes) from at most ``limit``
+    target-positive episodes with observed keywords whose target has them, drawn with ``seed``:
+    listwise one row per episode (the target's letter), pointwise two — the target's prompt
+    (A) and a drawn negative's that has keywords (B)."""
+    eligible = []
     for ep in episodes:
-        if ep.pool_kind != "target_positive" or len(ep.pool) > WINDOW:
+        if ep.pool_kind != "target_positive" or (mode == "listwise" and len(ep.pool) > WINDOW):
             continue
-        got = episode_prompts(store.view(ep))
+        got = episode_prompts(store.view(ep), mode)
         t = int(np.flatnonzero(ep.labels)[0])
-        if got is None or not store.keywords[got[0]][int(ep.pool[t])]:
-            continue
-        rows.append((got[1][0], t, len(ep.pool)))
-    keep = np.sort(np.random.default_rng([seed, 5]).permutation(len(rows))[:limit])
+        if got is not None and store.keywords[got[0]][int(ep.pool[t])]:
+            eligible.append((ep, got, t))
+    rng = np.random.default_rng([seed, 5])
+    keep = np.sort(rng.permutation(len(eligible))[:limit])
     if not len(keep):
         raise ValueError("llm_rank: no fit episode with observed keywords and a target that has them")
-    r = np.zeros((len(keep), WINDOW), np.float32)
-    for j, i in enumerate(keep):
-        r[j, rows[i][1]] = 1.0
-    return [rows[i][0] for i in keep], r, np.array([rows[i][2] for i in keep])
+    rows: list[tuple[str, int, int]] = []  # (prompt, right letter, letters)
+    for i in keep:
+        ep, (group, prompts, sizes), t = eligible[i]
+        if mode == "listwise":
+            rows.append((prompts[0], t, len(ep.pool)))
+            continue
+        kw = store.keywords[group]
+        negs = [j for j in range(len(ep.pool)) if j != t and kw[int(ep.pool[j])]]
+        rows.append((prompts[t], 0, POINT_LETTERS))
+        if negs:
+            rows.append((prompts[int(rng.choice(negs))], 1, POINT_LETTERS))
+    width = WINDOW if mode == "listwise" else POINT_LETTERS
+    r = np.zeros((len(rows), width), np.float32)
+    r[np.arange(len(rows)), [c for _, c, _ in rows]] = 1.0
+    return [p for p, _, _ in rows], r, np.array([n for _, _, n in rows])
 
 
 def train_llm_rank(store: EvidenceStore, episodes: list[Episode], cfg: MenuPolicyConfig,
-                   out: Path, limit: int, reuse: bool) -> ListwiseRanker:  # fmt: skip
-    """SFT on the target's letter, then the expected-reward stage (``menu_policy``)."""
+                   out: Path, limit: int, reuse: bool, mode: str = "pointwise") -> LLMRanker:  # fmt: skip
+    """SFT on the right letter, then the expected-reward stage (``menu_policy``)."""
     import json
 
     from metamodal.agent.menu_policy import train_menu_policy
+    from metamodal.rundir import write_json
 
     if reuse and (out / "summary.json").is_file() and (out / "adapter").is_dir():
-        return ListwiseRanker(json.loads((out / "summary.json").read_text()))
-    prompts, rewards, sizes = training_rows(store, episodes, limit, cfg.seed)
-    pcfg = cfg.model_copy(update={"answer": ANSWER})
+        summary = json.loads((out / "summary.json").read_text())
+        if summary.get("mode", "listwise") == mode:
+            return LLMRanker(summary)
+    prompts, rewards, sizes = training_rows(store, episodes, limit, cfg.seed, mode)
+    pcfg = cfg.model_copy(update={"answer": ANSWER if mode == "listwise" else POINT_ANSWER})
     summary = train_menu_policy(prompts, rewards, sizes, rewards, out, pcfg, reward_scale=1.0)
-    return ListwiseRanker(summary)
+    summary["mode"] = mode
+    write_json(out / "summary.json", summary)
+    return LLMRanker(summary)

@@ -108,9 +108,10 @@ def seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse, run) -> 
         t0 = time.perf_counter()
         # it reads candidates' text, not digits: the whole LM whatever the router's depth
         pcfg = cfg.policy.model_copy(update={"seed": seed, "depth": None})
-        ranker = train_llm_rank(store, fit_e, pcfg, seed_dir / "llm_rank", cfg.llm_rank_rows, reuse)
+        ranker = train_llm_rank(store, fit_e, pcfg, seed_dir / "llm_rank", cfg.llm_rank_rows, reuse,
+                                cfg.llm_rank_mode)  # fmt: skip
         extra[LLM_RANK], summary = llm_rank_tool(ranker), ranker.summary
-        log(f"seed {seed}: llm_rank trained on {summary['rows']} episodes "
+        log(f"seed {seed}: llm_rank ({cfg.llm_rank_mode}) trained on {summary['rows']} rows "
             f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
     return AgentEnv(store, tools_for(store, extra=extra)), summary, record
 

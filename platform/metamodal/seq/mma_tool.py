@@ -23,7 +23,7 @@ import numpy as np
 from metamodal.agent.episodes import Episode
 from metamodal.agent.evidence import Evidence, EvidenceStore
 from metamodal.agent.extensions import ToolBuild, ToolContext
-from metamodal.agent.llm_rank import WINDOW, ListwiseRanker
+from metamodal.agent.llm_rank import WINDOW, LLMRanker, window_sizes
 from metamodal.agent.tools import Tool, ToolResult, result_of, unavailable
 from metamodal.data import Dataset, TextModality
 from metamodal.data.missing import GRAPH
@@ -121,7 +121,7 @@ def episode_prompts(ev: Evidence, coll: Collaborative) -> tuple[ItemKeywords, li
     return kw, [prompt(hist, collab, ep.pool[s : s + WINDOW], kw, SHOWN) for s in range(0, len(ep.pool), WINDOW)]
 
 
-def keyword_llm_tool(ranker: ListwiseRanker, coll: Collaborative) -> Tool:
+def keyword_llm_tool(ranker: LLMRanker, coll: Collaborative) -> Tool:
     """Candidates without keywords in the observed groups are unscored (NaN)."""
 
     def run(ev: Evidence) -> ToolResult:
@@ -131,7 +131,7 @@ def keyword_llm_tool(ranker: ListwiseRanker, coll: Collaborative) -> Tool:
         kw, prompts = got
         if not prompts:
             return result_of(NAME, None, " (no keyword in the history or its neighbours)")
-        s = ranker.scores(prompts, len(ev.ep.pool))
+        s = ranker.scores(prompts, window_sizes(len(ev.ep.pool)))
         s[[not kw.of(int(i), SHOWN) for i in ev.ep.pool]] = np.nan
         return result_of(NAME, s)
 
@@ -200,4 +200,4 @@ def keyword_llm(ctx: ToolContext) -> ToolBuild:
         summary = {**train_menu_policy(prompts, rewards, sizes, rewards, ctx.out, pcfg, reward_scale=1.0),
                    "rows_by_task": by_task}  # fmt: skip
         write_json(f, summary)
-    return ToolBuild({NAME: keyword_llm_tool(ListwiseRanker(summary), coll)}, summary)
+    return ToolBuild({NAME: keyword_llm_tool(LLMRanker(summary), coll)}, summary)

@@ -126,9 +126,9 @@ def load_routed(cfg: ServeConfig, run, store, kind: str):
         trun = load_run(mma.zoo(m).path, ds=run.ds)
         extra[m] = model_tool(MaskedRunScorer(trun, {n: store.group_of(n) for n in trun.modalities}), m)
     if state.get("llm_rank"):
-        from metamodal.agent.llm_rank import NAME, ListwiseRanker, llm_rank_tool
+        from metamodal.agent.llm_rank import NAME, LLMRanker, llm_rank_tool
 
-        extra[NAME] = llm_rank_tool(ListwiseRanker(state["llm_rank"]))
+        extra[NAME] = llm_rank_tool(LLMRanker(state["llm_rank"]))
     if state.get("built_tools"):  # the factories' tools, loaded from what the run trained
         from metamodal.agent.extensions import ToolContext, build_tools, slug
 
