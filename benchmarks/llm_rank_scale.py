@@ -1,10 +1,10 @@
-"""Does ``llm_rank`` (the policy LM reading keyword summaries, scoring candidates listwise) rank
+"""Does ``llm_rank`` (the policy LM reading keyword summaries, pointwise or listwise) rank
 better when it trains on thousands of episodes — what a GPU affords — than on the CPU
 default's 600? Three steps, so that the LM's work can run on a GPU machine that has neither
 Ray nor the data, while episodes and scoring stay the platform's own:
 
-    # 1. here: one seed's episodes of a finished ``metamodal mma run`` (zoo reused)
-    python benchmarks/llm_rank_scale.py export --run runs/mma/lfm2k_v2 \
+    # 1. here: one seed's episodes of a finished ``metamodal mma run`` (zoo reused), in one mode
+    python benchmarks/llm_rank_scale.py export --run runs/mma/lfm2k_v2 --mode listwise \
         --dataset ../shared/data/lfm2k --seed 1 --rows .gpu/rows.json.gz --keep runs/llm_rank_scale
     # 2. anywhere (GPU when present): train each variant single-process, score the episodes
     python benchmarks/llm_rank_scale.py train --rows .gpu/rows.json.gz --out DIR
@@ -12,10 +12,11 @@ Ray nor the data, while episodes and scoring stay the platform's own:
     python benchmarks/llm_rank_scale.py evaluate --keep runs/llm_rank_scale --rows .gpu/rows.json.gz --scores DIR \
         --out benchmarks/results/llm_rank_scale_lfm2k_h200
 
-Training rows are the fit episodes' (validation users' first half), the variant is chosen on
-the select episodes (the other half), and test is reported; every variant trains with the
-run's own trainer pieces (``menu_net.stage_loss``: SFT on the target's letter, then the exact
-expected reward with a KL to it), single-process with AdamW instead of Ray Train + DeepSpeed.
+Training rows are the fit episodes' (validation users' first half; pointwise two per episode),
+the variant is chosen on the select episodes (the other half), and test is reported; every
+variant trains with the run's own trainer pieces (``menu_net.stage_loss``: SFT on the right
+letter, then the exact expected reward with a KL to it), single-process with AdamW instead of
+Ray Train + DeepSpeed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-# (name, training rows (None: all), LoRA layers (0: every layer), SFT epochs, RL epochs)
+# (name, training episodes (None: all), LoRA layers (0: every layer), SFT epochs, RL epochs)
 VARIANTS = [
     ("cpu_default", 600, 4, 6, 2),
     ("all_rows", None, 4, 3, 1),
@@ -50,16 +51,16 @@ def export(a: argparse.Namespace) -> None:
     retriever = FirstStageScores(runs[cfg.retriever])
     store = EvidenceStore.build(runs[cfg.retriever].ds, graph_items=retriever.items, heads=cfg.heads)
     fit_e, sel_e, test_e, _ = seed_episodes(a.seed, cfg, runs[cfg.retriever], store, retriever)
-    prompts, onehot, sizes = training_rows(store, fit_e, 10**9, a.seed, "listwise")
+    prompts, onehot, sizes = training_rows(store, fit_e, 10**9, a.seed, a.mode)
     tools = tools_for(store)
     evals, kept = [], []
     for part, eps in (("select", sel_e), ("test", test_e)):
         for ep in eps:
             ev = store.view(ep)
-            got = episode_prompts(ev, "listwise") if ep.pool_kind == "target_positive" else None
+            got = episode_prompts(ev, a.mode) if ep.pool_kind == "target_positive" else None
             if got is None:
                 continue
-            evals.append({"prompts": got[1], "n": len(ep.pool)})
+            evals.append({"prompts": got[1], "sizes": got[2], "n": len(ep.pool)})
             results = {t: tools[t](ev) for t in ("keyword", "text") if t in tools}
             kw = ev.keywords(got[0])
             kept.append({"part": part, "ep": ep, "results": results,
@@ -67,7 +68,7 @@ def export(a: argparse.Namespace) -> None:
     a.rows.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(a.rows, "wt") as f:
         json.dump({"train": {"prompts": prompts, "targets": onehot.argmax(1).tolist(), "sizes": sizes.tolist()},
-                   "eval": evals, "seed": a.seed}, f)  # fmt: skip
+                   "eval": evals, "seed": a.seed, "mode": a.mode}, f)  # fmt: skip
     a.keep.mkdir(parents=True, exist_ok=True)
     (a.keep / "episodes.pkl").write_bytes(pickle.dumps(kept))
     print(f"{len(prompts)} training rows, {len(evals)} evaluation episodes -> {a.rows}")
@@ -78,7 +79,7 @@ def train_variant(rows: dict, name: str, n_rows, layers: int, bc: int, rl: int, 
     episode's windows; returns timings, writes ``{name}_{stage}.npz`` of window log-probs."""
     import torch
 
-    from metamodal.agent.llm_rank import ANSWER, WINDOW
+    from metamodal.agent.llm_rank import ANSWER, POINT_ANSWER, POINT_LETTERS, WINDOW
     from metamodal.agent.menu_net import (
         MenuPolicyConfig,
         build_menu_net,
@@ -90,15 +91,18 @@ def train_variant(rows: dict, name: str, n_rows, layers: int, bc: int, rl: int, 
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
-    cfg = MenuPolicyConfig(model=materialise(), train_layers=layers, seed=seed, answer=ANSWER,
-                           bc_epochs=bc, rl_epochs=rl)  # fmt: skip
+    point = rows["mode"] == "pointwise"
+    letters = POINT_LETTERS if point else WINDOW
+    cfg = MenuPolicyConfig(model=materialise(), train_layers=layers, seed=seed, bc_epochs=bc, rl_epochs=rl,
+                           answer=POINT_ANSWER if point else ANSWER)  # fmt: skip
     n = len(rows["prompts"])
-    pick = np.sort(np.random.default_rng([seed, 5]).permutation(n)[: n_rows or n])
-    tr = {"sizes": np.array(rows["sizes"])[pick], "q": np.zeros((len(pick), WINDOW), np.float32)}
+    per_episode = 2 if point else 1  # pointwise: the target's row and a negative's
+    pick = np.sort(np.random.default_rng([seed, 5]).permutation(n)[: (n_rows and per_episode * n_rows) or n])
+    tr = {"sizes": np.array(rows["sizes"])[pick], "q": np.zeros((len(pick), letters), np.float32)}
     tr["q"][np.arange(len(pick)), np.array(rows["targets"])[pick]] = 1.0
     tr.update(rewards=tr["q"], reward_scale=1.0)  # ``ref``: the warm start's, before RL
     dtype = trunk_dtype_name(cfg.trunk_dtype, dev)
-    mn = build_menu_net(cfg, WINDOW, dtype)
+    mn = build_menu_net(cfg, letters, dtype)
     mn.net.to(dev)
     t0 = time.perf_counter()
     states = mn.encode([rows["prompts"][i] for i in pick], batch=128)
@@ -123,26 +127,30 @@ def train_variant(rows: dict, name: str, n_rows, layers: int, bc: int, rl: int, 
         timing[f"{stage}_loss_first_last"] = [float(np.mean(losses[:20])), float(np.mean(losses[-50:]))]
         t0 = time.perf_counter()
         mn.forget_read_outs()
-        scores = read_episodes(mn, rows["eval"])
+        scores = read_episodes(mn, rows["eval"], point)
         timing[f"{stage}_read_s"] = time.perf_counter() - t0
         np.savez_compressed(out / f"{name}_{stage}.npz", *scores)
         print(f"{name} {stage}: {json.dumps(timing)}", flush=True)
     return timing
 
 
-def read_episodes(mn, evals: list[dict]) -> list[np.ndarray]:
-    """Each evaluation episode's candidates' log-probabilities (window by window, as the tool)."""
+def read_episodes(mn, evals: list[dict], point: bool) -> list[np.ndarray]:
+    """Each evaluation episode's candidate scores, as the tool reads them: log p(match) of
+    each candidate's prompt, or its letter's log-probability window by window."""
     from metamodal.agent.llm_rank import window_sizes
 
     prompts, sizes = [], []
     for e in evals:
         prompts += e["prompts"]
-        sizes += window_sizes(e["n"])
+        sizes += e.get("sizes") or window_sizes(e["n"])  # exports before the modes: listwise
     p = mn.probs(prompts, sizes, batch=128, what="llm_rank")
     out, r = [], 0
     for e in evals:
         k = len(e["prompts"])
-        out.append(np.concatenate([np.log(p[r + j, : sizes[r + j]] + 1e-12) for j in range(k)]))
+        if point:
+            out.append(np.log(p[r : r + k, 0] + 1e-12))
+        else:
+            out.append(np.concatenate([np.log(p[r + j, : sizes[r + j]] + 1e-12) for j in range(k)]))
         r += k
     return out
 
@@ -150,12 +158,13 @@ def read_episodes(mn, evals: list[dict]) -> list[np.ndarray]:
 def prompt_overlap(prompts: list[str], rng: np.random.Generator) -> np.ndarray:
     """A control that reads exactly what the LM reads: each candidate line's words found in the
     profile line (ties broken at random, not by pool order). It says how much ranking signal
-    the prompt itself carries."""
+    the prompt itself carries (pointwise: each prompt's one item line)."""
     scores = []
     for p in prompts:
         lines = p.split("\n")
         profile = set(lines[0].split(": ", 1)[1].split())
-        scores += [len(profile & set(line.split(": ", 1)[1].split())) for line in lines[1:]]
+        items = lines[1:2] if lines[1].startswith("item: ") else lines[1:]
+        scores += [len(profile & set(line.split(": ", 1)[1].split())) for line in items]
     return np.array(scores, np.float64) + 1e-6 * rng.random(len(scores))
 
 
@@ -165,6 +174,7 @@ def train(a: argparse.Namespace) -> None:
     with gzip.open(a.rows, "rt") as f:
         rows = json.load(f)
     rows["prompts"], rows["targets"], rows["sizes"] = (rows["train"][k] for k in ("prompts", "targets", "sizes"))
+    rows.setdefault("mode", "listwise")  # exports before the modes
     a.out.mkdir(parents=True, exist_ok=True)
     info = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "variants": {}}
     for name, n_rows, layers, bc, rl in VARIANTS:
@@ -204,7 +214,8 @@ def evaluate(a: argparse.Namespace) -> None:
         z = np.load(f)
         s = [z[f"arr_{i}"] for i in range(len(kept))]
         top = np.bincount([int(np.argmax(x)) for x in s])
-        letter_share[f"llm_rank_{f.stem}"] = {"letter": LETTERS[int(top.argmax())], "share": float(top.max() / len(s))}
+        if rows.get("mode", "listwise") == "listwise":  # a pointwise prompt holds one candidate
+            letter_share[f"llm_rank_{f.stem}"] = {"letter": LETTERS[int(top.argmax())], "share": float(top.max() / len(s))}
 
         def with_llm(i, k, s=s):
             sc = s[i].copy()
@@ -212,7 +223,8 @@ def evaluate(a: argparse.Namespace) -> None:
             return {**k["results"], NAME: result_of(NAME, sc)}
 
         methods[f"llm_rank_{f.stem}"] = ndcg_of(NAME, with_llm)
-        if len({len(x) for x in s}) == 1:  # the control: its mean score per letter, whatever it reads
+        if f.stem in {k.removeprefix("llm_rank_") for k in letter_share} and len({len(x) for x in s}) == 1:
+            # the control: its mean score per letter, whatever it reads
             bias = [np.mean(np.stack(s), 0)] * len(kept)
             methods[f"letters_only_{f.stem}"] = ndcg_of(NAME, lambda i, k, b=bias: with_llm(i, k, s=b))
     part = np.array([k["part"] for k in kept])
@@ -226,7 +238,7 @@ def evaluate(a: argparse.Namespace) -> None:
                **{t: float(v[test & (task == t)].mean()) for t in sorted(set(task))}}  # fmt: skip
         row["vs_keyword_test"] = paired_wilcoxon(v[test], methods["keyword"][test])
         table.append(row)
-    res = {"chosen_on_select": chosen, "episodes": {"select": int((~test).sum()), "test": int(test.sum())},
+    res = {"mode": rows.get("mode", "listwise"), "chosen_on_select": chosen, "episodes": {"select": int((~test).sum()), "test": int(test.sum())},
            "most_chosen_letter": letter_share, "timings": timings, "table": table}  # fmt: skip
     write_json(a.out.with_suffix(".json"), res, indent=2)
     tasks = sorted(set(task))
@@ -237,8 +249,10 @@ def evaluate(a: argparse.Namespace) -> None:
           f"{r['vs_keyword_test']['mean_diff']:+.4f} ({r['vs_keyword_test']['wilcoxon_p']:.2g})"] for r in table],
     )  # fmt: skip
     bias = "; ".join(f"`{m}` {v['letter']} {v['share']:.0%}" for m, v in letter_share.items())
-    a.out.with_suffix(".md").write_text(f"# llm_rank at scale (NDCG@10, episodes where text is observed)\n\n{md}\n\n"
-                                        f"Each variant's most chosen letter (share of episodes): {bias}.\n")
+    mode = rows.get("mode", "listwise")
+    tail = f"Each variant's most chosen letter (share of episodes): {bias}.\n" if bias else ""
+    a.out.with_suffix(".md").write_text(f"# llm_rank ({mode}) at scale (NDCG@10, episodes where text is observed)"
+                                        f"\n\n{md}\n\n{tail}")
     print(md)
 
 
@@ -249,6 +263,7 @@ def main() -> None:
     e.add_argument("--run", type=Path, required=True)
     e.add_argument("--dataset", type=Path, required=True)
     e.add_argument("--seed", type=int, default=1)
+    e.add_argument("--mode", choices=["pointwise", "listwise"], default="pointwise")
     e.add_argument("--rows", type=Path, required=True)
     e.add_argument("--keep", type=Path, required=True)
     t = sub.add_parser("train")
