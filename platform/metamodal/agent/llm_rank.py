@@ -10,8 +10,9 @@ Two modes (``mode`` in the training summary, so Serve loads what was trained):
   Trained on the target and one drawn negative per episode.
 - ``listwise``: every candidate as a lettered line of one prompt, scored by the log-probability
   of its letter in one forward pass (LlamaRec's verbalizer). Trained on thousands of episodes on
-  a GPU it learnt only a preference among letters (``benchmarks/llm_rank_scale.py``), where a
-  pointwise reader of the same keywords learnt to match them; it stays for comparison.
+  a GPU it learnt only a preference among letters (``benchmarks/llm_rank_scale.py``); an offline
+  pointwise probe on the same episodes ranked above it, hence the default. It stays for
+  comparison.
 
 It is a tool like every other: it reads the episode's ``Evidence`` view (keywords of a masked
 group raise, so the tool answers ``unavailable`` and nothing masked reaches a prompt), its
@@ -37,7 +38,6 @@ from metamodal.agent.menu_net import LETTERS, MenuPolicyConfig
 from metamodal.agent.tools import Tool, ToolResult, result_of, unavailable
 
 NAME = "llm_rank"
-MODES = ("pointwise", "listwise")
 ANSWER = "\nbest:"  # listwise
 POINT_ANSWER = "\nanswer:"
 POINT_LETTERS = 2  # A: match, B: no match
