@@ -168,13 +168,18 @@ def prompt_overlap(prompts: list[str], rng: np.random.Generator) -> np.ndarray:
     return np.array(scores, np.float64) + 1e-6 * rng.random(len(scores))
 
 
+def load_rows(path: Path) -> dict:
+    with gzip.open(path, "rt") as f:
+        rows = json.load(f)
+    rows.setdefault("mode", "listwise")  # exports before the modes
+    return rows
+
+
 def train(a: argparse.Namespace) -> None:
     import torch
 
-    with gzip.open(a.rows, "rt") as f:
-        rows = json.load(f)
+    rows = load_rows(a.rows)
     rows["prompts"], rows["targets"], rows["sizes"] = (rows["train"][k] for k in ("prompts", "targets", "sizes"))
-    rows.setdefault("mode", "listwise")  # exports before the modes
     a.out.mkdir(parents=True, exist_ok=True)
     info = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "variants": {}}
     for name, n_rows, layers, bc, rl in VARIANTS:
@@ -196,8 +201,7 @@ def evaluate(a: argparse.Namespace) -> None:
     from metamodal.rundir import write_json
 
     kept = pickle.loads((a.keep / "episodes.pkl").read_bytes())
-    with gzip.open(a.rows, "rt") as f:
-        rows = json.load(f)
+    rows = load_rows(a.rows)
     timings = json.loads((a.scores / "timings.json").read_text())
 
     def ndcg_of(tool: str, results_of) -> np.ndarray:
@@ -214,7 +218,7 @@ def evaluate(a: argparse.Namespace) -> None:
         z = np.load(f)
         s = [z[f"arr_{i}"] for i in range(len(kept))]
         top = np.bincount([int(np.argmax(x)) for x in s])
-        if rows.get("mode", "listwise") == "listwise":  # a pointwise prompt holds one candidate
+        if rows["mode"] == "listwise":  # a pointwise prompt holds one candidate
             letter_share[f"llm_rank_{f.stem}"] = {"letter": LETTERS[int(top.argmax())], "share": float(top.max() / len(s))}
 
         def with_llm(i, k, s=s):
@@ -238,7 +242,7 @@ def evaluate(a: argparse.Namespace) -> None:
                **{t: float(v[test & (task == t)].mean()) for t in sorted(set(task))}}  # fmt: skip
         row["vs_keyword_test"] = paired_wilcoxon(v[test], methods["keyword"][test])
         table.append(row)
-    res = {"mode": rows.get("mode", "listwise"), "chosen_on_select": chosen, "episodes": {"select": int((~test).sum()), "test": int(test.sum())},
+    res = {"mode": rows["mode"], "chosen_on_select": chosen, "episodes": {"select": int((~test).sum()), "test": int(test.sum())},
            "most_chosen_letter": letter_share, "timings": timings, "table": table}  # fmt: skip
     write_json(a.out.with_suffix(".json"), res, indent=2)
     tasks = sorted(set(task))
@@ -249,7 +253,7 @@ def evaluate(a: argparse.Namespace) -> None:
           f"{r['vs_keyword_test']['mean_diff']:+.4f} ({r['vs_keyword_test']['wilcoxon_p']:.2g})"] for r in table],
     )  # fmt: skip
     bias = "; ".join(f"`{m}` {v['letter']} {v['share']:.0%}" for m, v in letter_share.items())
-    mode = rows.get("mode", "listwise")
+    mode = rows["mode"]
     tail = f"Each variant's most chosen letter (share of episodes): {bias}.\n" if bias else ""
     a.out.with_suffix(".md").write_text(f"# llm_rank ({mode}) at scale (NDCG@10, episodes where text is observed)"
                                         f"\n\n{md}\n\n{tail}")

@@ -83,21 +83,26 @@ def best_tools(run_dir: Path, recipes_: dict[str, dict], episodes: int) -> dict:
     return out
 
 
+def cell_bests(tab: dict) -> dict[tuple[str, str], float | None]:
+    """Each (source, task)'s best tool NDCG@10; None where no tool can score (only graph, a cold
+    target)."""
+    return {(s, t): max(c.values()) if c else None for s, tasks in tab.items() for t, c in tasks.items()}
+
+
 def choose(tables: dict[str, dict], rand: dict[str, float]) -> dict:
     """The rule in the module docstring, over every run at once."""
     rows = {}
     for name in recipes():
         kept, cells = [], []
         for run, tab in tables.items():
-            for src, tasks in tab[name].items():
-                for task, tools in tasks.items():
-                    if not tools:  # no tool can score this cell (only-graph, cold target)
-                        continue
-                    best = max(tools.values())
-                    cells.append(best)
-                    lift = max(tab["uniform"][src][task].values()) - rand[run]
-                    if lift >= MIN_LIFT:
-                        kept.append((best - rand[run]) / lift)
+            uniform = cell_bests(tab["uniform"])
+            for cell, best in cell_bests(tab[name]).items():
+                if best is None:
+                    continue
+                cells.append(best)
+                lift = uniform[cell] - rand[run]
+                if lift >= MIN_LIFT:
+                    kept.append((best - rand[run]) / lift)
         rows[name] = {"mean_best": float(np.mean(cells)), "worst_kept_lift": float(min(kept))}
     ok = [n for n, r in rows.items() if r["worst_kept_lift"] >= KEEP]
     return {"rows": rows, "chosen": min(ok, key=lambda n: rows[n]["mean_best"])}
@@ -109,10 +114,7 @@ def write_md(path: Path, res: dict) -> None:
              "| recipe | " + " | ".join(f"{r}: mean best tool" for r in runs) + " | worst kept lift | admissible |",
              "|---|" + "---|" * (len(runs) + 2)]  # fmt: skip
     for name, row in res["choice"]["rows"].items():
-        means = []
-        for r in runs:
-            tab = res["tables"][r][name]
-            means.append(np.mean([max(t.values()) for tasks in tab.values() for t in tasks.values() if t]))
+        means = [np.mean([b for b in cell_bests(res["tables"][r][name]).values() if b is not None]) for r in runs]
         mark = "**chosen**" if name == res["choice"]["chosen"] else ("yes" if row["worst_kept_lift"] >= KEEP else "no")
         lines.append(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {row['worst_kept_lift']:+.2f} | {mark} |")
     lines += ["", "A cell with no usable tool (only graph with a cold target) is left out of both columns.",
@@ -122,7 +124,7 @@ def write_md(path: Path, res: dict) -> None:
                   "| recipe | " + " | ".join(f"{s}/{t}" for s, tt in res["tables"][r]["uniform"].items() for t in tt) + " |",
                   "|---|" + "---|" * sum(len(tt) for tt in res["tables"][r]["uniform"].values())]  # fmt: skip
         for name, tab in res["tables"][r].items():
-            lines.append(f"| {name} | " + " | ".join(f"{max(c.values()):.3f}" if c else "-" for tt in tab.values() for c in tt.values()) + " |")
+            lines.append(f"| {name} | " + " | ".join("-" if b is None else f"{b:.3f}" for b in cell_bests(tab).values()) + " |")
         lines.append("")
     path.write_text("\n".join(lines))
 

@@ -102,6 +102,10 @@ def episode_prompts(ev: Evidence, mode: str = "pointwise") -> tuple[str, list[st
                    for s in range(0, len(cands), WINDOW)], sizes  # fmt: skip
 
 
+def mode_of(summary: dict) -> str:
+    return summary.get("mode", "listwise")  # runs trained before the modes were listwise
+
+
 class LLMRanker:
     """A trained ``llm_rank`` scorer in the mode it was trained in: a candidate's log p(match)
     (pointwise) or its log-probability of being the best of its window (listwise)."""
@@ -110,7 +114,7 @@ class LLMRanker:
         from metamodal.agent.menu_net import load_menu_policy
 
         self.summary = summary
-        self.mode = summary.get("mode", "listwise")  # runs trained before the modes were listwise
+        self.mode = mode_of(summary)
         self.net = load_menu_policy(summary)
         if torch.cuda.is_available():
             self.net.net.to("cuda")
@@ -185,7 +189,7 @@ def train_llm_rank(store: EvidenceStore, episodes: list[Episode], cfg: MenuPolic
 
     if reuse and (out / "summary.json").is_file() and (out / "adapter").is_dir():
         summary = json.loads((out / "summary.json").read_text())
-        if summary.get("mode", "listwise") == mode:
+        if mode_of(summary) == mode:
             return LLMRanker(summary)
     prompts, rewards, sizes = training_rows(store, episodes, limit, cfg.seed, mode)
     pcfg = cfg.model_copy(update={"answer": ANSWER if mode == "listwise" else POINT_ANSWER})
