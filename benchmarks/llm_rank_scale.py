@@ -159,12 +159,15 @@ def prompt_overlap(prompts: list[str], rng: np.random.Generator) -> np.ndarray:
     """A control that reads exactly what the LM reads: each candidate line's words found in the
     profile line (ties broken at random, not by pool order). It says how much ranking signal
     the prompt itself carries (pointwise: each prompt's one item line)."""
+    from metamodal.agent.menu_net import SHARED
+
     scores = []
     for p in prompts:
-        lines = p.split("\n")
-        profile = set(lines[0].split(": ", 1)[1].split())
-        items = lines[1:2] if lines[1].startswith("item: ") else lines[1:]
-        scores += [len(profile & set(line.split(": ", 1)[1].split())) for line in items]
+        lines = p.replace(SHARED, "").split("\n")
+        at = next(i for i, line in enumerate(lines) if line.startswith("liked ("))
+        profile = set(lines[at].split(": ", 1)[1].split())
+        items = [line for line in lines[at + 1 :] if line.startswith("item:")] or lines[at + 1 :]
+        scores += [len(profile & set(line.split(":", 1)[1].split())) for line in items]
     return np.array(scores, np.float64) + 1e-6 * rng.random(len(scores))
 
 

@@ -321,6 +321,40 @@ def test_every_lora_layer_learns_from_the_stage_loss(tiny_llm, train_layers: int
         assert got == ([True, True] if train_layers == 0 else [False, True]), stage
 
 
+@pytest.mark.parametrize("train_layers", [0, 1])
+def test_a_shared_prefix_is_read_once_and_reads_what_the_whole_prompt_reads(tiny_llm, train_layers: int) -> None:
+    """Prompts that share a prefix (``SHARED``) run it once and each rest against its keys and
+    values: the letters' probabilities equal the whole prompts' read through ``encode`` and
+    ``logits`` (what training reads), alone or with the pool, whatever the rests' lengths.
+    Random weights, LoRA made non-zero."""
+    from metamodal.agent.menu_net import SHARED, MenuPolicyConfig, build_menu_net
+
+    cfg = MenuPolicyConfig(model=str(tiny_llm), train_layers=train_layers, lora_r=4)
+    mn = build_menu_net(cfg, 2, "float32")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for n, w in mn.net.named_parameters():
+            if "lora_B" in n:
+                w.normal_(0, 0.5)
+    prefix = "A: match\nB: no match\nliked (text): jazz piano night blue"
+    items = ["jazz", "heavy metal guitar riff", "-", "blue note piano trio live", "x"]
+    prompts = [f"{prefix}\nitem:{SHARED} {w}" for w in items] + ["a prompt with nothing shared"]
+    sizes = [2] * len(prompts)
+    runs: list[int] = []
+    read = mn._read_shared
+    mn._read_shared = lambda pre, keys, batch: runs.append(len(keys)) or read(pre, keys, batch)
+    got = mn.probs(prompts, sizes)
+    assert runs == [len(items)]  # one prefix, read once for its five prompts
+    with torch.no_grad():
+        whole = torch.softmax(mn.logits(mn.encode(prompts), torch.tensor(sizes)), -1).numpy()
+    np.testing.assert_allclose(got, whole, atol=1e-5)
+    mn.forget_read_outs()
+    alone = np.concatenate([mn.probs([p], [2]) for p in prompts])
+    np.testing.assert_allclose(alone, got, atol=1e-6)
+    assert mn._ids(prompts[1]) == (mn.tok(prefix + "\nitem:", add_special_tokens=False).input_ids
+                                   + mn.tok(" heavy metal guitar riff" + mn.answer, add_special_tokens=False).input_ids)
+
+
 def test_coverage_offers_a_model_that_wins_only_where_one_modality_survives() -> None:
     """``mean`` keeps the two best overall; ``coverage`` trades the runner-up for the model that
     is best in the only-graph bucket, because a route picks its tools per bucket."""

@@ -7,7 +7,8 @@ when one modality is left; reading that modality better can.
 Two modes (``mode`` in the training summary, so Serve loads what was trained):
 - ``pointwise`` (the default): one prompt per candidate — the history's profile and that
   candidate's keywords — answered ``A`` (match) or ``B`` (no match); the score is log p(A).
-  Trained on the target and one drawn negative per episode.
+  Trained on the target and one drawn negative per episode. A pool's prompts differ only in
+  their last line, so a read-out runs the shared part once for the whole pool.
 - ``listwise``: every candidate as a lettered line of one prompt, scored by the log-probability
   of its letter in one forward pass (LlamaRec's verbalizer). Trained on thousands of episodes on
   a GPU it learnt only a preference among letters (``benchmarks/llm_rank_scale.py``); an offline
@@ -34,7 +35,7 @@ import torch
 
 from metamodal.agent.episodes import Episode
 from metamodal.agent.evidence import Evidence, EvidenceStore
-from metamodal.agent.menu_net import LETTERS, MenuPolicyConfig
+from metamodal.agent.menu_net import LETTERS, SHARED, MenuPolicyConfig
 from metamodal.agent.tools import Tool, ToolResult, result_of, unavailable
 
 NAME = "llm_rank"
@@ -73,8 +74,10 @@ def listwise_prompt(profile: list[str], candidates: list[list[str]], group: str 
 
 
 def pointwise_prompt(profile: list[str], item: list[str], group: str = "text") -> str:
-    return (f"liked ({group}): " + " ".join(profile) + f"\nitem: {' '.join(item[:ITEM_WORDS]) or '-'}"
-            "\nA: match\nB: no match")  # fmt: skip
+    """The answer key and the profile first, the candidate last: an episode's prompts share
+    everything before ``SHARED``, which a read-out runs once for the whole pool."""
+    return (f"A: match\nB: no match\nliked ({group}): " + " ".join(profile) + f"\nitem:{SHARED}"
+            f" {' '.join(item[:ITEM_WORDS]) or '-'}")  # fmt: skip
 
 
 def window_sizes(n: int) -> list[int]:

@@ -26,6 +26,10 @@ ANSWER = "\nroute:"
 MEMO_ROWS = 50_000  # remembered read-outs (oldest dropped first): bounded memory in Serve
 STATE_BYTES = 2 << 30  # the frozen trunk's outputs shared between an MMA run's adapters
 TRUNK_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# in a prompt, the end of a prefix other prompts share: a read-out runs the prefix once and each
+# prompt's rest against its keys and values (``MenuNet._read_shared``); the two parts are
+# tokenised apart everywhere, training included, so both paths read the same tokens
+SHARED = "\x1f"
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -114,21 +118,45 @@ def _parts(net):
     return m.embed_tokens, m.layers, m.norm, m.rotary_emb, base.lm_head
 
 
-def _mask(lengths: torch.Tensor, t: int, dtype) -> torch.Tensor:
-    """Causal + key-padding additive mask [b, 1, t, t] for right-padded rows."""
+def _mask(lengths: torch.Tensor, t: int, dtype, prefix: int = 0) -> torch.Tensor:
+    """Causal + key-padding additive mask [b, 1, t, prefix + t] for right-padded rows (a shared
+    prefix's keys visible to every position)."""
     causal = torch.ones(t, t, dtype=torch.bool).tril()
     keys = torch.arange(t)[None, :] < lengths[:, None]
     ok = causal[None] & keys[:, None, :]
+    ok = torch.cat([torch.ones(len(lengths), t, prefix, dtype=torch.bool), ok], 2)
     return torch.zeros(ok.shape, dtype=dtype).masked_fill(~ok, torch.finfo(dtype).min)[:, None]
 
 
-def _run(net, h: torch.Tensor, lengths: torch.Tensor, layers) -> torch.Tensor:
+class PrefixKV:
+    """What the attention layers take as ``past_key_values`` (they call only ``update``): first
+    it records a shared prefix's keys and values per layer (batch 1), then it puts them,
+    expanded to the batch, before each suffix's own."""
+
+    def __init__(self) -> None:
+        self.kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.recording = True
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int, *_, **__):
+        if self.recording:
+            self.kv[layer_idx] = (k, v)
+            return k, v
+        pk, pv = self.kv[layer_idx]
+        n = k.shape[0]
+        return torch.cat([pk.expand(n, -1, -1, -1), k], 2), torch.cat([pv.expand(n, -1, -1, -1), v], 2)
+
+
+def _run(net, h: torch.Tensor, lengths: torch.Tensor, layers, kv: PrefixKV | None = None,
+         offset: int = 0) -> torch.Tensor:  # fmt: skip
+    """``layers`` over right-padded rows; with ``kv`` replaying a prefix, the rows start at
+    position ``offset`` (the prefix's length)."""
     _, _, _, rotary, _ = _parts(net)
-    pos = torch.arange(h.shape[1], device=h.device)[None].expand(h.shape[0], -1)
-    mask = _mask(lengths.cpu(), h.shape[1], h.dtype).to(h.device)
+    pos = torch.arange(offset, offset + h.shape[1], device=h.device)[None].expand(h.shape[0], -1)
+    prefix = offset if kv is not None and not kv.recording else 0
+    mask = _mask(lengths.cpu(), h.shape[1], h.dtype, prefix).to(h.device)
     pe = rotary(h, position_ids=pos)
     for layer in layers:
-        h = layer(h, attention_mask=mask, position_embeddings=pe, position_ids=pos)
+        h = layer(h, attention_mask=mask, position_embeddings=pe, position_ids=pos, past_key_values=kv)
         h = h[0] if isinstance(h, tuple) else h
     return h
 
@@ -172,7 +200,7 @@ class MenuNet:
         batches read a prompt exactly as the run did."""
         embed, layers, _, _, _ = _parts(self.net)
         dev = embed.weight.device
-        ids = [self.tok(p + self.answer, add_special_tokens=False).input_ids for p in prompts]
+        ids = [self._ids(p) for p in prompts]
         by_len: dict[int, list[int]] = {}
         for i, t in enumerate(ids):
             by_len.setdefault(len(t), []).append(i)
@@ -195,17 +223,62 @@ class MenuNet:
         for r, st in enumerate(states):
             h[r, : len(st)] = st.to(dev)
         h = _run(self.net, h, lengths, layers[self.cut :])
-        last = norm(h[torch.arange(len(states), device=dev), lengths.to(dev) - 1])
+        return self._letters(h, lengths, sizes)
+
+    def _letters(self, h: torch.Tensor, lengths: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """The letters' logits at each row's last token (letters past a row's menu masked)."""
+        _, _, norm, _, lm_head = _parts(self.net)
+        dev = h.device
+        last = norm(h[torch.arange(len(h), device=dev), lengths.to(dev) - 1])
         out = last @ lm_head.weight[self.letters].T
         keep = torch.arange(out.shape[1], device=dev)[None] < sizes[:, None].to(dev)
         return out.masked_fill(~keep, -1e9)
+
+    def _ids(self, prompt: str) -> list[int]:
+        """A prompt's tokens with the answer cue; a shared prefix (``SHARED``) tokenised apart."""
+        pre, sep, rest = prompt.rpartition(SHARED)
+        ids = self.tok(rest + self.answer, add_special_tokens=False).input_ids
+        return (self.tok(pre, add_special_tokens=False).input_ids + ids) if sep else ids
+
+    def _through(self, h: torch.Tensor, lengths: torch.Tensor, kv: PrefixKV, offset: int) -> torch.Tensor:
+        """Every layer, the frozen ones in the trunk's arithmetic as ``encode`` runs them."""
+        _, layers, _, _, _ = _parts(self.net)
+        h = _run(self.net, h.to(self.trunk_dtype), lengths, layers[: self.cut], kv, offset)
+        return _run(self.net, h.float(), lengths, layers[self.cut :], kv, offset)
+
+    @torch.no_grad()
+    def _read_shared(self, prefix: str, keys: list[tuple[str, int]], batch: int) -> list[np.ndarray]:
+        """π for prompts that share ``prefix``: the prefix runs once, each prompt's rest against
+        its keys and values, batched only with rests of the same token length (so a prompt's
+        read does not depend on what shares its batch, as in ``_encode``)."""
+        embed = _parts(self.net)[0]
+        dev = embed.weight.device
+        pre = self.tok(prefix, add_special_tokens=False).input_ids
+        kv = PrefixKV()
+        self._through(embed(torch.tensor([pre], device=dev)), torch.tensor([len(pre)]), kv, 0)
+        kv.recording = False
+        rest = [self.tok(p.rpartition(SHARED)[2] + self.answer, add_special_tokens=False).input_ids
+                for p, _ in keys]  # fmt: skip
+        by_len: dict[int, list[int]] = {}
+        for i, t in enumerate(rest):
+            by_len.setdefault(len(t), []).append(i)
+        out: list[np.ndarray] = [np.zeros(0)] * len(keys)
+        for n, rows in by_len.items():
+            for s in range(0, len(rows), batch):
+                chunk = rows[s : s + batch]
+                x = torch.tensor([rest[i] for i in chunk], device=dev)
+                h = self._through(embed(x), torch.full((len(chunk),), n), kv, len(pre))
+                lg = self._letters(h, torch.full((len(chunk),), n), torch.tensor([keys[i][1] for i in chunk]))
+                for i, row in zip(chunk, torch.softmax(lg.float(), -1).cpu().numpy(), strict=True):
+                    out[i] = row
+        return out
 
     def forget_read_outs(self) -> None:
         """Drop the remembered read-outs: the next read of any prompt runs the model again."""
         self._memo.clear()
 
     def _tokens(self, key: tuple[str, int]) -> int:
-        return len(self.tok(key[0] + self.answer, add_special_tokens=False).input_ids)
+        return len(self._ids(key[0]))
 
     @torch.no_grad()
     def probs(self, prompts: list[str], sizes: list[int], batch: int = 32, what: str = "the router") -> np.ndarray:
@@ -214,13 +287,21 @@ class MenuNet:
         bucket-only prompt, the shuffled-statistics ablation, a client's retries — cost nothing."""
         self.net.eval()
         keys = list(zip(prompts, sizes, strict=True))
+        todo = list(dict.fromkeys(k for k in keys if k not in self._memo))
+        shared: dict[str, list[tuple[str, int]]] = {}
+        for k in todo:
+            if SHARED in k[0]:
+                shared.setdefault(k[0].rpartition(SHARED)[0], []).append(k)
         # ordered by token length: the trunk batches only prompts of one exact length, so this
         # fills its batches (a char-length order left them at one to three prompts) and leaves
         # little padding for the layers above the cut
-        todo = sorted(dict.fromkeys(k for k in keys if k not in self._memo), key=self._tokens)
-        progress = Progress(f"{what} reads prompts", len(todo))
+        todo = sorted((k for k in todo if SHARED not in k[0]), key=self._tokens)
+        progress = Progress(f"{what} reads prompts", len(shared) + len(todo))
+        for i, (prefix, group) in enumerate(shared.items()):
+            progress.update(i)
+            self._memo.update(zip(group, self._read_shared(prefix, group, batch), strict=True))
         for s in range(0, len(todo), batch):
-            progress.update(s)
+            progress.update(len(shared) + s)
             chunk = todo[s : s + batch]
             st = self.encode([p for p, _ in chunk], batch)
             lg = self.logits(st, torch.tensor([n for _, n in chunk]))
