@@ -257,8 +257,7 @@ class MenuNet:
         kv = PrefixKV()
         self._through(embed(torch.tensor([pre], device=dev)), torch.tensor([len(pre)]), kv, 0)
         kv.recording = False
-        rest = [self.tok(p.rpartition(SHARED)[2] + self.answer, add_special_tokens=False).input_ids
-                for p, _ in keys]  # fmt: skip
+        rest = [self._ids(p)[len(pre) :] for p, _ in keys]
         by_len: dict[int, list[int]] = {}
         for i, t in enumerate(rest):
             by_len.setdefault(len(t), []).append(i)
