@@ -205,12 +205,12 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
     assert t.num_rows == 60 and why["I000"] == why["I020"] == "text_absent"  # once each; no text, no keywords
     counts = keyword_counts(tmp_path / "kw")
     assert counts["items"] == 60 and counts["text_keywords"] <= 57 and counts["neither"] == 60 - counts["text_keywords"]
-    cfg = load_seq_config(["train.epochs=4", "train.eval_every=4", "train.lr=5e-3", "sasrec.dim=32", "sasrec.layers=1",
-                           "sasrec.max_len=10", "train.batch=64", f"keywords={tmp_path / 'kw'}",
-                           "methods=[popularity,sasrec,keyword_llm]",
-                           "llm.train_rows=16", "llm.reconstruct_rows=8", "llm.eval_users=12", f"llm.policy.model={tiny_llm}",
-                           "llm.policy.workers=1", "llm.policy.bc_epochs=1", "llm.policy.rl_epochs=0",
-                           "llm.policy.train_layers=1", "llm.policy.batch=8"], seeds=1)  # fmt: skip
+    opts = ["train.epochs=4", "train.eval_every=4", "train.lr=5e-3", "sasrec.dim=32", "sasrec.layers=1",
+            "sasrec.max_len=10", "train.batch=64", f"keywords={tmp_path / 'kw'}", "methods=[popularity,sasrec,keyword_llm]",
+            "llm.train_rows=16", "llm.reconstruct_rows=8", "llm.eval_users=12", f"llm.policy.model={tiny_llm}",
+            "llm.policy.workers=1", "llm.policy.bc_epochs=1", "llm.policy.rl_epochs=0",
+            "llm.policy.train_layers=1", "llm.policy.batch=8"]  # fmt: skip
+    cfg = load_seq_config(opts, seeds=1)
     rep = run_seq(str(cat), tmp_path / "run", cfg)
     res = rep["results"]
     assert set(res) == {"popularity", "sasrec", "keyword_llm"}
@@ -235,6 +235,13 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
     kept = {m: (tmp_path / "run" / "seed0" / m / "result.json").stat().st_mtime_ns for m in res}
     run_seq(str(cat), tmp_path / "run", cfg)  # the same configuration: every method kept
     assert {m: (tmp_path / "run" / "seed0" / m / "result.json").stat().st_mtime_ns for m in res} == kept
+    # pointwise: only keyword_llm reruns, two rows per sampled user (target A, a negative B)
+    point = run_seq(str(cat), tmp_path / "run", load_seq_config([*opts, "llm.mode=pointwise"], seeds=1))
+    assert point["results"]["keyword_llm"]["full"]["users"] == 12
+    got = json.loads((tmp_path / "run" / "seed0" / "keyword_llm" / "result.json").read_text())
+    assert got["mode"] == "pointwise" and got["rows_by_task"] == {"next_item": 32, "reconstruct": 16}
+    assert all((tmp_path / "run" / "seed0" / m / "result.json").stat().st_mtime_ns == kept[m]
+               for m in ("popularity", "sasrec"))  # fmt: skip
 
 
 def test_only_the_llm_settings_key_only_keyword_llm() -> None:
@@ -250,3 +257,66 @@ def test_only_the_llm_settings_key_only_keyword_llm() -> None:
         assert method_key(a, m, ds, 0) == method_key(b, m, ds, 0) != method_key(c, m, ds, 0)
         assert method_key(a, m, ds, 0) != method_key(a, m, ds, 1)
     assert method_key(a, "keyword_llm", ds, 0) != method_key(b, "keyword_llm", ds, 0)
+
+
+def _prompt_maker():
+    from metamodal.seq.llm_rec import ItemKeywords, Neighbours, PromptMaker
+
+    ds = _shuffled_ds(np.random.default_rng(4))
+    seqs = Sequences.from_split(ds, make_split(ds, "loo"))
+    kw = ItemKeywords([[f"tx{i}", f"tw{i}"] for i in range(40)], [[f"vx{i}"] if i % 3 else [] for i in range(40)])
+    return PromptMaker(seqs, kw, Neighbours(np.random.default_rng(0).normal(size=(30, 8)), k=5))
+
+
+def test_pointwise_keyword_prompts_share_the_context_and_end_with_their_candidate() -> None:
+    """One prompt per candidate: the context (task, answer key, history, neighbours) before
+    ``SHARED`` is the same for all, the candidate's own line after it, and a hidden modality's
+    keywords appear nowhere; training rows are the target's prompt (A) and a negative's (B)."""
+    from metamodal.agent.menu_net import SHARED
+    from metamodal.seq.llm_rec import NEXT_KEY, hidden_kinds, reconstruction_rows, training_rows
+
+    make = _prompt_maker()
+    u = int(make.seqs.users("test")[0])
+    hist, cands = make.seqs.history("test", u), np.arange(21)
+    for cond in ("full", "no_text", "no_image"):
+        ps = make.points(u, hist, cands, hidden_kinds(cond))
+        assert len(ps) == 21 and len({p.rpartition(SHARED)[0] for p in ps}) == 1 and NEXT_KEY in ps[0]
+        assert ps[7].rpartition(SHARED)[2] == " " + make.kw.line(7, hidden_kinds(cond))
+        text = "".join(ps)
+        assert ("tx" in text) == (cond != "no_text") and ("vx" in text) == (cond != "no_image")
+    prompts, r, sizes = training_rows(make, 10, 21, 0.0, 0, "pointwise")
+    assert len(prompts) == 20 and (sizes == 2).all() and (r.argmax(1) == np.tile([0, 1], 10)).all()
+    for a, b in zip(prompts[::2], prompts[1::2], strict=True):
+        assert a.rpartition(SHARED)[0] == b.rpartition(SHARED)[0] and a != b
+    texts = [f"words of item {i} " * 3 for i in range(40)]
+    prompts, r, sizes = reconstruction_rows(make.kw, texts, 6, 21, 0.0, 0, "pointwise")
+    assert len(prompts) == 12 and (sizes == 2).all()
+    for a in prompts[::2]:  # the A row shows the item's own line
+        item = int(a.splitlines()[3].split()[4])  # "text: words of item N ..."
+        assert a.rpartition(SHARED)[2] == " " + make.kw.line(item, frozenset())
+
+
+def test_pointwise_read_out_equals_a_brute_force_forward(tiny_llm: Path) -> None:
+    """Each candidate's score is log p(A) over {A, B} at the end of its whole prompt, computed
+    by one forward pass of the LM over exactly its tokens (random weights, LoRA non-zero)."""
+    import torch
+
+    from metamodal.agent.menu_net import MenuPolicyConfig, build_menu_net, letter_ids
+    from metamodal.seq.llm_rec import ANSWER, _log_probs, hidden_kinds
+
+    mn = build_menu_net(MenuPolicyConfig(model=str(tiny_llm), train_layers=1, lora_r=4, answer=ANSWER), 2, "float32")
+    with torch.no_grad():
+        for n, w in mn.net.named_parameters():
+            if "lora_B" in n:
+                w.normal_(0, 0.5)
+    make = _prompt_maker()
+    users = make.seqs.users("test")[:3]
+    hists = [make.seqs.history("test", int(u)) for u in users]
+    cands = [np.arange(5) + 3 * k for k in range(3)]
+    got = _log_probs(mn, make, users, hists, cands, hidden_kinds("no_image"), "pointwise")
+    assert got.shape == (3, 5)
+    for r, (u, h, c) in enumerate(zip(users, hists, cands, strict=True)):
+        for j, p in enumerate(make.points(int(u), h, c, hidden_kinds("no_image"))):
+            with torch.no_grad():
+                logits = mn.net(torch.tensor([mn._ids(p)])).logits[0, -1, letter_ids(mn.tok, 2)]
+            np.testing.assert_allclose(got[r, j], torch.log_softmax(logits, -1)[0].item(), atol=1e-4)

@@ -26,6 +26,7 @@ class KeywordLLMConfig(BaseModel):
     reconstruct_rows: int = Field(100, ge=0, description="keyword-reconstruction training prompts (one per sampled item; 0: next-item SFT alone)")  # fmt: skip
     eval_users: int | None = Field(100, ge=1, description="test users it reads (null: all); every method is compared on the same ones")  # fmt: skip
     hide_p: float = Field(0.3, ge=0.0, lt=1.0, description="training: P(text, resp. image, keywords hidden)")
+    mode: Literal["listwise", "pointwise"] = Field("listwise", description="listwise: the candidates as lettered lines of one prompt; pointwise: one prompt per candidate, answered next / not next")  # fmt: skip
     policy: MenuPolicyConfig = MenuPolicyConfig(bc_epochs=3, rl_epochs=1)
 
 

@@ -16,6 +16,13 @@ target) with modalities hidden at random, as in training the multimodal SASRec; 
 reconstruction, which shows an item's own text above lettered keyword lines and asks which
 line it became — grounding the keyword lines the next-item prompts are made of. On full
 ranking it reranks SASRec's top candidates.
+
+``pointwise`` (``llm.mode``) reads one prompt per candidate instead — the same context, then that
+candidate's line, answered ``A`` (next) or ``B`` (not next), its score log p(A) — trained on the
+target and one drawn negative per row (reconstruction alike: the item's own line and another's).
+A user's prompts share everything before the candidate's line, which a read-out runs once
+(``menu_net.SHARED``). On a GPU the listwise reader of ``llm_rank`` learnt only a preference
+among letters, and a pointwise one read the same keywords above chance.
 """
 
 from __future__ import annotations
@@ -27,12 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
-from metamodal.agent.menu_net import LETTERS
+from metamodal.agent.menu_net import LETTERS, SHARED
 from metamodal.seq.sequences import Sequences
 
 ANSWER = "\nanswer:"
 NEXT_TASK = "task: the user's next item"
 RECONSTRUCT_TASK = "task: which line summarises this item"
+NEXT_KEY = "A: next\nB: not next"  # pointwise answers
+RECONSTRUCT_KEY = "A: summarises it\nB: another item"
+POINT_LETTERS = 2
 TEXT_WORDS = 24  # of the item's own text in a reconstruction prompt
 RECENT = 5  # history items shown
 ITEM_WORDS = 4  # keywords per item line
@@ -93,11 +103,22 @@ def collab_words(neighbour_items: Iterable[np.ndarray], kw: ItemKeywords, own: l
     return [w for w, _ in c.most_common(COLLAB_WORDS + len(mine)) if w not in mine][:COLLAB_WORDS]
 
 
+def context_lines(history: np.ndarray, collab: list[str], kw: ItemKeywords, hidden: frozenset[str]) -> list[str]:
+    recent = [kw.line(int(i), hidden) for i in history[-RECENT:]]
+    return ["recent: " + "; ".join(recent), "similar users: " + (" ".join(collab) or "-")]
+
+
 def prompt(history: np.ndarray, collab: list[str], candidates: np.ndarray, kw: ItemKeywords,
            hidden: frozenset[str]) -> str:  # fmt: skip
-    recent = [kw.line(int(i), hidden) for i in history[-RECENT:]]
-    lines = [NEXT_TASK, "recent: " + "; ".join(recent), "similar users: " + (" ".join(collab) or "-")]
+    lines = [NEXT_TASK, *context_lines(history, collab, kw, hidden)]
     return "\n".join(lines + candidate_lines(candidates, kw, hidden))
+
+
+def point_prompts(history: np.ndarray, collab: list[str], candidates: np.ndarray, kw: ItemKeywords,
+                  hidden: frozenset[str]) -> list[str]:  # fmt: skip
+    """One prompt per candidate; all share the context before ``SHARED``."""
+    head = "\n".join([NEXT_TASK, NEXT_KEY, *context_lines(history, collab, kw, hidden), "item:"])
+    return [f"{head}{SHARED} {kw.line(int(i), hidden)}" for i in candidates]
 
 
 def candidate_lines(candidates: np.ndarray, kw: ItemKeywords, hidden: frozenset[str]) -> list[str]:
@@ -111,14 +132,22 @@ class PromptMaker:
     nb: Neighbours
 
     def __call__(self, u: int, history: np.ndarray, candidates: np.ndarray, hidden: frozenset[str]) -> str:
+        return prompt(history, self._collab(u, history, hidden), candidates, self.kw, hidden)
+
+    def points(self, u: int, history: np.ndarray, candidates: np.ndarray, hidden: frozenset[str]) -> list[str]:
+        return point_prompts(history, self._collab(u, history, hidden), candidates, self.kw, hidden)
+
+    def _collab(self, u: int, history: np.ndarray, hidden: frozenset[str]) -> list[str]:
         own = [w for i in history[-RECENT:] for w in self.kw.of(int(i), hidden)]
         near = (self.seqs.train[int(v)] for v in self.nb.of[u])
-        return prompt(history, collab_words(near, self.kw, own, hidden), candidates, self.kw, hidden)
+        return collab_words(near, self.kw, own, hidden)
 
 
-def training_rows(make: PromptMaker, n_rows: int, n_candidates: int, hide_p: float, seed: int):
+def training_rows(make: PromptMaker, n_rows: int, n_candidates: int, hide_p: float, seed: int,
+                  mode: str = "listwise"):  # fmt: skip
     """(prompts, one-hot rewards [n, letters], sizes): the last training item of a user as the
-    target after the items before it, among random unseen items, candidates shuffled."""
+    target after the items before it, among random unseen items, candidates shuffled; pointwise
+    the target's prompt (A) and one of those negatives' (B)."""
     seqs = make.seqs
     rng = np.random.default_rng([seed, 18])
     users = [u for u in range(len(seqs.train)) if len(seqs.train[u]) >= 2]
@@ -131,16 +160,21 @@ def training_rows(make: PromptMaker, n_rows: int, n_candidates: int, hide_p: flo
         neg = [int(i) for i in rng.permutation(seqs.n_items) if int(i) not in seen][: n_candidates - 1]
         cands = rng.permutation(np.array([int(seq[-1]), *neg]))
         hidden = frozenset(k for k in ("text", "image") if rng.random() < hide_p)
+        if mode == "pointwise":
+            prompts += make.points(int(u), seq[:-1], np.array([int(seq[-1]), neg[0]]), hidden)
+            targets += [0, 1]
+            continue
         prompts.append(make(int(u), seq[:-1], cands, hidden))
         targets.append(int(np.flatnonzero(cands == seq[-1])[0]))
-    return menu_rows(prompts, targets, n_candidates)
+    return menu_rows(prompts, targets, POINT_LETTERS if mode == "pointwise" else n_candidates)
 
 
 def reconstruction_rows(kw: ItemKeywords, texts: list[str | None], n_rows: int, n_candidates: int,
-                        hide_p: float, seed: int):  # fmt: skip
+                        hide_p: float, seed: int, mode: str = "listwise"):  # fmt: skip
     """Keyword reconstruction rows, as ``training_rows``: an item's text (its first
     ``TEXT_WORDS`` words) above its keyword line among those of random other items with text
-    keywords (so no line is empty). The text is shown, so only visual keywords are hidden."""
+    keywords (so no line is empty); pointwise its own line (A) and one of the others' (B). The
+    text is shown, so only visual keywords are hidden."""
     rng = np.random.default_rng([seed, 19])
     has = np.array([bool(t) and bool(kw.text[i]) for i, t in enumerate(texts)])
     pool = np.flatnonzero(has)
@@ -153,9 +187,14 @@ def reconstruction_rows(kw: ItemKeywords, texts: list[str | None], n_rows: int, 
         cands = rng.permutation(np.array([int(i), *others.tolist()]))
         hidden = frozenset(["image"]) if rng.random() < hide_p else frozenset()
         words = " ".join(str(texts[int(i)]).split()[:TEXT_WORDS])
+        if mode == "pointwise":
+            head = "\n".join([RECONSTRUCT_TASK, RECONSTRUCT_KEY, "text: " + words, "line:"])
+            prompts += [f"{head}{SHARED} {kw.line(int(j), hidden)}" for j in (i, others[0])]
+            targets += [0, 1]
+            continue
         prompts.append("\n".join([RECONSTRUCT_TASK, "text: " + words, *candidate_lines(cands, kw, hidden)]))
         targets.append(int(np.flatnonzero(cands == i)[0]))
-    return menu_rows(prompts, targets, n_candidates)
+    return menu_rows(prompts, targets, POINT_LETTERS if mode == "pointwise" else n_candidates)
 
 
 def menu_rows(prompts: list[str], targets: list[int], n_candidates: int):
@@ -170,12 +209,21 @@ def hidden_kinds(condition: str) -> frozenset[str]:
     return frozenset([condition[3:]]) if condition.startswith("no_") else frozenset()
 
 
-def _log_probs(net, prompts: list[str], n: int) -> np.ndarray:
-    return np.log(net.probs(prompts, [n] * len(prompts), what="keyword_llm")[:, :n] + 1e-12)
+def _log_probs(net, make: PromptMaker, users, hists, cands, hidden: frozenset[str], mode: str) -> np.ndarray:
+    """[users, candidates]: the letters' log-probabilities (listwise) or each candidate's log
+    p(next) (pointwise)."""
+    rows = list(zip(users, hists, cands, strict=True))
+    n = len(cands[0])
+    if mode == "pointwise":
+        ps = [p for u, h, c in rows for p in make.points(int(u), h, c, hidden)]
+        p = net.probs(ps, [POINT_LETTERS] * len(ps), what="keyword_llm")[:, 0]
+        return np.log(p + 1e-12).reshape(len(rows), n)
+    ps = [make(int(u), h, c, hidden) for u, h, c in rows]
+    return np.log(net.probs(ps, [n] * len(ps), what="keyword_llm")[:, :n] + 1e-12)
 
 
 def evaluate_llm(net, make: PromptMaker, users: np.ndarray, negatives: np.ndarray, condition: str,
-                 first_stage: np.ndarray, seed: int) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
+                 first_stage: np.ndarray, seed: int, mode: str = "listwise") -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
     """Per-user metrics of the LLM on both protocols: on ``sampled`` it reads the target and
     the user's negatives in a shuffled order; on ``full`` it reorders the first stage's top
     ``1 + negatives`` (``first_stage``: [users, n_items] scores, history already -inf)."""
@@ -187,12 +235,12 @@ def evaluate_llm(net, make: PromptMaker, users: np.ndarray, negatives: np.ndarra
     target = seqs.target["test"][users]
     perm = [rng.permutation(n) for _ in users]
     cands = [np.array([t, *neg])[p] for t, neg, p in zip(target, negatives, perm, strict=True)]
-    lp = _log_probs(net, [make(int(u), h, c, hidden) for u, h, c in zip(users, hist, cands, strict=True)], n)
+    lp = _log_probs(net, make, users, hist, cands, hidden, mode)
     at = np.array([int(np.flatnonzero(p == 0)[0]) for p in perm])  # where the target went
     pos = lp[np.arange(len(users)), at]
     neg = np.stack([np.delete(row, a) for row, a in zip(lp, at, strict=True)])
     top = np.argsort(-first_stage, axis=1, kind="stable")[:, :n]
-    lt = _log_probs(net, [make(int(u), h, c, hidden) for u, h, c in zip(users, hist, top, strict=True)], n)
+    lt = _log_probs(net, make, users, hist, list(top), hidden, mode)
     full = np.array(first_stage, dtype=np.float64, copy=True)
     np.put_along_axis(full, top, 1e6 + lt, axis=1)  # the reordered head stays above the rest
     return {"sampled": sampled_metrics(pos, neg), "full": full_metrics(full, target, hist)}
