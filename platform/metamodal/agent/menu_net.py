@@ -161,6 +161,17 @@ def _run(net, h: torch.Tensor, lengths: torch.Tensor, layers, kv: PrefixKV | Non
     return h
 
 
+def same_length_batches(ids: list[list[int]], batch: int):
+    """(token length, row indices) batches of at most ``batch`` rows, each of one exact length:
+    unpadded, so a row's result does not depend on what shares its batch."""
+    by_len: dict[int, list[int]] = {}
+    for i, t in enumerate(ids):
+        by_len.setdefault(len(t), []).append(i)
+    for n, rows in by_len.items():
+        for s in range(0, len(rows), batch):
+            yield n, rows[s : s + batch]
+
+
 class MenuNet:
     """The LM split at ``cut``: frozen layers below (their output cached per prompt), LoRA
     layers above, and the letters' rows of the LM head as the verbalizer."""
@@ -201,17 +212,12 @@ class MenuNet:
         embed, layers, _, _, _ = _parts(self.net)
         dev = embed.weight.device
         ids = [self._ids(p) for p in prompts]
-        by_len: dict[int, list[int]] = {}
-        for i, t in enumerate(ids):
-            by_len.setdefault(len(t), []).append(i)
         out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-        for n, rows in by_len.items():
-            for s in range(0, len(rows), batch):
-                chunk = rows[s : s + batch]
-                x = torch.tensor([ids[i] for i in chunk], device=dev)
-                h = _run(self.net, embed(x).to(self.trunk_dtype), torch.full((len(chunk),), n), layers[: self.cut])
-                for r, i in enumerate(chunk):
-                    out[i] = h[r].to("cpu", copy=True)  # not a view of the batch
+        for n, chunk in same_length_batches(ids, batch):
+            x = torch.tensor([ids[i] for i in chunk], device=dev)
+            h = _run(self.net, embed(x).to(self.trunk_dtype), torch.full((len(chunk),), n), layers[: self.cut])
+            for r, i in enumerate(chunk):
+                out[i] = h[r].to("cpu", copy=True)  # not a view of the batch
         return out
 
     def logits(self, states: list[torch.Tensor], sizes: torch.Tensor) -> torch.Tensor:
@@ -258,18 +264,13 @@ class MenuNet:
         self._through(embed(torch.tensor([pre], device=dev)), torch.tensor([len(pre)]), kv, 0)
         kv.recording = False
         rest = [self._ids(p)[len(pre) :] for p, _ in keys]
-        by_len: dict[int, list[int]] = {}
-        for i, t in enumerate(rest):
-            by_len.setdefault(len(t), []).append(i)
         out: list[np.ndarray] = [np.zeros(0)] * len(keys)
-        for n, rows in by_len.items():
-            for s in range(0, len(rows), batch):
-                chunk = rows[s : s + batch]
-                x = torch.tensor([rest[i] for i in chunk], device=dev)
-                h = self._through(embed(x), torch.full((len(chunk),), n), kv, len(pre))
-                lg = self._letters(h, torch.full((len(chunk),), n), torch.tensor([keys[i][1] for i in chunk]))
-                for i, row in zip(chunk, torch.softmax(lg.float(), -1).cpu().numpy(), strict=True):
-                    out[i] = row
+        for n, chunk in same_length_batches(rest, batch):
+            x = torch.tensor([rest[i] for i in chunk], device=dev)
+            h = self._through(embed(x), torch.full((len(chunk),), n), kv, len(pre))
+            lg = self._letters(h, torch.full((len(chunk),), n), torch.tensor([keys[i][1] for i in chunk]))
+            for i, row in zip(chunk, torch.softmax(lg.float(), -1).cpu().numpy(), strict=True):
+                out[i] = row
         return out
 
     def forget_read_outs(self) -> None:
