@@ -144,7 +144,9 @@ def test_pointwise_trains_on_the_target_and_a_negative_and_scores_each_candidate
     assert len({p.rpartition(SHARED)[0] for p in ps}) == 1  # the pool's prompts share one prefix
     s = pointwise.scores(ps, sz)
     assert s.shape == (len(ep.pool),) and np.isfinite(s).all() and (s <= 0).all()
-    # a candidate's score is its own prompt's: reversing the pool reverses the scores
+    # a candidate's score is its own prompt's: reversing the pool reverses the scores (read
+    # afresh, not from the remembered read-outs)
+    pointwise.net.forget_read_outs()
     np.testing.assert_allclose(pointwise.scores(ps[::-1], sz), s[::-1], rtol=1e-5, atol=1e-6)
     loaded = LLMRanker(json.loads((Path(summary["adapter"]).parent / "summary.json").read_text()))
     assert loaded.mode == "pointwise"

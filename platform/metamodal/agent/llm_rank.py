@@ -188,7 +188,6 @@ def train_llm_rank(store: EvidenceStore, episodes: list[Episode], cfg: MenuPolic
     import json
 
     from metamodal.agent.menu_policy import train_menu_policy
-    from metamodal.rundir import write_json
 
     if reuse and (out / "summary.json").is_file() and (out / "adapter").is_dir():
         summary = json.loads((out / "summary.json").read_text())
@@ -196,7 +195,5 @@ def train_llm_rank(store: EvidenceStore, episodes: list[Episode], cfg: MenuPolic
             return LLMRanker(summary)
     prompts, rewards, sizes = training_rows(store, episodes, limit, cfg.seed, mode)
     pcfg = cfg.model_copy(update={"answer": ANSWER if mode == "listwise" else POINT_ANSWER})
-    summary = train_menu_policy(prompts, rewards, sizes, rewards, out, pcfg, reward_scale=1.0)
-    summary["mode"] = mode
-    write_json(out / "summary.json", summary)
-    return LLMRanker(summary)
+    return LLMRanker(train_menu_policy(prompts, rewards, sizes, rewards, out, pcfg, reward_scale=1.0,
+                                       record={"mode": mode}))  # fmt: skip

@@ -243,8 +243,10 @@ class MenuNet:
     def _ids(self, prompt: str) -> list[int]:
         """A prompt's tokens with the answer cue; a shared prefix (``SHARED``) tokenised apart."""
         pre, sep, rest = prompt.rpartition(SHARED)
-        ids = self.tok(rest + self.answer, add_special_tokens=False).input_ids
-        return (self.tok(pre, add_special_tokens=False).input_ids + ids) if sep else ids
+        return (self._plain(pre) if sep else []) + self._plain(rest + self.answer)
+
+    def _plain(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False).input_ids
 
     def _through(self, h: torch.Tensor, lengths: torch.Tensor, kv: PrefixKV, offset: int) -> torch.Tensor:
         """Every layer, the frozen ones in the trunk's arithmetic as ``encode`` runs them."""
@@ -259,11 +261,11 @@ class MenuNet:
         read does not depend on what shares its batch, as in ``_encode``)."""
         embed = _parts(self.net)[0]
         dev = embed.weight.device
-        pre = self.tok(prefix, add_special_tokens=False).input_ids
+        pre = self._plain(prefix)
         kv = PrefixKV()
         self._through(embed(torch.tensor([pre], device=dev)), torch.tensor([len(pre)]), kv, 0)
         kv.recording = False
-        rest = [self._ids(p)[len(pre) :] for p, _ in keys]
+        rest = [self._plain(p.rpartition(SHARED)[2] + self.answer) for p, _ in keys]  # the prefix once, above
         out: list[np.ndarray] = [np.zeros(0)] * len(keys)
         for n, chunk in same_length_batches(rest, batch):
             x = torch.tensor([rest[i] for i in chunk], device=dev)

@@ -98,11 +98,12 @@ def policy_steps(job: PolicyJob, w: Worker) -> None:
 def train_menu_policy(
     prompts: list[str], rewards: np.ndarray, sizes: np.ndarray, q: np.ndarray,
     out: str | Path, cfg: MenuPolicyConfig, reward_scale: float | None = None,
-    groups: list[str] | None = None,
+    groups: list[str] | None = None, record: dict | None = None,
 ) -> dict:  # fmt: skip
     """Train on Ray Train; ``rewards``/``q`` [n, letters] (zeros past each row's menu size).
     ``reward_scale`` multiplies the rewards in the RL stage (default: one over their spread).
-    ``groups``: each row's bucket-only prompt, for the summary's ``bucket_floor``."""
+    ``groups``: each row's bucket-only prompt, for the summary's ``bucket_floor``. ``record``:
+    what the caller keeps in ``summary.json`` beside the training's facts (a scorer's mode)."""
     from metamodal.agent.menus import group_floor
     from metamodal.llm import materialise
 
@@ -132,5 +133,6 @@ def train_menu_policy(
                "answer": cfg.answer, "trunk_dtype": dtype}  # fmt: skip
     if groups is not None:
         summary["bucket_floor"] = group_floor(q, groups)
+    summary.update(record or {})
     write_json(out / "summary.json", summary)
     return summary

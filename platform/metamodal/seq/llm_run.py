@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from metamodal.agent.menu_net import LETTERS
-from metamodal.rundir import write_json
 from metamodal.seq.llm_rec import (
     ANSWER,
     ItemKeywords,
@@ -52,9 +51,8 @@ def evaluate_keyword_llm(run, sasrec) -> tuple[dict, dict]:
     make = PromptMaker(seqs, kw, Neighbours(_states(sasrec, seqs.train, max_len)))  # training items only
     prompts, rewards, sizes, by_task = _multi_task_rows(run, make, kw, n)
     pcfg = cfg.llm.policy.model_copy(update={"seed": run.seed, "answer": ANSWER})
-    summary = train_menu_policy(prompts, rewards, sizes, rewards, run.dir / "keyword_llm", pcfg, reward_scale=1.0)
-    summary["mode"] = cfg.llm.mode
-    write_json(run.dir / "keyword_llm" / "summary.json", summary)
+    summary = train_menu_policy(prompts, rewards, sizes, rewards, run.dir / "keyword_llm", pcfg, reward_scale=1.0,
+                                record={"mode": cfg.llm.mode})  # fmt: skip
     net = load_menu_policy(summary)
     k = len(run.users) if cfg.llm.eval_users is None else min(cfg.llm.eval_users, len(run.users))
     pick = np.sort(np.random.default_rng([run.seed, 7]).choice(len(run.users), k, replace=False))

@@ -27,7 +27,6 @@ from metamodal.agent.llm_rank import WINDOW, LLMRanker, window_sizes
 from metamodal.agent.tools import Tool, ToolResult, result_of, unavailable
 from metamodal.data import Dataset, TextModality
 from metamodal.data.missing import GRAPH
-from metamodal.rundir import write_json
 from metamodal.seq.llm_rec import (
     ANSWER,
     NEIGHBOURS,
@@ -197,7 +196,6 @@ def keyword_llm(ctx: ToolContext) -> ToolBuild:
             raise ValueError(f"{NAME}: training needs the seed's policy settings")
         prompts, rewards, sizes, by_task = training_rows(ctx, coll)
         pcfg = ctx.policy.model_copy(update={"answer": ANSWER, "depth": None})  # reads text: the whole LM
-        summary = {**train_menu_policy(prompts, rewards, sizes, rewards, ctx.out, pcfg, reward_scale=1.0),
-                   "rows_by_task": by_task}  # fmt: skip
-        write_json(f, summary)
+        summary = train_menu_policy(prompts, rewards, sizes, rewards, ctx.out, pcfg, reward_scale=1.0,
+                                    record={"rows_by_task": by_task})  # fmt: skip
     return ToolBuild({NAME: keyword_llm_tool(LLMRanker(summary), coll)}, summary)
