@@ -179,10 +179,12 @@ def plots(rep: dict, out: Path) -> list[str]:
     for k, m in enumerate(methods):
         vals = [rep["ooma"][m]["per_modality"][s] for s in sources]
         errs = [rep["ooma"][m]["per_modality_std"][s] for s in sources]
-        ax.bar(np.arange(len(sources)) + k * width, vals, width, yerr=errs, label=m)
+        ax.bar(np.arange(len(sources)) + k * width, vals, width, yerr=errs, label=m,
+               color=plt.get_cmap("tab20")(k % 20))  # fmt: skip
     ax.set_xticks(np.arange(len(sources)) + 0.4 - width / 2, [f"only {s}" for s in sources])
     ax.set(ylabel="NDCG@10", title="OOMA: one observed modality")
-    ax.legend(fontsize=7, ncol=2)
+    # Beside the axes: inside, a long method list hides the last modality's bars.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="best first")
     fig.tight_layout()
     fig.savefig(out / "ooma.png", dpi=120)
     plt.close(fig)
