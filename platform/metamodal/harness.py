@@ -99,11 +99,13 @@ def fit(step_code: StepCode, cfg: Any, spec: RunSpec, callbacks: list | None = N
     from metamodal.storage import Storage
 
     place = placement(spec.workers, spec.use_gpu, spec.cpus_per_worker, spec.placement_strategy)
+    # Absolute: Ray Train takes a relative storage path for a URI without a scheme, and the
+    # workers do not share the driver's working directory.
+    out = Path(spec.out).resolve()
     storage = Storage.from_env()
-    where, fs = (storage.train_storage(spec.out) if storage
-                 else (str(Path(spec.out) / "ray_results"), None))  # fmt: skip
-    log = RunLog(str(spec.out), spec.metrics_file, storage)
-    loop = {"step_code": step_code, "cfg": cfg, "out": str(spec.out), "use_gpu": place.use_gpu,
+    where, fs = (storage.train_storage(out) if storage else (str(out / "ray_results"), None))
+    log = RunLog(str(out), spec.metrics_file, storage)
+    loop = {"step_code": step_code, "cfg": cfg, "out": str(out), "use_gpu": place.use_gpu,
             "env_vars": dict(spec.env_vars),
             "threads": spec.threads or max(1, int(place.cpus_per_worker))}  # fmt: skip
     trainer = TorchTrainer(
