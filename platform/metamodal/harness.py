@@ -99,8 +99,8 @@ def fit(step_code: StepCode, cfg: Any, spec: RunSpec, callbacks: list | None = N
     from metamodal.storage import Storage
 
     place = placement(spec.workers, spec.use_gpu, spec.cpus_per_worker, spec.placement_strategy)
-    # Absolute: Ray Train takes a relative storage path for a URI without a scheme, and the
-    # workers do not share the driver's working directory.
+    # Absolute: Ray Train reads a relative storage path as a URI without a scheme, and a
+    # worker on another node does not start in the driver's working directory.
     out = Path(spec.out).resolve()
     storage = Storage.from_env()
     where, fs = (storage.train_storage(out) if storage else (str(out / "ray_results"), None))
