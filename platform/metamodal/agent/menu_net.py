@@ -242,8 +242,12 @@ class MenuNet:
 
     def _ids(self, prompt: str) -> list[int]:
         """A prompt's tokens with the answer cue; a shared prefix (``SHARED``) tokenised apart."""
-        pre, sep, rest = prompt.rpartition(SHARED)
-        return (self._plain(pre) if sep else []) + self._plain(rest + self.answer)
+        pre, sep, _ = prompt.rpartition(SHARED)
+        return (self._plain(pre) if sep else []) + self._rest(prompt)
+
+    def _rest(self, prompt: str) -> list[int]:
+        """The tokens after a prompt's shared prefix (all of it without one), answer cue included."""
+        return self._plain(prompt.rpartition(SHARED)[2] + self.answer)
 
     def _plain(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False).input_ids
@@ -265,7 +269,7 @@ class MenuNet:
         kv = PrefixKV()
         self._through(embed(torch.tensor([pre], device=dev)), torch.tensor([len(pre)]), kv, 0)
         kv.recording = False
-        rest = [self._plain(p.rpartition(SHARED)[2] + self.answer) for p, _ in keys]  # the prefix once, above
+        rest = [self._rest(p) for p, _ in keys]  # the prefix once, above
         out: list[np.ndarray] = [np.zeros(0)] * len(keys)
         for n, chunk in same_length_batches(rest, batch):
             x = torch.tensor([rest[i] for i in chunk], device=dev)
