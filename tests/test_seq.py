@@ -206,20 +206,23 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
     counts = keyword_counts(tmp_path / "kw")
     assert counts["items"] == 60 and counts["text_keywords"] <= 57 and counts["neither"] == 60 - counts["text_keywords"]
     opts = ["train.epochs=4", "train.eval_every=4", "train.lr=5e-3", "sasrec.dim=32", "sasrec.layers=1",
-            "sasrec.max_len=10", "train.batch=64", f"keywords={tmp_path / 'kw'}", "methods=[popularity,sasrec,keyword_llm]",
+            "sasrec.max_len=10", "train.batch=64", f"keywords={tmp_path / 'kw'}",
+            "methods=[popularity,sasrec,keyword_overlap,keyword_llm]",
             "llm.train_rows=16", "llm.reconstruct_rows=8", "llm.eval_users=12", f"llm.policy.model={tiny_llm}",
             "llm.policy.workers=1", "llm.policy.bc_epochs=1", "llm.policy.rl_epochs=0",
             "llm.policy.train_layers=1", "llm.policy.batch=8"]  # fmt: skip
     cfg = load_seq_config(opts, seeds=1)
     rep = run_seq(str(cat), tmp_path / "run", cfg)
     res = rep["results"]
-    assert set(res) == {"popularity", "sasrec", "keyword_llm"}
-    assert set(res["keyword_llm"]) == {"full", "no_text", "no_image"}
+    assert set(res) == {"popularity", "sasrec", "keyword_overlap", "keyword_llm"}
+    assert set(res["keyword_llm"]) == set(res["keyword_overlap"]) == {"full", "no_text", "no_image"}
     pop, sas = res["popularity"]["full"], res["sasrec"]["full"]
     assert sas["sampled"]["hr@1"][0] > 0.6 > pop["sampled"]["hr@1"][0] + 0.3, (sas, pop)
     assert sas["full"]["ndcg@10"][0] > pop["full"]["ndcg@10"][0] + 0.3
     assert res["keyword_llm"]["full"]["users"] == 12 and res["sasrec"]["full"]["users"] == rep["test_users"]
     assert rep["comparisons"]["keyword_llm_vs_sasrec|no_text|sampled hr@5"]["n"] == 12
+    assert res["keyword_overlap"]["full"]["users"] == rep["test_users"]  # the control reads every user
+    assert rep["comparisons"]["keyword_llm_vs_keyword_overlap|no_image|full ndcg@10"]["n"] == 12
     md = (tmp_path / "run" / "report.md").read_text()
     assert "sampled: the target among 20 random items" in md and "keyword_llm (12 users)" in md
     assert (tmp_path / "run" / "report.png").stat().st_size > 0
@@ -257,6 +260,9 @@ def test_only_the_llm_settings_key_only_keyword_llm() -> None:
         assert method_key(a, m, ds, 0) == method_key(b, m, ds, 0) != method_key(c, m, ds, 0)
         assert method_key(a, m, ds, 0) != method_key(a, m, ds, 1)
     assert method_key(a, "keyword_llm", ds, 0) != method_key(b, "keyword_llm", ds, 0)
+    # the control reads the keywords, not the LLM's settings
+    assert method_key(a, "keyword_overlap", ds, 0) == method_key(load_seq_config(["llm.eval_users=10"]), "keyword_overlap", ds, 0)
+    assert method_key(a, "keyword_overlap", ds, 0) != method_key(b, "keyword_overlap", ds, 0)
 
 
 def _prompt_maker():
@@ -302,7 +308,7 @@ def test_pointwise_read_out_equals_a_brute_force_forward(tiny_llm: Path) -> None
     import torch
 
     from metamodal.agent.menu_net import MenuPolicyConfig, build_menu_net, letter_ids
-    from metamodal.seq.llm_rec import ANSWER, _log_probs, hidden_kinds
+    from metamodal.seq.llm_rec import ANSWER, hidden_kinds, llm_reader
 
     mn = build_menu_net(MenuPolicyConfig(model=str(tiny_llm), train_layers=1, lora_r=4, answer=ANSWER), 2, "float32")
     with torch.no_grad():
@@ -313,10 +319,44 @@ def test_pointwise_read_out_equals_a_brute_force_forward(tiny_llm: Path) -> None
     users = make.seqs.users("test")[:3]
     hists = [make.seqs.history("test", int(u)) for u in users]
     cands = [np.arange(5) + 3 * k for k in range(3)]
-    got = _log_probs(mn, make, users, hists, cands, hidden_kinds("no_image"), "pointwise")
+    got = llm_reader(mn, make, "pointwise")(users, hists, cands, hidden_kinds("no_image"))
     assert got.shape == (3, 5)
     for r, (u, h, c) in enumerate(zip(users, hists, cands, strict=True)):
         for j, p in enumerate(make.points(int(u), h, c, hidden_kinds("no_image"))):
             with torch.no_grad():
                 logits = mn.net(torch.tensor([mn._ids(p)])).logits[0, -1, letter_ids(mn.tok, 2)]
             np.testing.assert_allclose(got[r, j], torch.log_softmax(logits, -1)[0].item(), atol=1e-4)
+
+
+def test_the_keyword_control_scores_the_words_its_prompt_shows() -> None:
+    """keyword_overlap against a brute force over keyword_llm's own listwise prompt: a
+    candidate's score is the idf-weighted count of its line's words found on the prompt's
+    recent and similar-users lines, so under no_text / no_image nothing hidden can count; ties
+    break at random, below any word's weight."""
+    from metamodal.agent.menu_net import LETTERS
+    from metamodal.seq.keyword_overlap import overlap_scores
+    from metamodal.seq.llm_rec import ItemKeywords, Neighbours, PromptMaker, hidden_kinds
+
+    ds = _shuffled_ds(np.random.default_rng(6))
+    seqs = Sequences.from_split(ds, make_split(ds, "loo"))
+    kw = ItemKeywords([[f"g{i % 4}", f"t{i}"] if i % 6 else [] for i in range(40)],
+                      [[f"v{i % 5}"] if i % 3 else [] for i in range(40)])  # fmt: skip
+    make = PromptMaker(seqs, kw, Neighbours(np.random.default_rng(0).normal(size=(30, 8)), k=4))
+    users = seqs.users("test")
+    hists = [seqs.history("test", int(u)) for u in users]
+    cands = [np.random.default_rng(int(u)).choice(40, 8, replace=False) for u in users]
+    for cond in ("full", "no_text", "no_image"):
+        hidden = hidden_kinds(cond)
+        lines = [kw.line(i, hidden).split() for i in range(40)]
+        df = {w: sum(w in set(ln) for ln in lines) for w in {w for ln in lines for w in ln}}
+        got = overlap_scores(make, users, hists, cands, hidden, seed=0)
+        assert (got == overlap_scores(make, users, hists, cands, hidden, seed=0)).all()  # seeded
+        for r, (u, h, c) in enumerate(zip(users, hists, cands, strict=True)):
+            shown = make(int(u), h, c, hidden).splitlines()
+            context = set(shown[1].removeprefix("recent: ").replace(";", " ").split())
+            context |= set(shown[2].removeprefix("similar users: ").split())
+            for j, line in enumerate(shown[3:]):
+                words = set(line.removeprefix(f"{LETTERS[j]}: ").split()) - {"-"}
+                want = sum(np.log(40 / df[w]) for w in words & context)
+                assert want <= got[r, j] < want + 1e-6, (cond, line)
+        assert all(len(set(row)) == len(row) for row in got)  # no tie is left

@@ -11,8 +11,9 @@ from metamodal.agent.menu_net import MenuPolicyConfig
 from metamodal.seq.sasrec import SASRecParams
 from metamodal.seq.train import SeqTrainConfig
 
-METHODS = ("popularity", "sasrec", "mm_sasrec", "keyword_llm")
-READS_CONTENT = ("mm_sasrec", "keyword_llm")  # the others' scores do not depend on a condition
+METHODS = ("popularity", "sasrec", "mm_sasrec", "keyword_overlap", "keyword_llm")
+KEYWORD_READERS = ("keyword_overlap", "keyword_llm")  # they need keywords=DIR
+READS_CONTENT = ("mm_sasrec", *KEYWORD_READERS)  # the others' scores do not depend on a condition
 
 
 class KeywordLLMConfig(BaseModel):
@@ -35,8 +36,8 @@ class SeqConfig(BaseModel):
 
     features: str | None = Field(None, description="an extraction run (`metamodal extract --out DIR`): the content modalities")  # fmt: skip
     modalities: list[str] | None = Field(None, description="feature modalities mm_sasrec reads (default: all)")
-    keywords: str | None = Field(None, description="a `metamodal keywords` run: keyword_llm's item keywords")
-    methods: list[Literal[METHODS]] | None = Field(None, description="default: all, keyword_llm when keywords is given")  # type: ignore[valid-type]  # fmt: skip
+    keywords: str | None = Field(None, description="a `metamodal keywords` run: the item keywords keyword_llm and keyword_overlap read")
+    methods: list[Literal[METHODS]] | None = Field(None, description="default: all, the keyword readers when keywords is given")  # type: ignore[valid-type]  # fmt: skip
     seeds: int = Field(3, ge=1)
     n_negatives: int = Field(20, ge=1, description="the sampled protocol's random negatives per target")
     normalise: Literal["none", "l2", "center_l2"] = "center_l2"
@@ -47,7 +48,7 @@ class SeqConfig(BaseModel):
     def method_list(self) -> list[str]:
         if self.methods is not None:
             return list(self.methods)
-        return [m for m in METHODS if m != "keyword_llm" or self.keywords]
+        return [m for m in METHODS if m not in KEYWORD_READERS or self.keywords]
 
 
 def quick(cfg: SeqConfig) -> SeqConfig:

@@ -132,12 +132,12 @@ class PromptMaker:
     nb: Neighbours
 
     def __call__(self, u: int, history: np.ndarray, candidates: np.ndarray, hidden: frozenset[str]) -> str:
-        return prompt(history, self._collab(u, history, hidden), candidates, self.kw, hidden)
+        return prompt(history, self.collab(u, history, hidden), candidates, self.kw, hidden)
 
     def points(self, u: int, history: np.ndarray, candidates: np.ndarray, hidden: frozenset[str]) -> list[str]:
-        return point_prompts(history, self._collab(u, history, hidden), candidates, self.kw, hidden)
+        return point_prompts(history, self.collab(u, history, hidden), candidates, self.kw, hidden)
 
-    def _collab(self, u: int, history: np.ndarray, hidden: frozenset[str]) -> list[str]:
+    def collab(self, u: int, history: np.ndarray, hidden: frozenset[str]) -> list[str]:
         own = [w for i in history[-RECENT:] for w in self.kw.of(int(i), hidden)]
         near = (self.seqs.train[int(v)] for v in self.nb.of[u])
         return collab_words(near, self.kw, own, hidden)
@@ -209,38 +209,43 @@ def hidden_kinds(condition: str) -> frozenset[str]:
     return frozenset([condition[3:]]) if condition.startswith("no_") else frozenset()
 
 
-def _log_probs(net, make: PromptMaker, users, hists, cands, hidden: frozenset[str], mode: str) -> np.ndarray:
-    """[users, candidates]: the letters' log-probabilities (listwise) or each candidate's log
-    p(next) (pointwise)."""
-    rows = list(zip(users, hists, cands, strict=True))
-    n = len(cands[0])
-    if mode == "pointwise":
-        ps = [p for u, h, c in rows for p in make.points(int(u), h, c, hidden)]
-        p = net.probs(ps, [POINT_LETTERS] * len(ps), what="keyword_llm")[:, 0]
-        return np.log(p + 1e-12).reshape(len(rows), n)
-    ps = [make(int(u), h, c, hidden) for u, h, c in rows]
-    return np.log(net.probs(ps, [n] * len(ps), what="keyword_llm")[:, :n] + 1e-12)
+def llm_reader(net, make: PromptMaker, mode: str):
+    """``read(users, hists, cands, hidden)`` → [users, candidates]: the letters'
+    log-probabilities (listwise) or each candidate's log p(next) (pointwise)."""
+
+    def read(users, hists, cands, hidden: frozenset[str]) -> np.ndarray:
+        rows = list(zip(users, hists, cands, strict=True))
+        n = len(cands[0])
+        if mode == "pointwise":
+            ps = [p for u, h, c in rows for p in make.points(int(u), h, c, hidden)]
+            p = net.probs(ps, [POINT_LETTERS] * len(ps), what="keyword_llm")[:, 0]
+            return np.log(p + 1e-12).reshape(len(rows), n)
+        ps = [make(int(u), h, c, hidden) for u, h, c in rows]
+        return np.log(net.probs(ps, [n] * len(ps), what="keyword_llm")[:, :n] + 1e-12)
+
+    return read
 
 
-def evaluate_llm(net, make: PromptMaker, users: np.ndarray, negatives: np.ndarray, condition: str,
-                 first_stage: np.ndarray, seed: int, mode: str = "listwise") -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
-    """Per-user metrics of the LLM on both protocols: on ``sampled`` it reads the target and
-    the user's negatives in a shuffled order; on ``full`` it reorders the first stage's top
-    ``1 + negatives`` (``first_stage``: [users, n_items] scores, history already -inf)."""
+def evaluate_reader(read, seqs: Sequences, users: np.ndarray, negatives: np.ndarray, condition: str,
+                    first_stage: np.ndarray, seed: int) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
+    """Per-user metrics of a keyword reader (``llm_reader``, or its control) on both
+    protocols: on ``sampled`` it reads the target and the user's negatives in a shuffled
+    order; on ``full`` it reorders the first stage's top ``1 + negatives`` (``first_stage``:
+    [users, n_items] scores, history already -inf)."""
     from metamodal.eval.sequential import full_metrics, sampled_metrics
 
-    seqs, hidden, n = make.seqs, hidden_kinds(condition), 1 + negatives.shape[1]
+    hidden, n = hidden_kinds(condition), 1 + negatives.shape[1]
     rng = np.random.default_rng([seed, 11])
     hist = [seqs.history("test", int(u)) for u in users]
     target = seqs.target["test"][users]
     perm = [rng.permutation(n) for _ in users]
     cands = [np.array([t, *neg])[p] for t, neg, p in zip(target, negatives, perm, strict=True)]
-    lp = _log_probs(net, make, users, hist, cands, hidden, mode)
+    lp = read(users, hist, cands, hidden)
     at = np.array([int(np.flatnonzero(p == 0)[0]) for p in perm])  # where the target went
     pos = lp[np.arange(len(users)), at]
     neg = np.stack([np.delete(row, a) for row, a in zip(lp, at, strict=True)])
     top = np.argsort(-first_stage, axis=1, kind="stable")[:, :n]
-    lt = _log_probs(net, make, users, hist, list(top), hidden, mode)
+    lt = read(users, hist, list(top), hidden)
     full = np.array(first_stage, dtype=np.float64, copy=True)
     np.put_along_axis(full, top, 1e6 + lt, axis=1)  # the reordered head stays above the rest
     return {"sampled": sampled_metrics(pos, neg), "full": full_metrics(full, target, hist)}

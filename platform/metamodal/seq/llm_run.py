@@ -1,7 +1,8 @@
 """``keyword_llm`` inside a ``seq run`` seed: its prompts (neighbours from the seed's SASRec),
 its training on Ray Train, and its per-user metrics on the seed's test users and negatives — a
 sample of the users when ``llm.eval_users`` says so (the other users' entries are NaN, and
-every comparison pairs on the users it read)."""
+every comparison pairs on the users it read); and ``keyword_overlap``, its control over the
+same prompts' words."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import numpy as np
 import torch
 
 from metamodal.agent.menu_net import LETTERS
+from metamodal.seq.keyword_overlap import overlap_scores
 from metamodal.seq.llm_rec import (
     ANSWER,
     ItemKeywords,
     Neighbours,
     PromptMaker,
-    evaluate_llm,
+    evaluate_reader,
+    llm_reader,
     reconstruction_rows,
     training_rows,
 )
@@ -34,34 +37,57 @@ def _first_stage(model, histories: list[np.ndarray], max_len: int) -> np.ndarray
     return s
 
 
+def _reader_setup(run, sasrec) -> tuple[ItemKeywords, PromptMaker]:
+    """The item keywords and the prompt maker (neighbours by SASRec's user states over the
+    training items only) that keyword_llm and its control share."""
+    if not run.cfg.keywords:
+        raise ValueError("keyword_llm and keyword_overlap need keywords=DIR (a `metamodal keywords` run over this catalogue)")  # fmt: skip
+    kw = ItemKeywords.load(run.cfg.keywords, run.ds)
+    return kw, PromptMaker(run.seqs, kw, Neighbours(_states(sasrec, run.seqs.train, run.cfg.sasrec.max_len)))
+
+
+def _read_test_users(run, sasrec, read, k: int) -> dict:
+    """{condition: {protocol: {metric: per-user array}}} of a reader over ``k`` test users
+    drawn by the seed (the same draw for every reader), NaN for the others."""
+    from metamodal.seq.run import conditions
+
+    pick = np.sort(np.random.default_rng([run.seed, 7]).choice(len(run.users), k, replace=False))
+    users, negs = run.users[pick], run.negatives[pick]
+    first = _first_stage(sasrec, [run.seqs.history("test", int(u)) for u in users], run.cfg.sasrec.max_len)
+    got: dict = {}
+    for c in conditions(run.content[2]):
+        part = evaluate_reader(read, run.seqs, users, negs, c, first, run.seed)
+        got[c] = {p: {m: _spread(v, pick, len(run.users)) for m, v in ms.items()} for p, ms in part.items()}
+    return got
+
+
+def evaluate_keyword_overlap(run, sasrec) -> tuple[dict, dict]:
+    """The control reads every test user: it costs milliseconds."""
+    _, make = _reader_setup(run, sasrec)
+
+    def read(users, hists, cands, hidden):
+        return overlap_scores(make, users, hists, cands, hidden, run.seed)
+
+    return _read_test_users(run, sasrec, read, len(run.users)), {"eval_users": len(run.users)}
+
+
 def evaluate_keyword_llm(run, sasrec) -> tuple[dict, dict]:
     """({condition: {protocol: {metric: per-user array}}}, training facts)."""
     from metamodal.agent.menu_net import load_menu_policy
     from metamodal.agent.menu_policy import train_menu_policy
-    from metamodal.seq.run import conditions
 
-    cfg, seqs = run.cfg, run.seqs
-    if not cfg.keywords:
-        raise ValueError("keyword_llm needs keywords=DIR (a `metamodal keywords` run over this catalogue)")
+    cfg = run.cfg
     n = 1 + cfg.n_negatives
     if n > len(LETTERS) and cfg.llm.mode == "listwise":
         raise ValueError(f"keyword_llm reads at most {len(LETTERS)} candidates; n_negatives is {cfg.n_negatives}")
-    kw = ItemKeywords.load(cfg.keywords, run.ds)
-    max_len = cfg.sasrec.max_len
-    make = PromptMaker(seqs, kw, Neighbours(_states(sasrec, seqs.train, max_len)))  # training items only
+    kw, make = _reader_setup(run, sasrec)
     prompts, rewards, sizes, by_task = _multi_task_rows(run, make, kw, n)
     pcfg = cfg.llm.policy.model_copy(update={"seed": run.seed, "answer": ANSWER})
     summary = train_menu_policy(prompts, rewards, sizes, rewards, run.dir / "keyword_llm", pcfg, reward_scale=1.0,
                                 record={"mode": cfg.llm.mode})  # fmt: skip
     net = load_menu_policy(summary)
     k = len(run.users) if cfg.llm.eval_users is None else min(cfg.llm.eval_users, len(run.users))
-    pick = np.sort(np.random.default_rng([run.seed, 7]).choice(len(run.users), k, replace=False))
-    users, negs = run.users[pick], run.negatives[pick]
-    first = _first_stage(sasrec, [seqs.history("test", int(u)) for u in users], max_len)
-    got: dict = {}
-    for c in conditions(run.content[2]):
-        part = evaluate_llm(net, make, users, negs, c, first, run.seed, cfg.llm.mode)
-        got[c] = {p: {m: _spread(v, pick, len(run.users)) for m, v in ms.items()} for p, ms in part.items()}
+    got = _read_test_users(run, sasrec, llm_reader(net, make, cfg.llm.mode), k)
     facts = {"eval_users": int(k), "mode": cfg.llm.mode, "train_rows": len(prompts), "train_seconds": summary["seconds"],
              "rows_by_task": by_task,
              "bc_loss_first": summary["bc_loss_first"], "bc_loss_last": summary["bc_loss_last"]}  # fmt: skip

@@ -39,14 +39,13 @@ def aggregate(seeds: list[dict]) -> dict:
 
 def comparisons(per_user: list[dict[str, np.ndarray]], methods: list[str], conds: list[str]) -> dict:
     """Each method against ``sasrec`` (the ID-only baseline), and ``keyword_llm`` against
-    ``mm_sasrec``, per condition (for methods that read content) and kept metric: the relative
+    ``mm_sasrec`` and against its control ``keyword_overlap``, per condition (for methods that read content) and kept metric: the relative
     gain of the means and a paired Wilcoxon over the test users of every seed that both read."""
     from metamodal.eval.paired import paired_wilcoxon
     from metamodal.seq.run import PAIRED
 
     pairs = [(m, "sasrec") for m in methods if m != "sasrec" and "sasrec" in methods]
-    if {"keyword_llm", "mm_sasrec"} <= set(methods):
-        pairs.append(("keyword_llm", "mm_sasrec"))
+    pairs += [("keyword_llm", b) for b in ("mm_sasrec", "keyword_overlap") if {"keyword_llm", b} <= set(methods)]
     out: dict = {}
     for m, base in pairs:
         for c in conds if m in READS_CONTENT else conds[:1]:

@@ -22,7 +22,7 @@ from metamodal.data import Dataset, load_dataset
 from metamodal.data.splits import make_split
 from metamodal.eval.sequential import full_metrics, sample_negatives, sampled_metrics
 from metamodal.rundir import write_json
-from metamodal.seq.config import SeqConfig
+from metamodal.seq.config import KEYWORD_READERS, SeqConfig
 from metamodal.seq.sequences import Sequences, padded
 
 HISTORY_BUCKETS = ((1, 5), (6, 20), (21, 50), (51, 10**9))
@@ -127,7 +127,7 @@ def _job(seqs: Sequences, cfg: SeqConfig, seed: int, content: dict, present: dic
 @dataclass
 class SeedRun:
     """What every method of one seed shares: the data, the test users and their negatives,
-    the conditions, and the methods fitted so far (keyword_llm reads SASRec's)."""
+    the conditions, and the methods fitted so far (the keyword readers read SASRec's)."""
 
     ds: Dataset
     seqs: Sequences
@@ -153,7 +153,7 @@ def _sasrec_model(run: SeedRun, method: str):
 
     f = run.dir / method / "model.pt"
     if not f.is_file():
-        raise FileNotFoundError(f"{f}: keyword_llm needs {method} of this seed (add it to methods)")
+        raise FileNotFoundError(f"{f}: the keyword readers need {method} of this seed (add it to methods)")
     content, present, _ = run.content
     mm = method == "mm_sasrec"
     model = build(_job(run.seqs, run.cfg, run.seed, content if mm else {}, present if mm else {}))
@@ -180,9 +180,11 @@ def fit_method(method: str, run: SeedRun) -> tuple[Scorer, dict]:
 
 
 def method_key(cfg: SeqConfig, method: str, ds: Dataset, seed: int) -> str:
-    """What a method's results depend on: the data, the seed, the shared settings, and the
-    LLM's own for keyword_llm (so adding it later keeps the other methods)."""
-    skip = {"seeds", "methods"} | ({"llm", "keywords"} if method != "keyword_llm" else set())
+    """What a method's results depend on: the data, the seed, the shared settings, the
+    keywords for the keyword readers and the LLM's own for keyword_llm (so adding or retuning
+    it later keeps the other methods)."""
+    skip = {"seeds", "methods"} | ({"llm"} if method != "keyword_llm" else set())
+    skip |= {"keywords"} if method not in KEYWORD_READERS else set()
     text = cfg.model_dump_json(exclude=skip) + method + str(seed) + ds.fingerprint()
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -191,10 +193,11 @@ def evaluate_method(method: str, run: SeedRun) -> tuple[dict, dict[str, np.ndarr
     """(summary per condition, per-user arrays, training facts)."""
     conds = conditions(run.content[2])
     lengths = np.array([len(run.seqs.history("test", int(u))) for u in run.users])
-    if method == "keyword_llm":
-        from metamodal.seq.llm_run import evaluate_keyword_llm
+    if method in KEYWORD_READERS:
+        from metamodal.seq.llm_run import evaluate_keyword_llm, evaluate_keyword_overlap
 
-        got, facts = evaluate_keyword_llm(run, _sasrec_model(run, "sasrec"))
+        read = evaluate_keyword_llm if method == "keyword_llm" else evaluate_keyword_overlap
+        got, facts = read(run, _sasrec_model(run, "sasrec"))
     else:
         scorer, state = fit_method(method, run)
         run.fitted[method] = scorer
