@@ -62,7 +62,7 @@ def _read_test_users(run, sasrec, read, k: int) -> dict:
 
 
 def evaluate_keyword_overlap(run, sasrec) -> tuple[dict, dict]:
-    """The control reads every test user: it costs milliseconds."""
+    """The control reads every test user: it has no model to run."""
     _, make = _reader_setup(run, sasrec)
 
     def read(users, hists, cands, hidden):
