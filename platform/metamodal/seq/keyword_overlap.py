@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metamodal.seq.llm_rec import ITEM_WORDS, RECENT, ItemKeywords, PromptMaker
-
-
-def line_words(kw: ItemKeywords, i: int, hidden: frozenset[str]) -> list[str]:
-    """The keywords of item ``i``'s prompt line (``ItemKeywords.line``'s words)."""
-    return kw.of(i, hidden)[:ITEM_WORDS]
+from metamodal.seq.llm_rec import RECENT, ItemKeywords, PromptMaker
 
 
 def idf(kw: ItemKeywords, hidden: frozenset[str]) -> dict[str, float]:
@@ -26,7 +21,7 @@ def idf(kw: ItemKeywords, hidden: frozenset[str]) -> dict[str, float]:
     n = len(kw.text)
     df: dict[str, int] = {}
     for i in range(n):
-        for w in set(line_words(kw, i, hidden)):
+        for w in set(kw.shown(i, hidden)):
             df[w] = df.get(w, 0) + 1
     return {w: float(np.log(n / c)) for w, c in df.items()}
 
@@ -38,8 +33,8 @@ def overlap_scores(make: PromptMaker, users, hists, cands, hidden: frozenset[str
     rng = np.random.default_rng([seed, 23])
     out = np.zeros((len(users), len(cands[0])))
     for r, (u, h, c) in enumerate(zip(users, hists, cands, strict=True)):
-        context = {w for i in h[-RECENT:] for w in line_words(make.kw, int(i), hidden)}
+        context = {w for i in h[-RECENT:] for w in make.kw.shown(int(i), hidden)}
         context |= set(make.collab(int(u), h, hidden))
-        out[r] = [sum(weight.get(w, 0.0) for w in set(line_words(make.kw, int(i), hidden)) if w in context)
+        out[r] = [sum(weight.get(w, 0.0) for w in set(make.kw.shown(int(i), hidden)) if w in context)
                   for i in c]  # fmt: skip
     return out + rng.uniform(0.0, 1e-6, size=out.shape)

@@ -76,8 +76,12 @@ class ItemKeywords:
         out += [] if "image" in hidden else [w for w in self.image[i] if w not in out]
         return out
 
+    def shown(self, i: int, hidden: frozenset[str]) -> list[str]:
+        """The keywords item ``i``'s prompt line shows."""
+        return self.of(i, hidden)[:ITEM_WORDS]
+
     def line(self, i: int, hidden: frozenset[str]) -> str:
-        return " ".join(self.of(i, hidden)[:ITEM_WORDS]) or "-"
+        return " ".join(self.shown(i, hidden)) or "-"
 
 
 class Neighbours:
