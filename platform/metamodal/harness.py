@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 import torch
 
-from metamodal.runlog import FOR_DRIVER, RunLog
+from metamodal.runlog import FOR_DRIVER, RunLog, logged_through
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def fit(step_code: StepCode, cfg: Any, spec: RunSpec, callbacks: list | None = N
     where, fs = (storage.train_storage(out) if storage else (str(out / "ray_results"), None))
     log = RunLog(str(out), spec.metrics_file, storage)
     loop = {"step_code": step_code, "cfg": cfg, "out": str(out), "use_gpu": place.use_gpu,
-            "env_vars": dict(spec.env_vars),
+            "env_vars": dict(spec.env_vars), "metrics_file": spec.metrics_file,
             "threads": spec.threads or max(1, int(place.cpus_per_worker))}  # fmt: skip
     trainer = TorchTrainer(
         _entry,
@@ -173,6 +174,7 @@ class Worker:
     device: torch.device
     use_gpu: bool
     out: Path
+    metrics_file: str = "metrics.jsonl"  # the driver's log in ``out`` (fault injection reads it)
     for_driver: dict[str, Any] = field(default_factory=dict)  # rank 0's, sent with its next report
 
     @classmethod
@@ -183,7 +185,7 @@ class Worker:
         ctx = ray.train.get_context()
         out = Path(loop["out"])
         return cls(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(),
-                   loop["use_gpu"], out)  # fmt: skip
+                   loop["use_gpu"], out, loop["metrics_file"])  # fmt: skip
 
     @property
     def chief(self) -> bool:
@@ -241,12 +243,19 @@ class Worker:
         if d is not None:  # report copied it into the run's storage: the local copy goes
             shutil.rmtree(d, ignore_errors=True)
 
-    def maybe_fail(self, epoch: int, fail_at: int | None) -> None:
-        """Fault injection for the resume tests: this worker dies once, at epoch ``fail_at``."""
+    def maybe_fail(self, epoch: int, fail_at: int | None, wait_s: float = 60.0) -> None:
+        """Fault injection for the resume tests: this worker dies once, at epoch ``fail_at``,
+        after the driver has logged the epoch before (or ``wait_s`` passed). Ray Train pops a
+        report from the worker before its reply reaches the driver, so a death right after a
+        report can lose it, and with it the checkpoint a test expects to resume from."""
         mark = self.out / ".failed_once"
-        if fail_at and epoch == fail_at and not mark.exists():
-            mark.touch()
-            os._exit(1)
+        if not fail_at or epoch != fail_at or mark.exists():
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and logged_through(self.out / self.metrics_file) < epoch:
+            time.sleep(0.2)
+        mark.touch()
+        os._exit(1)
 
     def agree(self, flag: bool) -> bool:
         """Rank 0's ``flag`` on every rank (they must leave a loop at the same step)."""

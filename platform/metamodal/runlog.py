@@ -72,6 +72,12 @@ def read_metrics(log: Path) -> list[dict]:
     return rows
 
 
+def logged_through(log: Path) -> int:
+    """The last epoch the log holds a whole row for (0: none yet)."""
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return max((int(e) for e in map(_row_epoch, lines) if e != float("inf")), default=0)
+
+
 def trim_log(log: Path, epoch: int) -> int:
     """Keep the rows up to ``epoch`` (atomically); how many were dropped."""
     lines = log.read_text().splitlines() if log.is_file() else []
