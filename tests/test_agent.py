@@ -15,6 +15,7 @@ from metamodal.agent.fusion import fuse
 from metamodal.agent.menus import fit_rule_route
 from metamodal.agent.routes import Route, make_batch, reward_table
 from metamodal.agent.tools import run_tools, tools_for
+from metamodal.models import ZOO
 
 FULL = ("graph", "text", "image")
 
@@ -321,3 +322,41 @@ def test_what_a_user_sets_wins_over_the_quick_preset() -> None:
     nested = load_mma_config(["policy.depth=8"], quick_mode=True).policy
     assert nested.depth == 8 and nested.bc_epochs == 6
     assert load_mma_config([], quick_mode=True, seeds=2).seeds == 2
+
+
+@pytest.mark.parametrize("model", sorted(ZOO))
+def test_every_zoo_model_scores_a_pool_from_the_observed_modalities_only(world, model: str) -> None:
+    """The agent's baselines and fusion tools may be any zoo model: whatever its graphs (item
+    kNN views, hyperedges, generated features), noise in a masked modality leaves its answer
+    unchanged and noise in an observed one changes it (a graph-only model has none to change)."""
+    import torch
+
+    from metamodal.train.artifacts import TrainedRun
+    from metamodal.train.data import build_model_data
+    from metamodal.train.masked_scores import MaskedRunScorer
+
+    ds, split, miss, b, store = world
+    names = ["text_vec", "image_vec"]
+    data, _ = build_model_data(ds, split, names, miss)
+    cls = ZOO[model]
+    torch.manual_seed(0)
+    net = cls(data, cls.Params())
+    config = {"params": net.p.model_dump(), "data": {"normalise": "center_l2"}, "train": {"seed": 0}}
+    ep = b.target_positive_part("test", "warm_user", ("graph", "text"), limit=1, seed=0)[0]
+    uses_content = model not in ("bpr", "lightgcn")
+
+    def scores(noise_in: str | None) -> np.ndarray:
+        run = TrainedRun(Path("."), model, config, ds, split, miss, names, net.state_dict())
+        sc = MaskedRunScorer(run, {n: store.group_of(n) for n in names})
+        if noise_in:
+            x = np.random.default_rng(5).normal(size=ds.modalities[noise_in].features.shape)
+            sc._raw = {**sc._raw, noise_in: (x.astype(np.float32), sc._raw[noise_in][1])}
+        users, _ = sc.vectors(("text",))
+        assert users is None  # without graph no learned user vector is read
+        s = sc.scores(ep)
+        assert s.shape == (12,) and np.isfinite(s).all()
+        return s
+
+    before = scores(None)
+    np.testing.assert_allclose(scores("image_vec"), before, rtol=1e-4, atol=1e-5)
+    assert np.allclose(scores("text_vec"), before, rtol=1e-4, atol=1e-5) != uses_content

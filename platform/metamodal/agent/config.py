@@ -10,7 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from metamodal.agent.episodes import PoolConfig
 from metamodal.agent.menu_net import MenuPolicyConfig
 
+# the zoo's state of the art (DGMRec is the MMA paper's strongest baseline) beside the fusion
+# and missing-modality models: MMA is measured against the strongest of them on validation
 BASELINES = (
+    "lgmrec",
+    "dgmrec",
+    "freedom",
+    "dragon",
     "late_fusion",
     "margo",
     "magnet",
