@@ -259,9 +259,7 @@ def test_baselines_see_only_the_observed_modalities(world) -> None:
     for name, mask_ok in (("image_vec", True), ("text_vec", False)):
         x = rng.normal(size=ds.modalities[name].features.shape).astype(np.float32)
         run2 = TrainedRun(Path("."), "late_fusion", config, ds, split, miss, names, state)
-        sc2 = MaskedRunScorer(run2, {n: store.group_of(n) for n in names})
-        sc2._raw = {**sc2._raw, name: (x, sc2._raw[name][1])}
-        after = model_tool(sc2, "fusion")(store.view(ep)).scores
+        after = model_tool(_scorer(run2, store, (name, x)), "fusion")(store.view(ep)).scores
         assert np.allclose(before, after) == mask_ok, name
 
 
@@ -333,7 +331,6 @@ def test_every_zoo_model_scores_a_pool_from_the_observed_modalities_only(world, 
 
     from metamodal.train.artifacts import TrainedRun
     from metamodal.train.data import build_model_data
-    from metamodal.train.masked_scores import MaskedRunScorer
 
     ds, split, miss, b, store = world
     names = ["text_vec", "image_vec"]
@@ -347,16 +344,25 @@ def test_every_zoo_model_scores_a_pool_from_the_observed_modalities_only(world, 
 
     def scores(noise_in: str | None) -> np.ndarray:
         run = TrainedRun(Path("."), model, config, ds, split, miss, names, net.state_dict())
-        sc = MaskedRunScorer(run, {n: store.group_of(n) for n in names})
-        if noise_in:
-            x = np.random.default_rng(5).normal(size=ds.modalities[noise_in].features.shape)
-            sc._raw = {**sc._raw, noise_in: (x.astype(np.float32), sc._raw[noise_in][1])}
-        users, _ = sc.vectors(("text",))
-        assert users is None  # without graph no learned user vector is read
-        s = sc.scores(ep)
+        x = np.random.default_rng(5).normal(size=ds.modalities[noise_in].features.shape) if noise_in else None
+        s = _scorer(run, store, (noise_in, x.astype(np.float32)) if noise_in else None).scores(ep)
         assert s.shape == (12,) and np.isfinite(s).all()
         return s
 
+    run = TrainedRun(Path("."), model, config, ds, split, miss, names, net.state_dict())
+    assert _scorer(run, store).vectors(("text",))[0] is None  # no learned user vector without graph
     before = scores(None)
     np.testing.assert_allclose(scores("image_vec"), before, rtol=1e-4, atol=1e-5)
     assert np.allclose(scores("text_vec"), before, rtol=1e-4, atol=1e-5) != uses_content
+
+
+def _scorer(run, store: EvidenceStore, noise: tuple[str, np.ndarray] | None = None):
+    """A masked scorer over ``run``; ``noise``: (modality, features) put in place of its raw
+    features, to show whether the scores read that modality."""
+    from metamodal.train.masked_scores import MaskedRunScorer
+
+    sc = MaskedRunScorer(run, {n: store.group_of(n) for n in run.modalities})
+    if noise is not None:
+        name, x = noise
+        sc._raw = {**sc._raw, name: (x, sc._raw[name][1])}
+    return sc
