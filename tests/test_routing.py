@@ -358,7 +358,7 @@ def test_a_shared_prefix_is_read_once_and_reads_what_the_whole_prompt_reads(tiny
 def test_coverage_offers_a_model_that_wins_only_where_one_modality_survives() -> None:
     """``mean`` keeps the two best overall; ``coverage`` trades the runner-up for the model that
     is best in the only-graph bucket, because a route picks its tools per bucket."""
-    from metamodal.agent.seed import pick_tool_models
+    from metamodal.agent.tool_models import pick_tool_models
 
     full, graph, fixed = ("target_positive", FULL), ("target_positive", ("graph",)), ("fixed", FULL)
     ndcg = {

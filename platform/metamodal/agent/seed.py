@@ -19,7 +19,7 @@ import numpy as np
 from metamodal.agent.config import MMAConfig, wants_llm_rank
 from metamodal.agent.env import AgentEnv
 from metamodal.agent.episode_sets import seed_episodes
-from metamodal.agent.episodes import Episode, pool_ndcg
+from metamodal.agent.episodes import pool_ndcg
 from metamodal.agent.evidence import EvidenceStore
 from metamodal.agent.extensions import ToolContext, build_tools, slug
 from metamodal.agent.llm_rank import NAME as LLM_RANK
@@ -43,52 +43,13 @@ from metamodal.agent.rows import (
     shuffled_within,
 )
 from metamodal.agent.stats import StatsCodec
+from metamodal.agent.tool_models import choose_tool_models
 from metamodal.agent.tools import model_tool, tools_for
 from metamodal.data.missing import ooma_patterns
 
 
 def log(msg: str) -> None:
     print(f"[mma] {msg}", flush=True)
-
-
-def choose_tool_models(scorers, exclude: str, sel: list[Episode], n: int, rule: str) -> list[str]:
-    """The ``n`` zoo models offered to the routes as fusion tools, by their masked scores on the
-    select episodes (``pick_tool_models``)."""
-    ndcg: dict[str, dict[tuple, list[float]]] = {}
-    for k, sc in scorers.items():
-        if k == exclude:
-            continue
-        for e in sel:
-            ndcg.setdefault(k, {}).setdefault((e.pool_kind, tuple(e.available)), []).append(pool_ndcg(sc.scores(e), e))
-    best = pick_tool_models({k: {b: np.asarray(v) for b, v in d.items()} for k, d in ndcg.items()}, n, rule)
-    log(f"fusion tools ({rule}): " + ", ".join(f"{k} {mean_of_kinds(d):.4f}" for k, d in ndcg.items()) + f" -> {best}")
-    return best
-
-
-def mean_of_kinds(per_bucket: dict[tuple, list[float] | np.ndarray]) -> float:
-    """Target-positive and fixed pools averaged, each over all its episodes."""
-    kinds = [np.concatenate([np.asarray(v) for b, v in per_bucket.items() if b[0] == kind])
-             for kind in ("target_positive", "fixed") if any(b[0] == kind for b in per_bucket)]  # fmt: skip
-    return float(np.mean([k.mean() for k in kinds]))
-
-
-def pick_tool_models(ndcg: dict[str, dict[tuple, np.ndarray]], n: int, rule: str) -> list[str]:
-    """``ndcg``: per model, per select bucket, its episodes' NDCG@10. ``mean``: the ``n`` best
-    by ``mean_of_kinds``. ``coverage``: chosen one at a time to maximise the sum over buckets of
-    the best chosen model's mean there — a route picks its tools per bucket, so a model that
-    wins only where one modality survives is worth a slot the overall mean would not give it."""
-    mean = {k: mean_of_kinds(d) for k, d in ndcg.items()}
-    if rule == "mean":
-        return sorted(mean, key=lambda k: -mean[k])[:n]
-    per = {k: {b: float(v.mean()) for b, v in d.items()} for k, d in ndcg.items()}
-    buckets = sorted({b for d in per.values() for b in d})
-    chosen: list[str] = []
-    while len(chosen) < min(n, len(per)):
-        def cover(k: str) -> tuple[float, float]:
-            return sum(max(per[m].get(b, -np.inf) for m in [*chosen, k]) for b in buckets), mean[k]
-
-        chosen.append(max((k for k in per if k not in chosen), key=cover))
-    return chosen
 
 
 def seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse, run) -> tuple[AgentEnv, dict | None, dict]:
@@ -382,7 +343,9 @@ def run_seed(seed: int, cfg: MMAConfig, runs: dict, store: EvidenceStore, retrie
     if short:
         log(f"seed {seed}: held-out interactions left out, too few negatives to fill a pool: {short}")
     scorers = {n: MaskedRunScorer(r, {m: store.group_of(m) for m in r.modalities}) for n, r in runs.items()}
-    models = choose_tool_models(scorers, cfg.retriever, sel_e, cfg.fusion_tools, cfg.fusion_tool_choice)
+    rule = cfg.fusion_tool_choice
+    models, means = choose_tool_models(scorers, cfg.retriever, sel_e, cfg.fusion_tools, rule)
+    log(f"fusion tools ({rule}): " + ", ".join(f"{k} {v:.4f}" for k, v in means.items()) + f" -> {models}")
     seed_dir = out / f"seed{seed}"
     env, ranker, built = seed_env(store, scorers, models, fit_e, cfg, seed_dir, seed, reuse_policy,
                                   runs[cfg.retriever])  # fmt: skip
