@@ -369,20 +369,3 @@ def test_coverage_offers_a_model_that_wins_only_where_one_modality_survives() ->
     assert pick_tool_models(ndcg, 2, "mean") == ["strong", "runner_up"]
     assert pick_tool_models(ndcg, 2, "coverage") == ["strong", "graph_only"]
     assert pick_tool_models(ndcg, 5, "coverage") == ["strong", "graph_only", "runner_up"]
-
-
-def test_coverage_weighs_the_fixed_pools_as_much_as_all_target_positive_buckets() -> None:
-    """Seven target-positive buckets and one fixed one: the model that wins only on fixed pools
-    (by 0.05) beats one that wins a single target-positive bucket (by 0.10) to the second slot,
-    since each pool kind weighs the same; counted per bucket it would lose."""
-    from metamodal.agent.tool_models import pick_tool_models
-
-    patterns = [("graph",), ("text",), ("image",), ("graph", "text"), ("graph", "image"), ("text", "image"), FULL]
-    tp = [("target_positive", p) for p in patterns]
-    fixed = ("fixed", FULL)
-    ndcg = {
-        "fusion": {**{b: np.full(30, 0.30) for b in tp}, fixed: np.full(30, 0.30)},
-        "image_reader": {**{b: np.full(30, 0.20) for b in tp}, tp[2]: np.full(30, 0.40), fixed: np.full(30, 0.20)},
-        "fixed_pool_best": {**{b: np.full(30, 0.10) for b in tp}, fixed: np.full(30, 0.35)},
-    }  # fmt: skip
-    assert pick_tool_models(ndcg, 2, "coverage") == ["fusion", "fixed_pool_best"]

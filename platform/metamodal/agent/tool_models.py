@@ -32,20 +32,16 @@ def pick_tool_models(ndcg: dict[str, dict[tuple, np.ndarray]], n: int, rule: str
     """``ndcg``: per model, per select bucket, its episodes' NDCG@10. ``mean``: the ``n`` best
     by ``mean_of_kinds``. ``coverage``: chosen one at a time to maximise the sum over buckets of
     the best chosen model's mean there — a route picks its tools per bucket, so a model that
-    wins only where one modality survives is worth a slot the overall mean would not give it.
-    Each pool kind weighs the same in that sum (a bucket counts 1 / its kind's bucket count),
-    as the report weighs them: the one fixed-pool bucket against seven target-positive ones
-    would otherwise never win a slot for the model that is best only on fixed pools."""
+    wins only where one modality survives is worth a slot the overall mean would not give it."""
     mean = {k: mean_of_kinds(d) for k, d in ndcg.items()}
     if rule == "mean":
         return sorted(mean, key=lambda k: -mean[k])[:n]
     per = {k: {b: float(v.mean()) for b, v in d.items()} for k, d in ndcg.items()}
     buckets = sorted({b for d in per.values() for b in d})
-    weight = {b: 1.0 / sum(c[0] == b[0] for c in buckets) for b in buckets}
     chosen: list[str] = []
     while len(chosen) < min(n, len(per)):
         def cover(k: str) -> tuple[float, float]:
-            return sum(weight[b] * max(per[m].get(b, -np.inf) for m in [*chosen, k]) for b in buckets), mean[k]
+            return sum(max(per[m].get(b, -np.inf) for m in [*chosen, k]) for b in buckets), mean[k]
 
         chosen.append(max((k for k in per if k not in chosen), key=cover))
     return chosen
