@@ -222,6 +222,7 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
     assert res["keyword_llm"]["full"]["users"] == 12 and res["sasrec"]["full"]["users"] == rep["test_users"]
     assert rep["comparisons"]["keyword_llm_vs_sasrec|no_text|sampled hr@5"]["n"] == 12
     assert res["keyword_overlap"]["full"]["users"] == rep["test_users"]  # the control reads every user
+    assert rep["config"]["llm"]["eval_users"] == 12  # the report says what was run
     assert rep["comparisons"]["keyword_llm_vs_keyword_overlap|no_image|full ndcg@10"]["n"] == 12
     md = (tmp_path / "run" / "report.md").read_text()
     assert "sampled: the target among 20 random items" in md and "keyword_llm (12 users)" in md

@@ -118,7 +118,8 @@ def write_report(out: Path, dataset: str, cfg: SeqConfig, seeds: list[dict], per
            "results": aggregate(seeds), "comparisons": comparisons(per_user, methods, conds),
            "wall_seconds": wall, "method_seconds": {m: [s["methods"][m]["seconds"] for s in seeds] for m in methods},
            "keyword_llm": [{k: s["methods"]["keyword_llm"].get(k) for k in LLM_FACTS}
-                           for s in seeds if "keyword_llm" in s["methods"]]}  # fmt: skip
+                           for s in seeds if "keyword_llm" in s["methods"]],
+           "config": cfg.model_dump()}  # fmt: skip
     write_json(out / "report.json", rep, indent=1)
     md = markdown(rep)
     (out / "report.md").write_text(md + "\n")
