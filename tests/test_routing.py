@@ -369,3 +369,8 @@ def test_coverage_offers_a_model_that_wins_only_where_one_modality_survives() ->
     assert pick_tool_models(ndcg, 2, "mean") == ["strong", "runner_up"]
     assert pick_tool_models(ndcg, 2, "coverage") == ["strong", "graph_only"]
     assert pick_tool_models(ndcg, 5, "coverage") == ["strong", "graph_only", "runner_up"]
+    ndcg["fixed_best"] = {full: np.full(50, 0.10), graph: np.full(50, 0.05), fixed: np.full(20, 0.31)}
+    assert pick_tool_models(ndcg, 2, "coverage") == ["strong", "graph_only"]  # +0.01 in one bucket
+    assert pick_tool_models(ndcg, 2, "coverage_fixed") == ["strong", "graph_only", "fixed_best"]
+    del ndcg["fixed_best"]
+    assert pick_tool_models(ndcg, 2, "coverage_fixed") == ["strong", "graph_only"]  # already chosen

@@ -53,7 +53,7 @@ class MMAConfig(BaseModel):
     fusion_tools: int = 3  # zoo models offered to the routes as tools
     # how they are chosen on select: "coverage" (the set whose best member per bucket is best:
     # a model strong where one modality survives gets a slot) or "mean" (best over all pools)
-    fusion_tool_choice: Literal["mean", "coverage"] = "coverage"
+    fusion_tool_choice: Literal["mean", "coverage", "coverage_fixed"] = "coverage"
     menu_size: int = 8  # routes per bucket (+ RuleRouter-Fuse's)
     llm_rows: int = 150  # the LLM router's training rows per bucket where the gate routes
     llm_rule_rows: int = 30  # ... and per bucket whose target is the rule's one route

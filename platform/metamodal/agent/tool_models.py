@@ -32,8 +32,17 @@ def pick_tool_models(ndcg: dict[str, dict[tuple, np.ndarray]], n: int, rule: str
     """``ndcg``: per model, per select bucket, its episodes' NDCG@10. ``mean``: the ``n`` best
     by ``mean_of_kinds``. ``coverage``: chosen one at a time to maximise the sum over buckets of
     the best chosen model's mean there — a route picks its tools per bucket, so a model that
-    wins only where one modality survives is worth a slot the overall mean would not give it."""
+    wins only where one modality survives is worth a slot the overall mean would not give it.
+    ``coverage_fixed``: ``coverage``, then the best model on the fixed pools if it is not chosen
+    yet — the fixed pools are one bucket among many, so coverage alone can leave their strongest
+    baseline out of every route."""
     mean = {k: mean_of_kinds(d) for k, d in ndcg.items()}
+    if rule == "coverage_fixed":
+        chosen = pick_tool_models(ndcg, n, "coverage")
+        fixed = {k: float(np.concatenate([np.asarray(v) for b, v in d.items() if b[0] == "fixed"]).mean())
+                 for k, d in ndcg.items() if any(b[0] == "fixed" for b in d)}  # fmt: skip
+        best = max(fixed, key=lambda k: (fixed[k], mean[k]), default=None)
+        return chosen + [best] if best is not None and best not in chosen else chosen
     if rule == "mean":
         return sorted(mean, key=lambda k: -mean[k])[:n]
     per = {k: {b: float(v.mean()) for b, v in d.items()} for k, d in ndcg.items()}
