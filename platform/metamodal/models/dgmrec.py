@@ -47,7 +47,7 @@ from metamodal.models.graphs import (
     row_mean,
     sym_normalise,
 )
-from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss
+from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss, info_nce
 
 
 class DGMRecParams(Params):
@@ -97,15 +97,6 @@ def _masked_mse(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor) -> torch.T
     """Mean squared error over the ``rows`` marked (zero, still in the graph, when none is)."""
     per_row = (a - b).pow(2).mean(1)
     return (per_row * rows).sum() / rows.sum().clamp(min=1)
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, temp: float) -> torch.Tensor:
-    """Row i of ``a`` against row i of ``b``, the other rows of ``b`` its negatives."""
-    if len(a) == 0:
-        return a.new_zeros(())
-    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    logits = a @ b.T / temp
-    return (torch.logsumexp(logits, 1) - logits.diagonal()).mean()
 
 
 class CLUB(torch.nn.Module):

@@ -34,7 +34,7 @@ from metamodal.models.graphs import (
     propagate,
     row_mean,
 )
-from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss
+from metamodal.models.zoo_base import ModelData, Params, ZooModel, bpr_loss, info_nce
 
 
 class LGMRecParams(Params):
@@ -108,17 +108,12 @@ class LGMRec(ZooModel):
         u, i, _ = self.embeddings()
         return u, i
 
-    def _info_nce(self, a: torch.Tensor, b: torch.Tensor, every_b: torch.Tensor) -> torch.Tensor:
-        a, b, every_b = F.normalize(a), F.normalize(b), F.normalize(every_b)
-        pos = (a * b).sum(1) / self.p.tau
-        return -(pos - torch.logsumexp(a @ every_b.T / self.p.tau, 1)).sum()
-
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         u, i, glob = self.embeddings()
         loss = bpr_loss(u[users], i[pos], i[neg])
         n_u = self.n_users
         for g1, g2 in zip(glob, glob[1:], strict=False):
-            loss = loss + self.p.cl_weight * (self._info_nce(g1[users], g2[users], g2[:n_u])
-                                              + self._info_nce(g1[n_u + pos], g2[n_u + pos], g2[n_u:]))  # fmt: skip
+            loss = loss + self.p.cl_weight * (info_nce(g1[users], g2[:n_u], self.p.tau, users, "sum")
+                                              + info_nce(g1[n_u + pos], g2[n_u:], self.p.tau, pos, "sum"))  # fmt: skip
         reg = u[users].norm() + i[pos].norm() + i[neg].norm()
         return loss + self.p.reg_weight * reg / len(users)

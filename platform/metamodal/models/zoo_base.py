@@ -89,6 +89,20 @@ def bpr_from_scores(y_pos: torch.Tensor, y_neg: torch.Tensor) -> torch.Tensor:
     return -torch.nn.functional.logsigmoid(y_pos - y_neg).mean()
 
 
+def info_nce(a: torch.Tensor, b: torch.Tensor, temp: float, targets: torch.Tensor | None = None,
+             reduction: str = "mean") -> torch.Tensor:  # fmt: skip
+    """InfoNCE over cosine logits: row i of ``a`` against every row of ``b``, its positive
+    ``b[targets[i]]`` (row i without ``targets``). Written as a cross-entropy, whose fused
+    log-softmax makes fewer passes over the batch × batch logits than logsumexp minus the
+    diagonal, and the temperature scales ``a`` rather than the logits: the same loss, cheaper."""
+    if len(a) == 0:
+        return a.new_zeros(())
+    logits = (torch.nn.functional.normalize(a, dim=1) / temp) @ torch.nn.functional.normalize(b, dim=1).T
+    if targets is None:
+        targets = torch.arange(len(a), device=a.device)
+    return torch.nn.functional.cross_entropy(logits, targets, reduction=reduction)
+
+
 def l2_reg(*tensors: torch.Tensor) -> torch.Tensor:
     """Squared L2 of the batch's embeddings over the batch size (LightGCN's ½‖E⁰‖² / B)."""
     return sum(t.pow(2).sum() for t in tensors) / (2 * len(tensors[0]))
