@@ -52,7 +52,8 @@ class MMAConfig(BaseModel):
     split: Literal["mmrec", "user_time"] = "mmrec"  # or "user_time": per-user chronological 80/10/10 (the MMA paper)
     fusion_tools: int = 3  # zoo models offered to the routes as tools
     # how they are chosen on select: "coverage" (the set whose best member per bucket is best:
-    # a model strong where one modality survives gets a slot) or "mean" (best over all pools)
+    # a model strong where one modality survives gets a slot), "coverage_fixed" (that, plus the
+    # fixed pools' best model as one more tool) or "mean" (best over all pools)
     fusion_tool_choice: Literal["mean", "coverage", "coverage_fixed"] = "coverage"
     menu_size: int = 8  # routes per bucket (+ RuleRouter-Fuse's)
     llm_rows: int = 150  # the LLM router's training rows per bucket where the gate routes
