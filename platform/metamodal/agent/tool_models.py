@@ -21,11 +21,16 @@ def choose_tool_models(scorers, exclude: str, sel: list[Episode], n: int, rule: 
     return pick_tool_models(per, n, rule), {k: mean_of_kinds(d) for k, d in per.items()}
 
 
+def kind_mean(per_bucket: dict[tuple, list[float] | np.ndarray], kind: str) -> float | None:
+    """The mean over every episode of one pool kind (None where the model has none)."""
+    rows = [np.asarray(v) for b, v in per_bucket.items() if b[0] == kind]
+    return float(np.concatenate(rows).mean()) if rows else None
+
+
 def mean_of_kinds(per_bucket: dict[tuple, list[float] | np.ndarray]) -> float:
     """Target-positive and fixed pools averaged, each over all its episodes."""
-    kinds = [np.concatenate([np.asarray(v) for b, v in per_bucket.items() if b[0] == kind])
-             for kind in ("target_positive", "fixed") if any(b[0] == kind for b in per_bucket)]  # fmt: skip
-    return float(np.mean([k.mean() for k in kinds]))
+    kinds = [m for kind in ("target_positive", "fixed") if (m := kind_mean(per_bucket, kind)) is not None]
+    return float(np.mean(kinds))
 
 
 def pick_tool_models(ndcg: dict[str, dict[tuple, np.ndarray]], n: int, rule: str) -> list[str]:
@@ -39,8 +44,7 @@ def pick_tool_models(ndcg: dict[str, dict[tuple, np.ndarray]], n: int, rule: str
     mean = {k: mean_of_kinds(d) for k, d in ndcg.items()}
     if rule == "coverage_fixed":
         chosen = pick_tool_models(ndcg, n, "coverage")
-        fixed = {k: float(np.concatenate([np.asarray(v) for b, v in d.items() if b[0] == "fixed"]).mean())
-                 for k, d in ndcg.items() if any(b[0] == "fixed" for b in d)}  # fmt: skip
+        fixed = {k: m for k, d in ndcg.items() if (m := kind_mean(d, "fixed")) is not None}
         best = max(fixed, key=lambda k: (fixed[k], mean[k]), default=None)
         return chosen + [best] if best is not None and best not in chosen else chosen
     if rule == "mean":
