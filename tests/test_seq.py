@@ -229,6 +229,7 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
     assert (tmp_path / "run" / "report.png").stat().st_size > 0
     got = json.loads((tmp_path / "run" / "seed0" / "keyword_llm" / "result.json").read_text())
     assert got["rows_by_task"] == {"next_item": 16, "reconstruct": 8}  # multi-task SFT
+    assert got["candidate_order"] == "first_stage"  # the default: SASRec's order, validation targets
     summary = json.loads((tmp_path / "run" / "seed0" / "keyword_llm" / "summary.json").read_text())
     mn = load_menu_policy({**summary, "trunk_dtype": "float32"})  # the brute force runs in float32
     text = "recent: a b; c\nsimilar users: d\nA: x\nB: y\nC: z"
@@ -327,6 +328,49 @@ def test_pointwise_read_out_equals_a_brute_force_forward(tiny_llm: Path) -> None
             with torch.no_grad():
                 logits = mn.net(torch.tensor([mn._ids(p)])).logits[0, -1, letter_ids(mn.tok, 2)]
             np.testing.assert_allclose(got[r, j], torch.log_softmax(logits, -1)[0].item(), atol=1e-4)
+
+
+def _history_scores(hists: list[np.ndarray]) -> np.ndarray:
+    """A stand-in first stage: fixed scores per history, the history itself -inf."""
+    out = np.stack([np.random.default_rng([len(h), int(h.sum())]).normal(size=40) for h in hists])
+    for r, h in enumerate(hists):
+        out[r, h] = -np.inf
+    return out
+
+
+def test_first_stage_order_trains_on_validation_items_and_is_what_evaluation_shows() -> None:
+    """``candidate_order=first_stage``: each training row targets its user's validation item
+    after the training items, its candidate lines sorted by the first stage; evaluation shows
+    the sampled candidates in that order too, so a reader that always answers the first
+    letter scores exactly what the first stage does — and not when they are shuffled."""
+    from metamodal.seq.llm_rec import RECENT, evaluate_reader, training_rows
+
+    make = _prompt_maker()
+    seqs, line_of = make.seqs, {make.kw.line(i, frozenset()): i for i in range(40)}
+    prompts, r, _ = training_rows(make, 12, 6, 0.0, 0, "listwise", _history_scores)
+    assert len(prompts) == 12
+    for p, row in zip(prompts, r, strict=True):
+        lines = p.splitlines()
+        recent = [line_of[x] for x in lines[1].removeprefix("recent: ").split("; ")]
+        (u,) = [u for u in seqs.users("valid") if list(seqs.train[u][-RECENT:]) == recent]
+        cands = [line_of[x.split(": ", 1)[1]] for x in lines[3:]]
+        target = cands.pop(int(row.argmax()))
+        assert target == seqs.target["valid"][u] and not set(cands) & set(seqs.seen[u])
+        cands.insert(int(row.argmax()), target)
+        assert (np.diff(_history_scores([seqs.train[u]])[0][cands]) <= 0).all()
+    users = seqs.users("test")
+    first = _history_scores([seqs.history("test", int(u)) for u in users])
+    negs = sample_negatives(40, seqs.seen, users, 5, seed=2)
+
+    def first_letter(users, hists, cands, hidden):
+        return np.tile(-np.arange(len(cands[0]), dtype=float), (len(cands), 1))
+
+    want = sampled_metrics(first[np.arange(len(users)), seqs.target["test"][users]],
+                           np.take_along_axis(first, negs, 1))  # fmt: skip
+    got = evaluate_reader(first_letter, seqs, users, negs, "full", first, 0, ordered=True)["sampled"]
+    shuffled = evaluate_reader(first_letter, seqs, users, negs, "full", first, 0)["sampled"]
+    assert all(np.array_equal(got[m], want[m]) for m in want)
+    assert not np.array_equal(shuffled["ndcg@5"], want["ndcg@5"])
 
 
 def test_the_keyword_control_scores_the_words_its_prompt_shows() -> None:

@@ -28,6 +28,7 @@ class KeywordLLMConfig(BaseModel):
     eval_users: int | None = Field(100, ge=1, description="test users it reads (null: all); every method is compared on the same ones")  # fmt: skip
     hide_p: float = Field(0.3, ge=0.0, lt=1.0, description="training: P(text, resp. image, keywords hidden)")
     mode: Literal["listwise", "pointwise"] = Field("listwise", description="listwise: the candidates as lettered lines of one prompt; pointwise: one prompt per candidate, answered next / not next")  # fmt: skip
+    candidate_order: Literal["first_stage", "shuffled"] = Field("first_stage", description="first_stage: SASRec's order, as LlamaRec reads a retriever's candidates — training rows then target the users' validation items, which SASRec never trained on; shuffled: a random order in training and on the sampled protocol, so keywords alone must find the target (the full protocol reads SASRec's top in its order either way)")  # fmt: skip
     policy: MenuPolicyConfig = MenuPolicyConfig(bc_epochs=3, rl_epochs=1)
 
 

@@ -17,6 +17,12 @@ reconstruction, which shows an item's own text above lettered keyword lines and 
 line it became — grounding the keyword lines the next-item prompts are made of. On full
 ranking it reranks SASRec's top candidates.
 
+The candidates come in SASRec's order by default (``llm.candidate_order``), as LlamaRec reads its
+retriever's top in the retriever's order: the reader starts from a strong ranking and learns
+when the keywords should overturn it. Its next-item rows then target each user's validation
+item, which SASRec never trained on (on its training items SASRec's order would be too good).
+``shuffled`` keeps the first design, where keywords alone must find the target.
+
 ``pointwise`` (``llm.mode``) reads one prompt per candidate instead — the same context, then that
 candidate's line, answered ``A`` (next) or ``B`` (not next), its score log p(A) — trained on the
 target and one drawn negative per row (reconstruction alike: the item's own line and another's).
@@ -28,7 +34,7 @@ among letters, and a pointwise one read the same keywords above chance.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +54,8 @@ RECENT = 5  # history items shown
 ITEM_WORDS = 4  # keywords per item line
 COLLAB_WORDS = 8
 NEIGHBOURS = 10
+
+FirstStage = Callable[[list[np.ndarray]], np.ndarray]  # histories → [len, n_items] scores, history -inf
 
 
 @dataclass
@@ -148,29 +156,45 @@ class PromptMaker:
 
 
 def training_rows(make: PromptMaker, n_rows: int, n_candidates: int, hide_p: float, seed: int,
-                  mode: str = "listwise"):  # fmt: skip
-    """(prompts, one-hot rewards [n, letters], sizes): the last training item of a user as the
-    target after the items before it, among random unseen items, candidates shuffled; pointwise
-    the target's prompt (A) and one of those negatives' (B)."""
+                  mode: str = "listwise", first_stage: FirstStage | None = None):  # fmt: skip
+    """(prompts, one-hot rewards [n, letters], sizes) among random unseen items; pointwise the
+    target's prompt (A) and one of those negatives' (B). Without ``first_stage`` the target is a
+    user's last training item after the items before it, the candidates shuffled: the reader
+    must find it from keywords alone. With it, the target is the user's validation item after
+    the training items, the candidates in the first stage's order — the order evaluation shows
+    them in, as in LlamaRec — so the reader learns when to depart from that order; the first
+    stage never trained on these targets, so its order is as fallible here as on test."""
     seqs = make.seqs
     rng = np.random.default_rng([seed, 18])
-    users = [u for u in range(len(seqs.train)) if len(seqs.train[u]) >= 2]
+    valid = first_stage is not None
+    users = seqs.users("valid").tolist() if valid else [u for u in range(len(seqs.train)) if len(seqs.train[u]) >= 2]
     if not users:
-        raise ValueError("keyword_llm: no user has two training items")
+        raise ValueError("keyword_llm: no user has " + ("a validation item" if valid else "two training items"))
+    pick = [int(u) for u in rng.choice(users, size=min(n_rows, len(users)), replace=False)]
+    hists = [seqs.train[u] if valid else seqs.train[u][:-1] for u in pick]
+    goal = [int(seqs.target["valid"][u]) if valid else int(seqs.train[u][-1]) for u in pick]
+    order = first_stage(hists) if valid else None
     prompts, targets = [], []
-    for u in rng.choice(users, size=min(n_rows, len(users)), replace=False):
-        seq = seqs.train[int(u)]
-        seen = set(seqs.seen[int(u)].tolist())
+    for r, (u, hist, t) in enumerate(zip(pick, hists, goal, strict=True)):
+        seen = set(seqs.seen[u].tolist())
         neg = [int(i) for i in rng.permutation(seqs.n_items) if int(i) not in seen][: n_candidates - 1]
-        cands = rng.permutation(np.array([int(seq[-1]), *neg]))
+        cands = rng.permutation(np.array([t, *neg]))
+        if order is not None:
+            cands = in_order(cands, order[r])
         hidden = frozenset(k for k in ("text", "image") if rng.random() < hide_p)
         if mode == "pointwise":
-            prompts += make.points(int(u), seq[:-1], np.array([int(seq[-1]), neg[0]]), hidden)
+            prompts += make.points(u, hist, np.array([t, neg[0]]), hidden)
             targets += [0, 1]
             continue
-        prompts.append(make(int(u), seq[:-1], cands, hidden))
-        targets.append(int(np.flatnonzero(cands == seq[-1])[0]))
+        prompts.append(make(u, hist, cands, hidden))
+        targets.append(int(np.flatnonzero(cands == t)[0]))
     return menu_rows(prompts, targets, POINT_LETTERS if mode == "pointwise" else n_candidates)
+
+
+def in_order(cands: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``cands`` by the first stage's ``scores`` (over all items), best first; ties keep the
+    order they came in (a random one)."""
+    return cands[np.argsort(-scores[cands], kind="stable")]
 
 
 def reconstruction_rows(kw: ItemKeywords, texts: list[str | None], n_rows: int, n_candidates: int,
@@ -231,21 +255,23 @@ def llm_reader(net, make: PromptMaker, mode: str):
 
 
 def evaluate_reader(read, seqs: Sequences, users: np.ndarray, negatives: np.ndarray, condition: str,
-                    first_stage: np.ndarray, seed: int) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
+                    first_stage: np.ndarray, seed: int, ordered: bool = False) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
     """Per-user metrics of a keyword reader (``llm_reader``, or its control) on both
-    protocols: on ``sampled`` it reads the target and the user's negatives in a shuffled
-    order; on ``full`` it reorders the first stage's top ``1 + negatives`` (``first_stage``:
-    [users, n_items] scores, history already -inf)."""
+    protocols: on ``sampled`` it reads the target and the user's negatives in a shuffled order
+    (``ordered``: then sorted by the first stage); on ``full`` it reorders the first stage's top
+    ``1 + negatives`` in that order (``first_stage``: [users, n_items] scores, history already
+    -inf)."""
     from metamodal.eval.sequential import full_metrics, sampled_metrics
 
     hidden, n = hidden_kinds(condition), 1 + negatives.shape[1]
     rng = np.random.default_rng([seed, 11])
     hist = [seqs.history("test", int(u)) for u in users]
     target = seqs.target["test"][users]
-    perm = [rng.permutation(n) for _ in users]
-    cands = [np.array([t, *neg])[p] for t, neg, p in zip(target, negatives, perm, strict=True)]
+    cands = [np.array([t, *neg])[rng.permutation(n)] for t, neg in zip(target, negatives, strict=True)]
+    if ordered:
+        cands = [in_order(c, s) for c, s in zip(cands, first_stage, strict=True)]
     lp = read(users, hist, cands, hidden)
-    at = np.array([int(np.flatnonzero(p == 0)[0]) for p in perm])  # where the target went
+    at = np.array([int(np.flatnonzero(c == t)[0]) for c, t in zip(cands, target, strict=True)])  # where the target went
     pos = lp[np.arange(len(users)), at]
     neg = np.stack([np.delete(row, a) for row, a in zip(lp, at, strict=True)])
     top = np.argsort(-first_stage, axis=1, kind="stable")[:, :n]

@@ -46,9 +46,10 @@ def _reader_setup(run, sasrec) -> tuple[ItemKeywords, PromptMaker]:
     return kw, PromptMaker(run.seqs, kw, Neighbours(_states(sasrec, run.seqs.train, run.cfg.sasrec.max_len)))
 
 
-def _read_test_users(run, sasrec, read, k: int) -> dict:
+def _read_test_users(run, sasrec, read, k: int, ordered: bool = False) -> dict:
     """{condition: {protocol: {metric: per-user array}}} of a reader over ``k`` test users
-    drawn by the seed (the same draw for every reader), NaN for the others."""
+    drawn by the seed (the same draw for every reader), NaN for the others; ``ordered``: the
+    sampled candidates in SASRec's order."""
     from metamodal.seq.run import conditions
 
     pick = np.sort(np.random.default_rng([run.seed, 7]).choice(len(run.users), k, replace=False))
@@ -56,7 +57,7 @@ def _read_test_users(run, sasrec, read, k: int) -> dict:
     first = _first_stage(sasrec, [run.seqs.history("test", int(u)) for u in users], run.cfg.sasrec.max_len)
     got: dict = {}
     for c in conditions(run.content[2]):
-        part = evaluate_reader(read, run.seqs, users, negs, c, first, run.seed)
+        part = evaluate_reader(read, run.seqs, users, negs, c, first, run.seed, ordered)
         got[c] = {p: {m: _spread(v, pick, len(run.users)) for m, v in ms.items()} for p, ms in part.items()}
     return got
 
@@ -81,24 +82,29 @@ def evaluate_keyword_llm(run, sasrec) -> tuple[dict, dict]:
     if n > len(LETTERS) and cfg.llm.mode == "listwise":
         raise ValueError(f"keyword_llm reads at most {len(LETTERS)} candidates; n_negatives is {cfg.n_negatives}")
     kw, make = _reader_setup(run, sasrec)
-    prompts, rewards, sizes, by_task = _multi_task_rows(run, make, kw, n)
+    prompts, rewards, sizes, by_task = _multi_task_rows(run, sasrec, make, kw, n)
     pcfg = cfg.llm.policy.model_copy(update={"seed": run.seed, "answer": ANSWER})
     summary = train_menu_policy(prompts, rewards, sizes, rewards, run.dir / "keyword_llm", pcfg, reward_scale=1.0,
                                 record={"mode": cfg.llm.mode})  # fmt: skip
     net = load_menu_policy(summary)
     k = len(run.users) if cfg.llm.eval_users is None else min(cfg.llm.eval_users, len(run.users))
-    got = _read_test_users(run, sasrec, llm_reader(net, make, cfg.llm.mode), k)
+    got = _read_test_users(run, sasrec, llm_reader(net, make, cfg.llm.mode), k, _in_sasrec_order(run))
     facts = {"eval_users": int(k), "mode": cfg.llm.mode, "train_rows": len(prompts), "train_seconds": summary["seconds"],
-             "rows_by_task": by_task,
+             "rows_by_task": by_task, "candidate_order": cfg.llm.candidate_order,
              "bc_loss_first": summary["bc_loss_first"], "bc_loss_last": summary["bc_loss_last"]}  # fmt: skip
     return got, facts
 
 
-def _multi_task_rows(run, make: PromptMaker, kw: ItemKeywords, n: int):
-    """Next-item rows, then keyword-reconstruction rows (the menu trainer shuffles its rows), and
-    how many of each."""
+def _in_sasrec_order(run) -> bool:
+    return run.cfg.llm.candidate_order == "first_stage"
+
+
+def _multi_task_rows(run, sasrec, make: PromptMaker, kw: ItemKeywords, n: int):
+    """Next-item rows (in SASRec's order when the candidates are read in it), then
+    keyword-reconstruction rows (the menu trainer shuffles its rows), and how many of each."""
     cfg = run.cfg.llm
-    parts = {"next_item": training_rows(make, cfg.train_rows, n, cfg.hide_p, run.seed, cfg.mode)}
+    first = (lambda hists: _first_stage(sasrec, hists, run.cfg.sasrec.max_len)) if _in_sasrec_order(run) else None
+    parts = {"next_item": training_rows(make, cfg.train_rows, n, cfg.hide_p, run.seed, cfg.mode, first)}
     text = run.ds.modalities.get("text")
     if cfg.reconstruct_rows and text is not None:
         parts["reconstruct"] = reconstruction_rows(kw, text.texts, cfg.reconstruct_rows, min(n, len(LETTERS)),
