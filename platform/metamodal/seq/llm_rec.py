@@ -173,7 +173,7 @@ def training_rows(make: PromptMaker, n_rows: int, n_candidates: int, hide_p: flo
     pick = [int(u) for u in rng.choice(users, size=min(n_rows, len(users)), replace=False)]
     hists = [seqs.train[u] if valid else seqs.train[u][:-1] for u in pick]
     goal = [int(seqs.target["valid"][u]) if valid else int(seqs.train[u][-1]) for u in pick]
-    order = first_stage(hists) if valid else None
+    order = first_stage(hists) if valid and mode == "listwise" else None  # pointwise rows show no order
     prompts, targets = [], []
     for r, (u, hist, t) in enumerate(zip(pick, hists, goal, strict=True)):
         seen = set(seqs.seen[u].tolist())
