@@ -249,6 +249,18 @@ def test_seq_run_learns_the_next_item_on_ray_train(tmp_path: Path, ray_session, 
                for m in ("popularity", "sasrec"))  # fmt: skip
 
 
+def test_mm_sasrec_without_content_is_refused_before_any_method_runs(tmp_path: Path) -> None:
+    """A run that cannot finish says so before it spends minutes on the methods it can run."""
+    from metamodal.seq.config import load_seq_config
+    from metamodal.seq.run import run_seq
+
+    cat = write_cycle_catalog(tmp_path / "cycle")
+    (cat / "catalog.json").write_text(json.dumps({"image_field": None}))  # its text only: no feature files
+    with pytest.raises(ValueError, match="mm_sasrec needs content modalities: give features=DIR"):
+        run_seq(str(cat), tmp_path / "run", load_seq_config(["methods=[popularity,mm_sasrec]"], seeds=1))
+    assert not (tmp_path / "run" / "seed0").exists()
+
+
 def test_only_the_llm_settings_key_only_keyword_llm() -> None:
     """Adding or retuning keyword_llm keeps the baselines' results; a shared setting reruns all."""
     from metamodal.seq.config import load_seq_config

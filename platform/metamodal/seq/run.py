@@ -171,8 +171,6 @@ def fit_method(method: str, run: SeedRun) -> tuple[Scorer, dict]:
 
     content, present, _ = run.content
     mm = method == "mm_sasrec"
-    if mm and not content:
-        raise ValueError("mm_sasrec needs content modalities: give features=DIR (an extraction run) or a catalogue with feature files")  # fmt: skip
     job = _job(seqs, cfg, run.seed, content if mm else {}, present if mm else {})
     model, state = fit_sequential(job, run.dir / method, f"seq-{method}-seed{run.seed}")
     atomic_write(run.dir / method / "model.pt", lambda tmp: torch.save(model.state_dict(), tmp))
@@ -233,10 +231,10 @@ def run_method(method: str, run: SeedRun) -> tuple[dict, dict[str, np.ndarray]]:
     return res, arrays
 
 
-def run_seed(ds: Dataset, seqs: Sequences, cfg: SeqConfig, seed: int, out: Path) -> tuple[dict, dict]:
+def run_seed(ds: Dataset, seqs: Sequences, cfg: SeqConfig, seed: int, out: Path,
+             content: tuple[dict, dict, dict[str, str]]) -> tuple[dict, dict]:  # fmt: skip
     """(the seed's results per method, its per-user arrays keyed ``method|condition|…``)."""
     users = seqs.users("test")
-    content = content_of(ds, cfg) if cfg.features or ds.feature_modalities() else ({}, {}, {})
     run = SeedRun(ds, seqs, cfg, seed, out, content, users,
                   sample_negatives(seqs.n_items, seqs.seen, users, cfg.n_negatives, seed))  # fmt: skip
     res: dict = {"seed": seed, "test_users": len(users), "methods": {}, "conditions": conditions(content[2])}
@@ -257,6 +255,9 @@ def run_seq(dataset: str, out: str | Path, cfg: SeqConfig) -> dict:
     t0 = time.perf_counter()
     ds = attach_features(load_dataset(dataset), cfg.features)
     seqs = Sequences.from_split(ds, make_split(ds, "loo"))
+    content = content_of(ds, cfg) if cfg.features or ds.feature_modalities() else ({}, {}, {})
+    if "mm_sasrec" in cfg.method_list() and not content[0]:  # said before any training, not after
+        raise ValueError("mm_sasrec needs content modalities: give features=DIR (an extraction run) or a catalogue with feature files")  # fmt: skip
     write_json(out / "config.json", {"dataset": str(dataset), **cfg.model_dump()}, indent=1)
-    got = [run_seed(ds, seqs, cfg, s, out) for s in range(cfg.seeds)]
+    got = [run_seed(ds, seqs, cfg, s, out, content) for s in range(cfg.seeds)]
     return write_report(out, str(dataset), cfg, [g[0] for g in got], [g[1] for g in got], time.perf_counter() - t0)
