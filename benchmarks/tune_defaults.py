@@ -5,9 +5,10 @@ chosen values as that dataset's config layer.
         --set data.features=runs/ml100k-emb [--models all] [--num-samples 12] [--max-epochs 80]
 
 For each model: ``run_tune(tune_spaces/<model>.yaml, ...)`` (ASHA on validation Recall@20; test
-is never read), its trial table copied to ``benchmarks/results/tune_<dataset>/<model>.md`` with
+is never read), its trial table copied to ``benchmarks/results/tune_<name>/<model>.md`` with
 its curves, the sweep's record added to ``summary.json`` there, and the ``models:`` block of
-``platform/metamodal/configs/datasets/<dataset>.yaml`` regenerated from every record. A model
+``platform/metamodal/configs/datasets/<name>.yaml`` regenerated from every record (``<name>``: the
+name the dataset declares, ``catalog.json``'s for a catalogue, else its folder's). A model
 already in ``summary.json`` with the same budget and overrides is kept (``--redo`` sweeps it
 again), so a cut-off run resumes at the next model.
 """
@@ -20,6 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
+from metamodal.data import dataset_name
 from metamodal.models import ZOO
 from metamodal.rundir import write_json
 from metamodal.tuning import load_spec, run_tune
@@ -78,7 +80,7 @@ def main() -> None:
     p.add_argument("--work", default="runs/tune_defaults", help="the sweeps' run directories")
     p.add_argument("--redo", action="store_true", help="sweep models already recorded again")
     a = p.parse_args()
-    name = Path(a.dataset).resolve().name
+    name = dataset_name(a.dataset)
     models = sorted(ZOO) if a.models == "all" else a.models.split(",")
     unknown = [m for m in models if m not in ZOO]
     if unknown:

@@ -113,3 +113,27 @@ def test_a_datasets_tuned_block_is_regenerated_whole_and_read_as_its_layer(
     assert (
         load_config("bpr", "/data/shopx")[0].train.lr == 0.002
     )  # an untuned model: the shared value
+
+
+def test_a_catalogues_tuned_layer_is_keyed_on_its_declared_name(tmp_path, monkeypatch) -> None:
+    """A catalogue's layer follows the name in its ``catalog.json``, not the folder it sits in:
+    the generated shop's tuned values must not reach a user's catalogue in a folder of that name."""
+    from metamodal.data import DataError
+    from metamodal.train import config as config_mod
+    from metamodal.train.config import load_config
+
+    asked: list[str] = []
+    monkeypatch.setattr(config_mod, "_package_yaml", lambda rel: asked.append(rel) or {})
+    shop = tmp_path / "lfm2k"
+    shop.mkdir()
+    (shop / "items.jsonl").write_text('{"id": "a", "text": "a red shoe"}\n')
+    (shop / "interactions.csv").write_text("user_id,item_id\nu,a\n")
+    load_config("bpr", shop)
+    assert asked[0] == "datasets/lfm2k.yaml"  # no declared name: the folder's
+    (shop / "catalog.json").write_text(json.dumps({"name": "my-shop"}))
+    asked.clear()
+    load_config("bpr", shop)
+    assert asked[0] == "datasets/my-shop.yaml"
+    (shop / "catalog.json").write_text('{"name": ')
+    with pytest.raises(DataError, match="catalog.json.*invalid JSON"):
+        load_config("bpr", shop)

@@ -2,7 +2,7 @@
 
 from metamodal.data.dataset import Dataset, Interactions
 from metamodal.data.load_errors import DataError, LoadReport
-from metamodal.data.loaders import FORMATS, detect_format, load_dataset
+from metamodal.data.loaders import FORMATS, dataset_name, detect_format, load_dataset
 from metamodal.data.modalities import FeatureModality, ImageModality, Modality, TextModality
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "LoadReport",
     "Modality",
     "TextModality",
+    "dataset_name",
     "detect_format",
     "load_dataset",
 ]

@@ -4,8 +4,8 @@ message naming the layer and key.
 
 The code holds every default (the pydantic fields here and each model's ``Params``); a YAML
 layer holds only what differs from them, never a copy (``tests/test_layers.py`` checks). A
-dataset's file (``configs/datasets/<name>.yaml``) has settings for every model at its top level
-and, under ``models.<model>``, the values the platform's own Ray Tune sweep chose for that model
+dataset's file (``configs/datasets/<name>.yaml``, ``<name>`` the name the dataset declares) has
+settings for every model at its top level and, under ``models.<model>``, the values the platform's own Ray Tune sweep chose for that model
 on that dataset's validation split (``benchmarks/tune_defaults.py`` writes them).
 
 Overrides come as ``key.path=value`` strings (``train.lr=0.01``, ``params.n_layers=2``) or an
@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metamodal.config import ConfigError, merge_layers, parse_override
+from metamodal.data.loaders import dataset_name
 from metamodal.data.missing import MissingSpec
 from metamodal.eval.metrics import METRICS
 
@@ -116,7 +117,7 @@ def load_config(
 
     if model not in ZOO:
         raise ConfigError(f"unknown model {model!r}; the zoo has {sorted(ZOO)}")
-    layers = package_layers(model, Path(dataset).name)
+    layers = package_layers(model, dataset_name(dataset))
     if override_file:
         layers.append((str(override_file), yaml.safe_load(Path(override_file).read_text()) or {}))
     for o in overrides or []:

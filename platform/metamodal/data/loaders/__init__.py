@@ -46,6 +46,17 @@ def detect_format(path: str | Path) -> str:
     )
 
 
+def dataset_name(path: str | Path) -> str:
+    """The name a dataset declares (a catalogue's ``catalog.json`` ``name``), else its folder's.
+
+    Tuned config layers are keyed on it: keyed on the folder alone, the generated shop's layer
+    would apply to every user catalogue that happens to sit in a folder of the same name."""
+    p = Path(path).resolve()
+    if generic.detect(p):
+        return generic.read_schema(p).name or p.name
+    return p.name
+
+
 def load_dataset(path: str | Path, format: str | None = None) -> Dataset:
     """Load any supported dataset; ``format`` skips autodetection."""
     p = Path(path)
