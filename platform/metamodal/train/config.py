@@ -5,8 +5,9 @@ message naming the layer and key.
 The code holds every default (the pydantic fields here and each model's ``Params``); a YAML
 layer holds only what differs from them, never a copy (``tests/test_layers.py`` checks). A
 dataset's file (``configs/datasets/<name>.yaml``, ``<name>`` the name the dataset declares) has
-settings for every model at its top level and, under ``models.<model>``, the values the platform's own Ray Tune sweep chose for that model
-on that dataset's validation split (``benchmarks/tune_defaults.py`` writes them).
+settings for every model at its top level and, under ``models.<model>``, the values the
+platform's own Ray Tune sweep chose for that model on that dataset's validation split
+(``benchmarks/tune_defaults.py`` writes them).
 
 Overrides come as ``key.path=value`` strings (``train.lr=0.01``, ``params.n_layers=2``) or an
 override YAML file (what ``metamodal tune`` writes for its best trial).
