@@ -219,7 +219,9 @@ def main() -> None:
     if a.gpu and not torch.cuda.is_available():
         sys.exit("--gpu: CUDA is not available on this host")
     res = gpu_benchmark(a) if a.gpu else cpu_benchmark(a)
-    res["random_weights"] = True
+    arch = a.gpu_arch if a.gpu else a.arch
+    res["arch"] = arch
+    res["random_weights"] = any(s.random_init for s in specs(arch, text=not a.gpu))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
     print(json.dumps({k: v for k, v in res.items() if k != "arms"}, indent=2))
