@@ -106,16 +106,18 @@ def cpu_benchmark(a: argparse.Namespace) -> dict:
 
     ds = load_dataset(a.catalog)
     cores = os.cpu_count() or 1
-    res: dict = {"catalog": a.catalog, "cores": cores, "batch_size": a.batch_size, "arms": {}}
+    encoders = specs(a.arch)
+    res: dict = {"catalog": a.catalog, "cores": cores, "batch_size": a.batch_size, "arch": a.arch,
+                 "random_weights": any(s.random_init for s in encoders), "arms": {}}  # fmt: skip
     arms = res["arms"]
     for threads in sorted({cores, 1}, reverse=True):
         name = "loop" if threads == cores else "loop_1_thread"
-        arms[name] = {s.modality: loop_arm(ds, s, a.batch_size, threads) for s in specs(a.arch)}
+        arms[name] = {s.modality: loop_arm(ds, s, a.batch_size, threads) for s in encoders}
         print(f"{name}: {arms[name]}", flush=True)
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
     torch.set_num_threads(1)
     for n in (1, 2):
-        cfg = ExtractConfig(encoders=specs(a.arch), actors=n, batch_size=a.batch_size)
+        cfg = ExtractConfig(encoders=encoders, actors=n, batch_size=a.batch_size)
         arms[f"actors_{n}"] = {s.modality: ray_arm(ds, s, cfg) for s in cfg.encoders}
         print(f"actors_{n}: {arms[f'actors_{n}']}", flush=True)
     ray.shutdown()
@@ -191,6 +193,7 @@ def gpu_benchmark(a: argparse.Namespace) -> dict:
     pipe = arms[best]
     return {
         "arch": a.gpu_arch,
+        "random_weights": spec.random_init,
         "gpu": torch.cuda.get_device_name(0),
         "batch_size": a.gpu_batch_size,
         "images": pipe["items"],
@@ -219,9 +222,6 @@ def main() -> None:
     if a.gpu and not torch.cuda.is_available():
         sys.exit("--gpu: CUDA is not available on this host")
     res = gpu_benchmark(a) if a.gpu else cpu_benchmark(a)
-    arch = a.gpu_arch if a.gpu else a.arch
-    res["arch"] = arch
-    res["random_weights"] = any(s.random_init for s in specs(arch, text=not a.gpu))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
     print(json.dumps({k: v for k, v in res.items() if k != "arms"}, indent=2))
