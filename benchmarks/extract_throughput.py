@@ -33,6 +33,7 @@ from metamodal.data.modalities import has_text
 from metamodal.extract.decode import load_image
 from metamodal.extract.encoders import Encoder, EncoderSpec, image_size
 from metamodal.extract.pipeline import ExtractConfig, ExtractOptions, build_config, extract_modality
+from metamodal.raylogs import quiet_driver, verbose
 
 
 def specs(arch: str, text: bool = True) -> list[EncoderSpec]:
@@ -84,6 +85,10 @@ def loop_arm(ds, spec: EncoderSpec, batch: int, threads: int, device: str = "cpu
 def ray_arm(ds, spec: EncoderSpec, cfg: ExtractConfig) -> dict:
     with tempfile.TemporaryDirectory() as d:
         s = extract_modality(ds, spec, Path(d), cfg)
+    if s["steady_items_per_s"] is None:  # every item came in the first batch: no steady state
+        raise SystemExit(f"{spec.modality}: {s['encoded_now']} items fit in one batch of "
+                         f"{cfg.batch_size}, so a pipeline arm has no steady rate; use a smaller "
+                         "--batch-size or a larger catalogue")  # fmt: skip
     return {
         "items": s["encoded_now"],
         "startup_s": s["startup_seconds"],
@@ -115,6 +120,8 @@ def cpu_benchmark(a: argparse.Namespace) -> dict:
         arms[name] = {s.modality: loop_arm(ds, s, a.batch_size, threads) for s in encoders}
         print(f"{name}: {arms[name]}", flush=True)
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if not verbose():  # Ray Data's progress logs give way to the arms' own lines
+        quiet_driver()
     torch.set_num_threads(1)
     for n in (1, 2):
         cfg = ExtractConfig(encoders=encoders, actors=n, batch_size=a.batch_size)
@@ -177,6 +184,8 @@ def gpu_benchmark(a: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as d:
         ds = load_dataset(replicated_catalog(a.catalog, a.gpu_repeat, Path(d) / "cat"))
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if not verbose():
+            quiet_driver()
         arms = {}
         for per_gpu in a.gpu_actors_per_gpu:
             cfg = ExtractConfig(

@@ -76,3 +76,12 @@ def test_planted_tastes_show_in_interactions(small_shop: Path) -> None:
     # and a visual user's colour preference is invisible to textual users' choices
     assert (j["colour"] == j["colour_item"])[j["kind"] == "textual"].mean() < 0.3
     assert np.isclose(users["kind"].value_counts(normalize=True), 1 / 3, atol=0.01).all()
+
+
+def test_a_shop_smaller_than_a_long_history_still_generates(tmp_path: Path) -> None:
+    """Benchmarks' edge cases want catalogues of a few dozen items; a user's history is then
+    capped at half the catalogue instead of failing to sample."""
+    ds = load_dataset(generate(tmp_path, SynthConfig(n_items=40, n_users=30, seed=3, image_size=16),
+                               progress=False))  # fmt: skip
+    per_user = np.bincount(ds.interactions.user)
+    assert len(per_user) == 30 and per_user.min() >= 5 and per_user.max() <= 20

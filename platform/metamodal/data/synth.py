@@ -165,7 +165,9 @@ def _users(cfg: SynthConfig, rng: np.random.Generator) -> pd.DataFrame:
             "collection_a": favs[:, 0],
             "collection_b": favs[:, 1],
             "category": rng.choice(list(CATEGORIES), n),
-            "n_interactions": np.minimum(10 + rng.geometric(1 / 15, n) - 1, 60),
+            # a user never has more than half the catalogue (a small shop stays samplable)
+            "n_interactions": np.minimum(10 + rng.geometric(1 / 15, n) - 1,
+                                         min(60, cfg.n_items // 2)),  # fmt: skip
         }
     )
 
