@@ -82,6 +82,15 @@ def loop_arm(ds, spec: EncoderSpec, batch: int, threads: int, device: str = "cpu
     }
 
 
+def start_quiet_ray(**kw) -> None:
+    """Ray for the pipeline arms, its Data progress logs giving way to the arms' own lines."""
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kw)
+    if not verbose():
+        quiet_driver()
+
+
 def ray_arm(ds, spec: EncoderSpec, cfg: ExtractConfig) -> dict:
     with tempfile.TemporaryDirectory() as d:
         s = extract_modality(ds, spec, Path(d), cfg)
@@ -119,9 +128,7 @@ def cpu_benchmark(a: argparse.Namespace) -> dict:
         name = "loop" if threads == cores else "loop_1_thread"
         arms[name] = {s.modality: loop_arm(ds, s, a.batch_size, threads) for s in encoders}
         print(f"{name}: {arms[name]}", flush=True)
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    if not verbose():  # Ray Data's progress logs give way to the arms' own lines
-        quiet_driver()
+    start_quiet_ray(num_cpus=cores)
     torch.set_num_threads(1)
     for n in (1, 2):
         cfg = ExtractConfig(encoders=encoders, actors=n, batch_size=a.batch_size)
@@ -183,9 +190,7 @@ def gpu_benchmark(a: argparse.Namespace) -> dict:
     bare = bare_forward(spec, a.gpu_batch_size, iters=20)
     with tempfile.TemporaryDirectory() as d:
         ds = load_dataset(replicated_catalog(a.catalog, a.gpu_repeat, Path(d) / "cat"))
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        if not verbose():
-            quiet_driver()
+        start_quiet_ray()
         arms = {}
         for per_gpu in a.gpu_actors_per_gpu:
             cfg = ExtractConfig(
